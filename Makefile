@@ -1,0 +1,48 @@
+# ReID Service — developer entry points. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+# The CPU wheel of torch must be installed first, pinned: a looser spec pulls several GB of CUDA wheels.
+TORCH  := torch==2.13.0
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: help install test test-slow lint run demo-models clean
+
+help:
+	@echo "make test         create .venv, install torch (CPU) + .[cpu,train,dev], run ruff and pytest"
+	@echo "make test-slow    the long tests (marker 'slow')"
+	@echo "make demo-models  train + export the demo models into models/ (synthetic data, 2 CPU cores)"
+	@echo "make run          serve the demo models on http://$(HOST):$(PORT)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install "$(TORCH)"
+	$(BIN)/python -m pip install -e ".[cpu,train,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+demo-models: install
+	$(BIN)/python -m training.demo_models --models-dir models
+
+run: install
+	@[ -f models/demo-osnet/manifest.json ] || $(MAKE) demo-models
+	$(BIN)/reid serve --host $(HOST) --port $(PORT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,198 @@
+"""The image preprocessing contract shared by training and serving.
+
+One implementation, numpy + Pillow only (no torch), used by the training data path and by the service, so that
+train and serve cannot drift: decode (JPEG, PNG, WebP or BMP only) → EXIF transpose → RGB → bilinear resize to
+(H, W) → scale to [0, 1] → normalize with mean / std → float32 CHW.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: The only decoders Pillow may use: anything else (GIF, PDF, EPS, PSD, TIFF …) is refused.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Default cap on decoded pixels (width × height), checked from the header before any pixel is decoded.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a decodable image (corrupt, truncated, empty)."""
+
+
+class UnsupportedImageFormatError(ImageDecodeError):
+    """The bytes are an image in a format we do not accept (e.g. GIF, PDF, PSD)."""
+
+
+class ImageTooLargeError(ValueError):
+    """The image header declares more pixels than allowed."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes a model input: target size and normalization.
+
+    Attributes:
+        height: Output height in pixels.
+        width: Output width in pixels.
+        mean: Per-channel (RGB) mean subtracted after scaling to [0, 1].
+        std: Per-channel (RGB) standard deviation divided after subtracting the mean.
+    """
+
+    height: int
+    width: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"input size must be at least 8×8, got {self.height}×{self.width}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean and std need 3 values (RGB), got {self.mean} and {self.std}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std values must be > 0, got {self.std}")
+
+
+def open_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode bytes into an RGB Pillow image, refusing other formats and oversized images.
+
+    The pixel count is checked from the header, before the pixel data is decoded.
+
+    Args:
+        data: Encoded image bytes.
+        max_pixels: Largest allowed width × height, or None for no cap (Pillow's own bomb check still applies).
+
+    Returns:
+        The decoded image, EXIF-orientation applied, in RGB mode.
+
+    Raises:
+        ImageDecodeError: Empty, corrupt or truncated data.
+        UnsupportedImageFormatError: A real image in a format outside ``ALLOWED_FORMATS``.
+        ImageTooLargeError: More than ``max_pixels`` pixels.
+    """
+    if not data:
+        raise ImageDecodeError("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"the image is too large to decode: {exc}") from exc
+    except Image.DecompressionBombWarning as exc:
+        raise ImageTooLargeError(f"the image is too large to decode: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        detected = _sniff_format(data)
+        if detected is not None:
+            raise UnsupportedImageFormatError(
+                f"unsupported image format {detected}; accepted formats are {', '.join(ALLOWED_FORMATS)}"
+            ) from exc
+        raise ImageDecodeError(
+            f"the data is not a decodable image (accepted formats: {', '.join(ALLOWED_FORMATS)})"
+        ) from exc
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"the image has no pixels ({width}×{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}×{height} = {width * height} pixels, above the limit of {max_pixels}"
+        )
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        return _to_rgb(img)
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt streams surface here
+        raise ImageDecodeError(f"the {img.format} image could not be decoded: {exc}") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bit rather than clip (Pillow's convert("L") clips at 255).
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr8 = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite transparency onto black: the same result every time, whatever the hidden colours are.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"%PDF", "PDF"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"8BPS", "PSD"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+
+
+def _sniff_format(data: bytes) -> str | None:
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def resize_normalize(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """Resize an RGB image to the spec's size (bilinear) and normalize it.
+
+    Returns:
+        float32 array of shape (3, H, W).
+    """
+    if img.mode != "RGB":
+        img = _to_rgb(img)
+    if img.size != (spec.width, spec.height):
+        img = img.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    arr = (arr - mean) / std
+    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+
+
+def preprocess_bytes(
+    data: bytes, spec: PreprocessSpec, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode and preprocess one encoded image into a float32 (3, H, W) array."""
+    return resize_normalize(open_image(data, max_pixels=max_pixels), spec)
+
+
+def preprocess_file(path: str | Path, spec: PreprocessSpec, max_pixels: int | None = None) -> np.ndarray:
+    """Read a file and preprocess it exactly as the service would preprocess its bytes.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ImageDecodeError: The file is not an accepted image; the message names the file.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {p}") from None
+    try:
+        return preprocess_bytes(data, spec, max_pixels=max_pixels)
+    except (ImageDecodeError, ImageTooLargeError) as exc:
+        raise type(exc)(f"{p}: {exc}") from exc
+
+
+def stack_batch(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack preprocessed (3, H, W) arrays into one contiguous float32 (N, 3, H, W) batch."""
+    if not arrays:
+        raise ValueError("cannot build a batch from zero images")
+    return np.ascontiguousarray(np.stack(arrays, axis=0), dtype=np.float32)

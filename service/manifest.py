@@ -1,0 +1,276 @@
+"""The model-folder contract: ``models/<name>/manifest.json`` plus the files it names.
+
+This pydantic model is the only thing the training half (which writes it) and the service (which reads it)
+share, together with :mod:`service.inference.preprocess`. It is validated when written and when read, and
+``load`` checks every file's sha256. Errors name the folder, the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.inference.preprocess import PreprocessSpec
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+
+ModelKind = Literal["embedding", "siamese", "pairwise"]
+ScoringName = Literal["cosine", "correlation", "euclidean", "softmax", "pairwise"]
+FileRole = Literal["embedding", "verification_head", "head_weights", "encoder", "comparator"]
+
+#: Files each kind of model must ship, by role.
+REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
+    "embedding": ("embedding",),
+    "siamese": ("embedding", "verification_head", "head_weights"),
+    "pairwise": ("encoder", "comparator"),
+}
+#: Scores where a larger value means "more likely the same person".
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "cosine": True,
+    "correlation": True,
+    "euclidean": False,
+    "softmax": True,
+    "pairwise": True,
+}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ManifestError(ValueError):
+    """A model folder or its manifest is invalid; the message names the folder, file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class InputSpec(_Strict):
+    """How images are preprocessed before the model (see :mod:`service.inference.preprocess`)."""
+
+    height: int = Field(ge=8, le=2048, description="Input height in pixels.")
+    width: int = Field(ge=8, le=2048, description="Input width in pixels.")
+    mean: tuple[float, float, float] = Field(description="RGB mean subtracted after scaling to [0, 1].")
+    std: tuple[float, float, float] = Field(description="RGB std divided after subtracting the mean.")
+    color: Literal["RGB"] = "RGB"
+    layout: Literal["NCHW"] = "NCHW"
+    resize: Literal["bilinear"] = "bilinear"
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s <= 0 for s in v):
+            raise ValueError(f"std values must be > 0, got {v}")
+        return v
+
+    def to_spec(self) -> PreprocessSpec:
+        """The preprocessing spec this input describes."""
+        return PreprocessSpec(height=self.height, width=self.width, mean=self.mean, std=self.std)
+
+
+class FileEntry(_Strict):
+    """One file of the model folder, with its checksum."""
+
+    file: str = Field(description="File name inside the model folder.")
+    sha256: str = Field(description="Hex sha256 of the file's bytes.")
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if "/" in v or "\\" in v or v in ("", ".", "..") or v.startswith("."):
+            raise ValueError(f"file must be a plain file name inside the model folder, got {v!r}")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _SHA256.match(v):
+            raise ValueError(f"sha256 must be 64 lowercase hex digits, got {v!r}")
+        return v
+
+
+class Threshold(_Strict):
+    """A decision threshold measured on held-out pairs, with the rates it gives there."""
+
+    threshold: float = Field(description="Score threshold (same person when the score is on the 'same' side).")
+    tpr: float = Field(ge=0.0, le=1.0, description="True-match rate at this threshold on the calibration pairs.")
+    fmr: float = Field(ge=0.0, le=1.0, description="False-match rate at this threshold on the calibration pairs.")
+    target_fmr: float | None = Field(default=None, description="The false-match rate this threshold aimed at.")
+
+
+class ScoringMode(_Strict):
+    """A way of scoring a pair, with its calibrated thresholds."""
+
+    higher_is_better: bool = Field(description="True when a larger score means 'same person'.")
+    thresholds: dict[str, Threshold] = Field(
+        default_factory=dict, description="Named thresholds, e.g. 'fmr_1e-03' and 'eer'."
+    )
+    default_threshold: str | None = Field(default=None, description="Key of the threshold used by default.")
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> ScoringMode:
+        if self.default_threshold is not None and self.default_threshold not in self.thresholds:
+            raise ValueError(
+                f"default_threshold {self.default_threshold!r} is not one of {sorted(self.thresholds)}"
+            )
+        return self
+
+    def default_value(self) -> float | None:
+        """The default threshold's value, or None when uncalibrated."""
+        if self.default_threshold is None:
+            return None
+        return self.thresholds[self.default_threshold].threshold
+
+
+class VerificationSpec(_Strict):
+    """Where the 'same person' probability is in ``verification_head.onnx``'s output."""
+
+    same_index: int = Field(ge=0, le=1, description="Column of `probabilities` that means 'same person'.")
+    exact_search: bool = Field(
+        default=True, description="True when head_weights allow exact gallery ranking by the head."
+    )
+
+
+class Provenance(_Strict):
+    """Where the model came from."""
+
+    recipe: str = Field(description="Training recipe name.")
+    dataset: str = Field(description="Dataset the model was trained on.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Evaluation metrics (rank-1, mAP …).")
+    notes: str = Field(default="", description="Free text: caveats, e.g. 'trained on synthetic data'.")
+    synthetic: bool = Field(default=False, description="True when trained on synthetic pedestrians only.")
+
+
+class ModelManifest(_Strict):
+    """The manifest of one exported model folder."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, description="Manifest schema version.")
+    name: str = Field(description="Model name (the folder name).")
+    version: str = Field(default="1", description="Model version string.")
+    kind: ModelKind = Field(description="embedding | siamese | pairwise.")
+    description: str = Field(default="", description="What the model is.")
+    input: InputSpec
+    files: dict[FileRole, FileEntry] = Field(description="Role → file name and sha256.")
+    embedding_dim: int = Field(ge=1, le=65536, description="Length of one embedding vector.")
+    normalize_embeddings: bool = Field(
+        default=False, description="True when embedding.onnx already L2-normalizes its output."
+    )
+    default_metric: ScoringName = Field(description="Scoring mode used when a request names none.")
+    scoring: dict[ScoringName, ScoringMode] = Field(description="Supported scoring modes and thresholds.")
+    verification: VerificationSpec | None = Field(default=None, description="Siamese models only.")
+    parity: dict[str, float] = Field(
+        default_factory=dict, description="Measured onnxruntime-vs-torch differences at export."
+    )
+    provenance: Provenance
+    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    library_versions: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"name must match {_NAME.pattern}, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelManifest:
+        missing = [r for r in REQUIRED_ROLES[self.kind] if r not in self.files]
+        if missing:
+            raise ValueError(f"a {self.kind} model needs files for roles {missing}")
+        if self.default_metric not in self.scoring:
+            raise ValueError(f"default_metric {self.default_metric!r} is not in scoring {sorted(self.scoring)}")
+        if "softmax" in self.scoring and self.verification is None:
+            raise ValueError("scoring mode 'softmax' needs a verification section")
+        for name, mode in self.scoring.items():
+            if mode.higher_is_better != HIGHER_IS_BETTER[name]:
+                raise ValueError(f"scoring.{name}.higher_is_better must be {HIGHER_IS_BETTER[name]}")
+        return self
+
+    @property
+    def model_id(self) -> str:
+        """``name@version``, the identifier the service reports."""
+        return f"{self.name}@{self.version}"
+
+    def file_path(self, folder: str | Path, role: str) -> Path:
+        """Path of the file that plays ``role``."""
+        if role not in self.files:
+            raise ManifestError(f"{folder}: manifest has no file for role {role!r} (has {sorted(self.files)})")
+        return Path(folder) / self.files[role].file  # type: ignore[index]
+
+    def save(self, folder: str | Path) -> Path:
+        """Validate and write ``manifest.json`` into ``folder``; returns its path."""
+        folder = Path(folder)
+        validated = ModelManifest.model_validate(self.model_dump())  # re-validate after any mutation
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / MANIFEST_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(validated.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entry(folder: str | Path, file_name: str) -> FileEntry:
+    """A :class:`FileEntry` for an existing file in ``folder``."""
+    return FileEntry(file=file_name, sha256=sha256_file(Path(folder) / file_name))
+
+
+def load(folder: str | Path, verify_checksums: bool = True) -> ModelManifest:
+    """Read, validate and checksum-verify a model folder's manifest.
+
+    Raises:
+        ManifestError: Missing folder / manifest / file, invalid JSON or field, or a checksum mismatch; the
+            message names the folder and the offending file or field.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not folder.is_dir():
+        raise ManifestError(f"{folder}: model folder not found")
+    if not path.is_file():
+        raise ManifestError(f"{folder}: no {MANIFEST_FILE} in the model folder")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid JSON: {exc}") from exc
+    try:
+        manifest = ModelManifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise ManifestError(
+            f"{path}: field {field!r}: {first['msg']}" + (f" ({exc.error_count()} errors)" if exc.error_count() > 1 else "")
+        ) from exc
+    if verify_checksums:
+        for role, entry in manifest.files.items():
+            fpath = folder / entry.file
+            if not fpath.is_file():
+                raise ManifestError(f"{folder}: file {entry.file} (role {role}) named in the manifest is missing")
+            actual = sha256_file(fpath)
+            if actual != entry.sha256:
+                raise ManifestError(
+                    f"{folder}: checksum mismatch for {entry.file} (role {role}): manifest says "
+                    f"{entry.sha256[:12]}…, file has {actual[:12]}…"
+                )
+    return manifest
+
+
+def discover(models_dir: str | Path) -> list[Path]:
+    """Model folders (those holding a manifest.json) directly under ``models_dir``, sorted by name."""
+    root = Path(models_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / MANIFEST_FILE).is_file())
