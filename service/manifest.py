@@ -98,10 +98,18 @@ class FileEntry(_Strict):
 class Threshold(_Strict):
     """A decision threshold measured on held-out pairs, with the rates it gives there."""
 
-    threshold: float = Field(description="Score threshold (same person when the score is on the 'same' side).")
-    tpr: float = Field(ge=0.0, le=1.0, description="True-match rate at this threshold on the calibration pairs.")
-    fmr: float = Field(ge=0.0, le=1.0, description="False-match rate at this threshold on the calibration pairs.")
-    target_fmr: float | None = Field(default=None, description="The false-match rate this threshold aimed at.")
+    threshold: float = Field(
+        description="Score threshold (same person when the score is on the 'same' side)."
+    )
+    tpr: float = Field(
+        ge=0.0, le=1.0, description="True-match rate at this threshold on the calibration pairs."
+    )
+    fmr: float = Field(
+        ge=0.0, le=1.0, description="False-match rate at this threshold on the calibration pairs."
+    )
+    target_fmr: float | None = Field(
+        default=None, description="The false-match rate this threshold aimed at."
+    )
 
 
 class ScoringMode(_Strict):
@@ -184,7 +192,9 @@ class ModelManifest(_Strict):
         if missing:
             raise ValueError(f"a {self.kind} model needs files for roles {missing}")
         if self.default_metric not in self.scoring:
-            raise ValueError(f"default_metric {self.default_metric!r} is not in scoring {sorted(self.scoring)}")
+            raise ValueError(
+                f"default_metric {self.default_metric!r} is not in scoring {sorted(self.scoring)}"
+            )
         if "softmax" in self.scoring and self.verification is None:
             raise ValueError("scoring mode 'softmax' needs a verification section")
         for name, mode in self.scoring.items():
@@ -200,7 +210,9 @@ class ModelManifest(_Strict):
     def file_path(self, folder: str | Path, role: str) -> Path:
         """Path of the file that plays ``role``."""
         if role not in self.files:
-            raise ManifestError(f"{folder}: manifest has no file for role {role!r} (has {sorted(self.files)})")
+            raise ManifestError(
+                f"{folder}: manifest has no file for role {role!r} (has {sorted(self.files)})"
+            )
         return Path(folder) / self.files[role].file  # type: ignore[index]
 
     def save(self, folder: str | Path) -> Path:
@@ -252,13 +264,16 @@ def load(folder: str | Path, verify_checksums: bool = True) -> ModelManifest:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise ManifestError(
-            f"{path}: field {field!r}: {first['msg']}" + (f" ({exc.error_count()} errors)" if exc.error_count() > 1 else "")
+            f"{path}: field {field!r}: {first['msg']}"
+            + (f" ({exc.error_count()} errors)" if exc.error_count() > 1 else "")
         ) from exc
     if verify_checksums:
         for role, entry in manifest.files.items():
             fpath = folder / entry.file
             if not fpath.is_file():
-                raise ManifestError(f"{folder}: file {entry.file} (role {role}) named in the manifest is missing")
+                raise ManifestError(
+                    f"{folder}: file {entry.file} (role {role}) named in the manifest is missing"
+                )
             actual = sha256_file(fpath)
             if actual != entry.sha256:
                 raise ManifestError(

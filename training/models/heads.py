@@ -1,12 +1,13 @@
 """Heads that sit on a backbone's feature map: BN-neck embedding head, identity classifier, verification head.
 
-The embedding head follows the "bag of tricks" (BoT) BN neck: global pooling → (optional linear reduction) →
-BatchNorm1d with a frozen zero bias → bias-free linear classifier over the training identities. In training mode
-it returns the identity logits and the pre-BN pooled feature (for the triplet / center losses); in eval mode it
-returns only the post-BN embedding, so an exported graph has a single output.
+The embedding head follows the "bag of tricks" (BoT) BN neck: global pooling → (optional linear reduction)
+→ BatchNorm1d with a frozen zero bias → bias-free linear classifier over the training identities. In training
+mode it returns the identity logits and the pre-BN pooled feature (for the triplet / center losses); in eval
+mode it returns only the post-BN embedding, so an exported graph has a single output.
 
-The verification head is the square layer of the Siamese papers: ``(f1 − f2)² → [ReLU] → dropout → Linear(D, 2)``,
-two logits ordered ``(different, same)`` — see :data:`SAME_INDEX` and :data:`DIFFERENT_INDEX`.
+The verification head is the square layer of the Siamese papers:
+``(f1 − f2)² → [ReLU] → dropout → Linear(D, 2)``, two logits ordered ``(different, same)`` — see
+:data:`SAME_INDEX` and :data:`DIFFERENT_INDEX`.
 """
 
 from __future__ import annotations

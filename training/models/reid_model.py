@@ -178,7 +178,7 @@ class EmbeddingExport(nn.Module):
 
 
 class VerificationHeadExport(nn.Module):
-    """Eval-only wrapper: (embeddings_a, embeddings_b) → softmax probabilities N × 2 ordered (different, same).
+    """Eval-only wrapper: (embeddings_a, embeddings_b) → softmax probabilities N × 2, (different, same).
 
     Args:
         head: The trained verification head (e.g. ``SiameseModel.verification_head``).

@@ -1,5 +1,9 @@
-"""Dataset loaders, one file each, registered by name. See :func:`build_dataset`."""
+"""Dataset loaders, one file each, registered by name. See :func:`build_dataset`.
 
+Importing this package imports every loader module, so :func:`dataset_registry` lists them all.
+"""
+
+from training.data.datasets import cuhk01, cuhk03, dukemtmc, folder, market1501, msmt17, viper
 from training.data.datasets.base import (
     DatasetError,
     ImageRecord,
@@ -14,6 +18,13 @@ __all__ = [
     "ImageRecord",
     "ReidSplit",
     "build_dataset",
+    "cuhk01",
+    "cuhk03",
     "dataset_registry",
+    "dukemtmc",
+    "folder",
+    "market1501",
+    "msmt17",
     "register_dataset",
+    "viper",
 ]

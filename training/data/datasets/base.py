@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 
 class DatasetError(ValueError):
-    """The dataset on disk does not have the expected layout; the message names the path and what is missing."""
+    """The dataset on disk does not have the expected layout; the message names the path and what is wrong."""
 
 
 @dataclass(frozen=True, order=True)
@@ -94,10 +94,10 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-class DatasetLoader(Protocol):
-    """What a registered loader is: ``loader(root, **options) -> ReidSplit``."""
-
-    def __call__(self, root: str | Path, **options: Any) -> ReidSplit: ...
+#: What a registered loader is: ``loader(root, *, option=default, ...) -> ReidSplit``. Loaders take
+#: explicit typed keyword-only options (a Protocol with ``**options`` would reject them under mypy).
+DatasetLoader = Callable[..., ReidSplit]
+LoaderT = TypeVar("LoaderT", bound=DatasetLoader)
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,10 @@ class DatasetInfo:
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
-def register_dataset(name: str, summary: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Decorator registering a loader function under ``name``."""
+def register_dataset(name: str, summary: str) -> Callable[[LoaderT], LoaderT]:
+    """Decorator registering a loader function under ``name`` (the function is returned unchanged)."""
 
-    def deco(fn: DatasetLoader) -> DatasetLoader:
+    def deco(fn: LoaderT) -> LoaderT:
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} is registered twice")
         _REGISTRY[name] = DatasetInfo(name=name, loader=fn, summary=summary)

@@ -33,7 +33,14 @@ from training.data.datasets._layout import (
     split_rng,
     two_camera_test_split,
 )
-from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel, require_dir
+from training.data.datasets.base import (
+    DatasetError,
+    ImageRecord,
+    ReidSplit,
+    register_dataset,
+    relabel,
+    require_dir,
+)
 
 NUM_SPLITS = 10
 CAMERA_A, CAMERA_B = 1, 2

@@ -94,7 +94,8 @@ def load_market_style(root: Path, *, name: str, title: str) -> ReidSplit:
     """
     root = resolve_dataset_dir(Path(root), list(SUBSET_DIRS.values()))
     dirs = {
-        subset: require_dir(root / folder, f"{title} {subset} images") for subset, folder in SUBSET_DIRS.items()
+        subset: require_dir(root / folder, f"{title} {subset} images")
+        for subset, folder in SUBSET_DIRS.items()
     }
     train = read_market_dir(dirs["train"], keep_distractors=False)
     query = read_market_dir(dirs["query"], keep_distractors=False)

@@ -51,7 +51,7 @@ def sample_camera(rng: np.random.Generator, camera_id: int) -> CameraProfile:
     """Draw one camera's profile (derive ``rng`` from the dataset seed and the camera id)."""
     picks = rng.choice(len(SCENE_PALETTE), size=5, replace=False)
     views = rng.dirichlet([1.2, 1.2, 0.8, 0.8])
-    cast = np.exp(rng.normal(0.0, 0.14, size=3))
+    cast = np.exp(rng.normal(0.0, 0.07, size=3))
     cast = cast / cast.mean()
     return CameraProfile(
         camera_id=camera_id,
@@ -62,9 +62,9 @@ def sample_camera(rng: np.random.Generator, camera_id: int) -> CameraProfile:
         horizon=float(rng.uniform(0.45, 0.8)),
         view_probs=(float(views[0]), float(views[1]), float(views[2]), float(views[3])),
         scale=float(rng.uniform(0.8, 0.92)),
-        gain=float(np.exp(rng.uniform(np.log(0.6), np.log(1.35)))),
+        gain=float(np.exp(rng.uniform(np.log(0.75), np.log(1.25)))),
         cast=(float(cast[0]), float(cast[1]), float(cast[2])),
-        saturation=float(rng.uniform(0.55, 1.15)),
+        saturation=float(rng.uniform(0.75, 1.1)),
         blur=float(rng.uniform(0.0, 0.9)),
         noise=float(rng.uniform(2.0, 8.0)),
         jpeg_quality=int(rng.integers(60, 95)),
@@ -95,8 +95,9 @@ def render_background(camera: CameraProfile, rng: np.random.Generator, height: i
         lines = ((yy % period) < 2) | (((xx + int(rng.integers(period))) % period) < 2)
         arr[horizon:][lines[horizon:]] *= 0.75
     # low-frequency blotches + fine grain, so backgrounds are never flat
-    coarse = rng.normal(0.0, 9.0, size=(height // 16 + 2, width // 16 + 2, 3)).astype(np.float32)
-    arr += np.kron(coarse, np.ones((16, 16, 1), dtype=np.float32))[:height, :width]
+    coarse = np.clip(128.0 + rng.normal(0.0, 10.0, size=(height // 16 + 2, width // 16 + 2, 3)), 0, 255)
+    smooth = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.Resampling.BILINEAR)
+    arr += np.asarray(smooth, dtype=np.float32) - 128.0
     arr += rng.normal(0.0, 4.0, size=arr.shape).astype(np.float32)
     image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)

@@ -1,4 +1,4 @@
-"""The backbone registry: ``@register_backbone(name)`` beside each factory, ``build_backbone(name)`` to use it.
+"""The backbone registry: ``@register_backbone(name)`` beside each factory; ``build_backbone(name)``.
 
 Pretrained weights come only from local files (no downloads): a torchvision-format ImageNet state dict
 (``.pth``) for the torchvision families, a torchreid-format one for OSNet. Classifier keys (``fc.*``,
@@ -92,14 +92,16 @@ def load_pretrained(backbone: Backbone, path: str | Path, *, name: str = "") -> 
     problems = state_dict_problems(backbone.state_dict(), state_dict)
     if problems:
         listed = "; ".join(problems[:_MAX_LISTED_PROBLEMS])
-        more = f" (+{len(problems) - _MAX_LISTED_PROBLEMS} more)" if len(problems) > _MAX_LISTED_PROBLEMS else ""
+        more = (
+            f" (+{len(problems) - _MAX_LISTED_PROBLEMS} more)" if len(problems) > _MAX_LISTED_PROBLEMS else ""
+        )
         what = name or type(backbone).__name__
         raise ValueError(f"pretrained file {path} does not match backbone {what!r}: {listed}{more}")
     backbone.load_state_dict(state_dict, strict=True)
 
 
 def backbone_state_dict(loaded: Any) -> dict[str, torch.Tensor]:
-    """The backbone part of a loaded checkpoint: unwrap ``"state_dict"``, strip ``module.``, drop classifier."""
+    """The backbone part of a checkpoint: unwrap ``"state_dict"``, strip ``module.``, drop the classifier."""
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping):

@@ -61,7 +61,9 @@ class ResNet(Backbone):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         in_channels = 64
         stages = []
-        for planes, num_blocks, stride in zip((64, 128, 256, 512), layers, (1, 2, 2, last_stride), strict=True):
+        for planes, num_blocks, stride in zip(
+            (64, 128, 256, 512), layers, (1, 2, 2, last_stride), strict=True
+        ):
             blocks = [Bottleneck(in_channels, planes, stride=stride)]
             in_channels = planes * Bottleneck.expansion
             blocks += [Bottleneck(in_channels, planes) for _ in range(num_blocks - 1)]

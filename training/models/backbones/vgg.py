@@ -1,8 +1,8 @@
-"""VGG-16 (Simonyan & Zisserman 2015), convolutional part only, torchvision layout ``features.0`` … ``features.30``.
+"""VGG-16 (Simonyan & Zisserman 2015), conv part only, torchvision layout ``features.0`` … ``features.30``.
 
 Thirteen 3×3 conv + ReLU layers in five blocks, each block closed by a 2×2 max-pool; the fully connected
-``classifier`` is left out (14.7 M parameters remain). Parameterised layers are ``features.{0, 2, 5, 7, 10, 12,
-14, 17, 19, 21, 24, 26, 28}``.
+``classifier`` is left out (14.7 M parameters remain). Parameterised layers are
+``features.{0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28}``.
 
 Levels are the block outputs **after** their max-pool: ``pool1`` (/2, 64 ch), ``pool2`` (/4, 128),
 ``pool3`` (/8, 256), ``pool4`` (/16, 512), ``pool5`` (/32, 512) = the final feature map.
@@ -10,13 +10,21 @@ Levels are the block outputs **after** their max-pool: ``pool1`` (/2, 64 ch), ``
 
 from __future__ import annotations
 
-from torch import nn
+from functools import partial
+
+from torch import Tensor, nn
 
 from training.models.backbones.base import Backbone, LevelStep
 from training.models.backbones.registry import register_backbone
 
 # Output channels of the convs in each block ("configuration D" of the paper).
-VGG16_BLOCKS: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+VGG16_BLOCKS: tuple[tuple[int, ...], ...] = (
+    (64, 64),
+    (128, 128),
+    (256, 256, 256),
+    (512, 512, 512),
+    (512, 512, 512),
+)
 
 
 class VGG(Backbone):
@@ -33,7 +41,10 @@ class VGG(Backbone):
         in_channels = 3
         for block in blocks:
             for out_channels in block:
-                layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+                    nn.ReLU(inplace=True),
+                ]
                 in_channels = out_channels
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             self._block_ends.append(len(layers))
@@ -48,9 +59,14 @@ class VGG(Backbone):
         steps: list[LevelStep] = []
         start = 0
         for i, end in enumerate(self._block_ends, start=1):
-            steps.append((f"pool{i}", self.features[start:end]))
+            steps.append((f"pool{i}", partial(self._run_features, start=start, end=end)))
             start = end
         return steps
+
+    def _run_features(self, x: Tensor, *, start: int, end: int) -> Tensor:
+        for index in range(start, end):
+            x = self.features[index](x)
+        return x
 
 
 @register_backbone("vgg16")

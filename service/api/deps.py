@@ -1,0 +1,80 @@
+"""Dependencies shared by the routers, with ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.api.errors import ProblemError
+from service.config import Settings
+from service.gallery.gallery import Gallery
+from service.inference.batching import MicroBatcher
+from service.inference.sessions import ModelRuntime
+from service.state import ServiceState
+
+
+def get_service(request: Request) -> ServiceState:
+    """The loaded service state of this app."""
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings this app was created with."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[ServiceState, Depends(get_service)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def verify_api_key(request: Request, settings: SettingsDep) -> None:
+    """Require a valid key in ``X-API-Key`` or ``Authorization: Bearer`` when ``REID_API_KEYS`` is set.
+
+    Every configured key is compared in constant time (``hmac.compare_digest``), all of them every time.
+    """
+    if not settings.api_keys:
+        return
+    given = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if given is None and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not given:
+        raise ProblemError(
+            401,
+            "missing API key: send it in the X-API-Key header (or Authorization: Bearer <key>)",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    supplied = given.encode("utf-8", "surrogateescape")
+    matched = False
+    for key in settings.api_keys:
+        matched |= hmac.compare_digest(supplied, key.encode("utf-8"))
+    if not matched:
+        raise ProblemError(401, "invalid API key", headers={"WWW-Authenticate": "ApiKey"})
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The parts of a ready service that endpoints use."""
+
+    state: ServiceState
+    runtime: ModelRuntime
+    gallery: Gallery
+    batcher: MicroBatcher
+
+
+def require_ready(service: ServiceDep) -> Ready:
+    """The loaded model and gallery; 503 with the reason while the service is not ready."""
+    if not service.ready or service.runtime is None or service.gallery is None or service.batcher is None:
+        raise ProblemError(
+            503,
+            f"the service is not ready: {service.reason}",
+            title="Service not ready",
+            headers={"Retry-After": str(service.settings.retry_after_s)},
+        )
+    return Ready(service, service.runtime, service.gallery, service.batcher)
+
+
+ReadyDep = Annotated[Ready, Depends(require_ready)]

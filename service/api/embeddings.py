@@ -1,0 +1,36 @@
+"""``POST /embeddings``: images → embedding vectors (for users who keep their own store)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+
+from service.api.deps import ReadyDep
+from service.api.inputs import embed_images, openapi_body, parse_body
+from service.api.schemas import EmbeddingsResponse, ImagesRequest, Timings
+
+router = APIRouter(tags=["embeddings"])
+
+
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingsResponse,
+    summary="Compute embedding vectors",
+    openapi_extra=openapi_body(ImagesRequest, ("images",)),
+)
+async def embeddings(request: Request, ready: ReadyDep) -> EmbeddingsResponse:
+    """Return the model's embedding of every image, in request order (batched with concurrent requests)."""
+    t0 = time.perf_counter()
+    body = await parse_body(request, ImagesRequest, list_fields=("images",))
+    vectors, decode_ms, inference_ms = await embed_images(ready, body.images, "images")
+    manifest = ready.runtime.manifest
+    return EmbeddingsResponse(
+        embeddings=vectors.astype(float).tolist(),
+        dim=manifest.embedding_dim,
+        normalized=manifest.normalize_embeddings,
+        model=manifest.model_id,
+        timings=Timings(
+            decode_ms=decode_ms, inference_ms=inference_ms, total_ms=(time.perf_counter() - t0) * 1000.0
+        ),
+    )

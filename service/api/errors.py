@@ -1,0 +1,135 @@
+"""RFC 9457 problem details: every error the service returns is ``application/problem+json``.
+
+Bad input never becomes a 500: decode errors are 400, oversized bodies and images 413, unsupported request
+media types 415, validation errors 422, unknown ids 404, missing or wrong API keys 401, and "not ready" or
+"queue full" 503 (with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.inference.preprocess import ImageDecodeError, ImageTooLargeError
+
+PROBLEM_JSON = "application/problem+json"
+logger = logging.getLogger(__name__)
+
+
+class ProblemError(Exception):
+    """An error answered as problem+json.
+
+    Args:
+        status: HTTP status code.
+        detail: A human-readable explanation specific to this occurrence.
+        title: Short summary of the problem type (defaults to the status phrase).
+        headers: Extra response headers (e.g. ``Retry-After``).
+        extra: Extension members added to the problem object.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class RequestBodyTooLarge(StarletteHTTPException):
+    """Raised while streaming a body past the upload limit (an HTTPException: no layer makes it a 500)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"the request body exceeds the limit of {limit} bytes")
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """Build a problem+json response."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def image_error(exc: Exception, field: str) -> ProblemError:
+    """Map a preprocessing error on one image field to a problem (400 decode / 413 too many pixels)."""
+    if isinstance(exc, ImageTooLargeError):
+        return ProblemError(413, f"{field}: {exc}", title="Image too large")
+    if isinstance(exc, ImageDecodeError):
+        return ProblemError(400, f"{field}: {exc}", title="Invalid image")
+    raise exc
+
+
+def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    cleaned = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        cleaned.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    first = cleaned[0] if cleaned else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"]) or "request"
+    more = f" (and {len(cleaned) - 1} more)" if len(cleaned) > 1 else ""
+    return f"{where}: {first['msg']}{more}", cleaned
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error with problem+json."""
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(
+            exc.status,
+            exc.detail,
+            title=exc.title,
+            instance=request.url.path,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = _validation_detail(list(exc.errors()))
+        return problem_response(
+            422, detail, title="Validation error", instance=request.url.path, extra={"errors": errors}
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.method} {request.url.path}"
+        return problem_response(
+            exc.status_code, detail, instance=request.url.path, headers=dict(exc.headers or {})
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal error; see the server log", instance=request.url.path)

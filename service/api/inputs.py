@@ -1,0 +1,165 @@
+"""Request bodies from JSON or multipart forms, and images → embeddings through the micro-batcher."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from service.api.deps import Ready
+from service.api.errors import ProblemError, image_error
+from service.inference.batching import QueueFullError
+from service.inference.preprocess import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    PreprocessSpec,
+    preprocess_bytes,
+)
+from service.manifest import HIGHER_IS_BETTER
+
+M = TypeVar("M", bound=BaseModel)
+_MEDIA = "send multipart/form-data (image files) or application/json (base64 images)"
+
+
+def openapi_body(model: type[BaseModel], file_fields: tuple[str, ...]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body that may be JSON (base64 images) or multipart (files)."""
+    json_schema = model.model_json_schema()
+    form = json.loads(json.dumps(json_schema))
+    for name in file_fields:
+        prop = form["properties"].get(name)
+        if prop is None:
+            continue
+        binary = {"type": "string", "format": "binary"}
+        if prop.get("type") == "array":
+            prop["items"] = binary
+        elif "anyOf" in prop:
+            prop["anyOf"] = [binary, {"type": "null"}]
+        else:
+            prop.update(binary)
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": json_schema}, "multipart/form-data": {"schema": form}},
+        }
+    }
+
+
+async def parse_body(
+    request: Request, model: type[M], list_fields: tuple[str, ...] = (), max_files: int = 1024
+) -> M:
+    """Validate a JSON or multipart body into ``model``.
+
+    Raises:
+        ProblemError: 415 for other media types, 400 for malformed JSON or multipart.
+        RequestValidationError: Fields that fail validation (answered as 422).
+    """
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    data: Any
+    if media == "application/json" or media.endswith("+json"):
+        body = await request.body()
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProblemError(400, f"the body is not valid JSON: {exc}", title="Malformed JSON") from None
+        except RecursionError:
+            raise ProblemError(400, "the JSON body is nested too deeply", title="Malformed JSON") from None
+        if not isinstance(data, dict):
+            raise ProblemError(422, f"the JSON body must be an object, got {type(data).__name__}")
+    elif media == "multipart/form-data":
+        try:
+            form = await request.form(max_files=max_files, max_fields=256)
+        except MultiPartException as exc:
+            raise ProblemError(
+                400, f"malformed multipart body: {exc.message}", title="Malformed multipart"
+            ) from None
+        try:
+            data = {}
+            for key in dict.fromkeys(form.keys()):
+                values = [await v.read() if isinstance(v, UploadFile) else v for v in form.getlist(key)]
+                target = "images" if key == "image" and "images" in list_fields else key
+                if target in list_fields:
+                    data.setdefault(target, []).extend(values)
+                else:
+                    data[target] = values[-1]
+        finally:
+            await form.close()
+    else:
+        shown = media or "none"
+        raise ProblemError(
+            415, f"unsupported content type {shown!r}: {_MEDIA}", title="Unsupported Media Type"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+
+
+def _preprocess_all(
+    images: list[bytes], spec: PreprocessSpec, max_pixels: int, field: str
+) -> list[np.ndarray]:
+    arrays = []
+    for i, data in enumerate(images):
+        try:
+            arrays.append(preprocess_bytes(data, spec, max_pixels=max_pixels))
+        except (ImageDecodeError, ImageTooLargeError) as exc:
+            name = field if len(images) == 1 and not field.endswith("s") else f"{field}[{i}]"
+            raise image_error(exc, name) from None
+    return arrays
+
+
+async def embed_images(ready: Ready, images: list[bytes], field: str) -> tuple[np.ndarray, float, float]:
+    """Decode, preprocess and embed images; returns (embeddings (N, D), decode ms, inference ms).
+
+    Raises:
+        ProblemError: 400/413 for a bad image (the field is named), 413 for too many images, 503 when the
+            inference queue is full (with ``Retry-After``).
+    """
+    settings = ready.state.settings
+    if len(images) > settings.max_images_per_request:
+        raise ProblemError(
+            413,
+            f"{len(images)} images in one request, above the limit of {settings.max_images_per_request} "
+            "(REID_MAX_IMAGES_PER_REQUEST)",
+            title="Too many images",
+        )
+    t0 = time.perf_counter()
+    arrays = await run_in_threadpool(_preprocess_all, images, ready.runtime.spec, settings.max_pixels, field)
+    t1 = time.perf_counter()
+    try:
+        embeddings = await ready.batcher.submit(arrays)
+    except QueueFullError as exc:
+        raise ProblemError(
+            503,
+            f"{exc}; retry after {settings.retry_after_s} s",
+            title="Overloaded",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        ) from None
+    return embeddings, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
+
+
+def resolve_metric(
+    ready: Ready, metric: str | None, threshold: float | None
+) -> tuple[str, float | None, bool]:
+    """The metric (default: the manifest's), its threshold (request or calibrated) and its direction.
+
+    Raises:
+        ProblemError: 422 when the metric is not available for the active model.
+    """
+    manifest = ready.runtime.manifest
+    name = metric or manifest.default_metric
+    available = sorted(ready.gallery.indexes)
+    if name not in ready.gallery.indexes:
+        raise ProblemError(
+            422, f"metric {name!r} is not available for model {manifest.model_id}; choose one of {available}"
+        )
+    if threshold is None and name in manifest.scoring:
+        threshold = manifest.scoring[name].default_value()  # type: ignore[index]
+    return name, threshold, HIGHER_IS_BETTER[name]

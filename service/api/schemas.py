@@ -1,0 +1,242 @@
+"""Request and response bodies; every field is described (they show in the OpenAPI docs at ``/docs``).
+
+Image fields accept base64 text in JSON (a ``data:image/...;base64,`` prefix is allowed) and file parts in
+multipart forms; both arrive here as bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+Metric = Literal["softmax", "cosine", "correlation", "euclidean"]
+_METRIC_DOC = (
+    "Scoring mode: softmax | cosine | correlation | euclidean (default: the model's default metric)."
+)
+_THRESHOLD_DOC = "Decision threshold; default: the model's calibrated threshold for the metric."
+
+
+def _image_bytes(value: object) -> object:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("data:") and "," in text:
+            text = text.split(",", 1)[1]
+        text = "".join(text.split())
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"not valid base64 ({exc}); send the image bytes base64-encoded") from None
+    return value
+
+
+def _json_object(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+    return value
+
+
+ImageData = Annotated[
+    bytes,
+    BeforeValidator(_image_bytes),
+    WithJsonSchema({"type": "string", "format": "byte", "description": "Base64-encoded JPEG/PNG/WebP/BMP."}),
+]
+Metadata = Annotated[dict[str, Any], BeforeValidator(_json_object)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VerifyRequest(_Request):
+    """Two images (or gallery ids in their place) to compare."""
+
+    image_a: ImageData | None = Field(default=None, description="First image (or give gallery_id_a).")
+    image_b: ImageData | None = Field(default=None, description="Second image (or give gallery_id_b).")
+    gallery_id_a: int | None = Field(default=None, ge=1, description="Gallery id used in place of image_a.")
+    gallery_id_b: int | None = Field(default=None, ge=1, description="Gallery id used in place of image_b.")
+    metric: Metric | None = Field(default=None, description=_METRIC_DOC)
+    threshold: float | None = Field(default=None, allow_inf_nan=False, description=_THRESHOLD_DOC)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> VerifyRequest:
+        for side in ("a", "b"):
+            image, gid = getattr(self, f"image_{side}"), getattr(self, f"gallery_id_{side}")
+            if (image is None) == (gid is None):
+                raise ValueError(f"give exactly one of image_{side} and gallery_id_{side}")
+        return self
+
+
+class ImagesRequest(_Request):
+    """One or more images."""
+
+    images: list[ImageData] = Field(min_length=1, max_length=1024, description="The images (1 or more).")
+
+
+class SearchRequest(ImagesRequest):
+    """Query images and how to rank the gallery for them."""
+
+    top_k: int = Field(default=10, ge=1, le=1000, description="Results per query image (1…1000).")
+    metric: Metric | None = Field(default=None, description=_METRIC_DOC)
+    threshold: float | None = Field(default=None, allow_inf_nan=False, description=_THRESHOLD_DOC)
+    exclude_camera_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Skip gallery entries from this camera (cross-camera search).",
+    )
+    person_ids: list[str] | None = Field(
+        default=None, max_length=10000, description="Only return gallery entries of these persons."
+    )
+
+
+class EnrolRequest(ImagesRequest):
+    """Images of one person to add to the gallery."""
+
+    person_id: str = Field(min_length=1, max_length=128, description="Identity of the person in the images.")
+    camera_id: str | None = Field(default=None, max_length=128, description="Camera that took the images.")
+    metadata: Metadata = Field(default_factory=dict, description="JSON object stored with every entry.")
+
+    @model_validator(mode="after")
+    def _small_metadata(self) -> EnrolRequest:
+        if len(json.dumps(self.metadata)) > 16384:
+            raise ValueError("metadata must serialize to at most 16384 bytes of JSON")
+        return self
+
+
+class Timings(BaseModel):
+    """Where the time went, in milliseconds."""
+
+    decode_ms: float = Field(description="Decoding and preprocessing the images.")
+    inference_ms: float = Field(description="Queueing and running the model (embedding and head).")
+    search_ms: float = Field(default=0.0, description="Searching the gallery index.")
+    total_ms: float = Field(description="The whole request.")
+
+
+class VerifyResponse(BaseModel):
+    """The verification decision."""
+
+    same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
+    score: float = Field(description="Score of the pair under the metric.")
+    metric: Metric = Field(description="The scoring mode used.")
+    threshold: float | None = Field(description="The threshold applied.")
+    higher_is_better: bool = Field(description="True when a larger score means 'same person'.")
+    model: str = Field(description="Model name@version.")
+    timings: Timings = Field(description="Timings in milliseconds.")
+
+
+class SearchMatch(BaseModel):
+    """One ranked gallery entry."""
+
+    id: int = Field(description="Gallery id.")
+    person_id: str = Field(description="Person of the gallery entry.")
+    camera_id: str | None = Field(description="Camera of the gallery entry.")
+    score: float = Field(description="Score against the query under the metric.")
+    same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
+
+
+class QueryResult(BaseModel):
+    """The ranking for one query image."""
+
+    matches: list[SearchMatch] = Field(description="Best first.")
+
+
+class SearchResponse(BaseModel):
+    """Rankings for every query image."""
+
+    results: list[QueryResult] = Field(description="One ranking per query image, in request order.")
+    gallery_size: int = Field(description="Searchable gallery entries.")
+    metric: Metric = Field(description="The scoring mode used.")
+    threshold: float | None = Field(description="The threshold applied.")
+    model: str = Field(description="Model name@version.")
+    timings: Timings = Field(description="Timings in milliseconds.")
+
+
+class EmbeddingsResponse(BaseModel):
+    """Embedding vectors of the images."""
+
+    embeddings: list[list[float]] = Field(description="One vector per image, in request order.")
+    dim: int = Field(description="Vector length.")
+    normalized: bool = Field(description="True when the model L2-normalizes its embeddings.")
+    model: str = Field(description="Model name@version.")
+    timings: Timings = Field(description="Timings in milliseconds.")
+
+
+class EnrolResponse(BaseModel):
+    """The new gallery entries."""
+
+    ids: list[int] = Field(description="Gallery ids, one per image, in request order.")
+    person_id: str = Field(description="The person enrolled.")
+    gallery_size: int = Field(description="Searchable gallery entries after enrolment.")
+    model: str = Field(description="Model name@version that embedded the images.")
+
+
+class GalleryItem(BaseModel):
+    """One gallery entry."""
+
+    id: int = Field(description="Gallery id (stable, never reused).")
+    person_id: str = Field(description="Person identity.")
+    camera_id: str | None = Field(description="Camera identity.")
+    metadata: dict[str, Any] = Field(description="The JSON metadata given at enrolment.")
+    created: str = Field(description="Enrolment time (ISO 8601, UTC).")
+    has_image: bool = Field(description="True when the image bytes are stored (REID_STORE_IMAGES).")
+    models: list[str] = Field(description="Model ids this entry has an embedding for.")
+
+
+class GalleryPage(BaseModel):
+    """A page of gallery entries."""
+
+    items: list[GalleryItem] = Field(description="Entries ordered by id.")
+    total: int = Field(description="Entries matching the filter.")
+    offset: int = Field(description="Index of the first entry of this page.")
+    limit: int = Field(description="Page size asked for.")
+
+
+class DeleteResponse(BaseModel):
+    """What a delete removed."""
+
+    deleted_ids: list[int] = Field(description="Gallery ids that were deleted.")
+    gallery_size: int = Field(description="Searchable gallery entries after the delete.")
+
+
+class HealthResponse(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"] = Field(description="Always 'ok' while the process serves requests.")
+
+
+class ReadyResponse(BaseModel):
+    """Readiness, with what is loaded."""
+
+    ready: bool = Field(description="True when model and gallery are loaded and warmed up.")
+    reason: str = Field(description="'ready', or why not.")
+    model: str | None = Field(description="Active model name@version.")
+    provider: str | None = Field(description="onnxruntime execution provider in use.")
+    faiss_gpu: bool = Field(description="True when the FAISS indexes run on a GPU.")
+    gallery_size: int | None = Field(description="Searchable gallery entries.")
+    metrics: list[str] = Field(description="Scoring modes available for search.")
+    startup: dict[str, Any] = Field(description="Start-up facts (duration, head check, rebuilt indexes).")
+
+
+class ModelInfo(BaseModel):
+    """One model folder."""
+
+    name: str = Field(description="Folder name.")
+    active: bool = Field(description="True for the model being served.")
+    manifest: dict[str, Any] | None = Field(description="The manifest, when it is valid.")
+    error: str | None = Field(description="Why the manifest is invalid, if it is.")
+
+
+class ModelsResponse(BaseModel):
+    """Model folders and the active provider."""
+
+    active: str | None = Field(description="Active model name@version.")
+    provider: str | None = Field(description="onnxruntime execution provider in use.")
+    models: list[ModelInfo] = Field(description="Every model folder found.")

@@ -1,0 +1,72 @@
+"""Service settings, read from ``REID_*`` environment variables (pydantic-settings).
+
+Nothing is created at import time: :func:`get_settings` builds the settings on first use and caches them, and
+:func:`service.app.create_app` accepts an explicit :class:`Settings` (tests pass one).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Device = Literal["auto", "cuda", "cpu"]
+IndexType = Literal["flat", "ivf", "hnsw"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each one can be set as ``REID_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="REID_", extra="ignore", protected_namespaces=())
+
+    models_dir: Path = Field(default=Path("models"), description="Folder holding one sub-folder per model.")
+    model: str | None = Field(
+        default=None,
+        description="Active model folder name; default: 'demo-siamese' if present, else the first one.",
+    )
+    data_dir: Path = Field(default=Path("data/service"), description="Gallery database and index snapshots.")
+    device: Device = Field(default="auto", description="auto | cuda | cpu (onnxruntime provider and faiss).")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; empty disables authentication."
+    )
+    max_upload_mb: float = Field(default=20.0, gt=0, le=1024, description="Largest request body, in MiB.")
+    max_pixels: int = Field(default=25_000_000, ge=64, description="Largest image width × height.")
+    max_images_per_request: int = Field(default=64, ge=1, le=1024, description="Images in one request.")
+    index_type: IndexType = Field(default="flat", description="FAISS index: flat (exact) | ivf | hnsw.")
+    ivf_nlist: int = Field(default=256, ge=1, description="IVF cells (capped by the gallery size).")
+    ivf_nprobe: int = Field(default=16, ge=1, description="IVF cells visited per query.")
+    hnsw_m: int = Field(default=32, ge=4, le=128, description="HNSW neighbours per node.")
+    hnsw_ef_search: int = Field(default=128, ge=8, description="HNSW search breadth.")
+    max_batch: int = Field(default=32, ge=1, le=1024, description="Largest inference batch (1 disables).")
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="Longest wait to fill a batch.")
+    queue_size: int = Field(default=512, ge=1, description="Images waiting for inference before 503.")
+    retry_after_s: int = Field(
+        default=1, ge=1, description="Retry-After sent with 503 when the queue is full."
+    )
+    store_images: bool = Field(
+        default=False, description="Keep enrolled image bytes in the gallery database."
+    )
+    snapshot_every: int = Field(default=100, ge=1, description="Gallery writes between index snapshots.")
+    intra_op_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0: default).")
+    warmup: bool = Field(default=True, description="Run a warm-up inference before reporting ready.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [k.strip() for k in v.split(",") if k.strip()]
+        return v
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The body limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,271 @@
+"""The gallery: the SQLite store (truth) plus one derived FAISS index per scoring metric of the active model.
+
+At start each index is loaded from its snapshot only if the snapshot's checksum, row count and generation
+match the database; otherwise it is rebuilt from SQLite (and the reason is logged). Writes hold the write lock
+while the database and every index change, so searches never see a deleted id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.gallery.index import IndexConfig, VectorIndex
+from service.gallery.rwlock import ReadWriteLock
+from service.gallery.store import GalleryStore, NewEntry
+from service.inference.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
+
+logger = logging.getLogger(__name__)
+DB_FILE = "gallery.sqlite3"
+
+
+@dataclass(frozen=True)
+class Match:
+    """One search result."""
+
+    id: int
+    person_id: str
+    camera_id: str | None
+    score: float
+
+
+class Gallery:
+    """Enrol, delete and search gallery embeddings of one model.
+
+    Args:
+        data_dir: Folder of the database and the index snapshots.
+        model_id: ``name@version`` of the active model (embeddings are stored per model id).
+        dim: Embedding length.
+        metrics: Scoring metrics to index (``softmax`` needs ``head``).
+        head: Verification-head weights for exact softmax search.
+        config: Index type and parameters.
+        snapshot_every: Writes between index snapshots (a snapshot is also written on close).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        model_id: str,
+        dim: int,
+        metrics: list[str],
+        head: HeadWeights | None,
+        config: IndexConfig,
+        snapshot_every: int = 100,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.model_id = model_id
+        self.dim = dim
+        self.head = head
+        self.config = config
+        self.snapshot_every = snapshot_every
+        self.store = GalleryStore(self.data_dir / DB_FILE)
+        self.lock = ReadWriteLock(shared_reads=not config.use_gpu)
+        self.indexes = {
+            m: VectorIndex(
+                index_dim(m, dim), inner_product=m != "euclidean", config=config, exact=m == "softmax"
+            )
+            for m in metrics
+        }
+        self._labels: dict[int, tuple[str, str | None]] = {}
+        self._writes = 0
+        self.rebuilt: list[str] = []
+
+    def _name(self, metric: str) -> str:
+        return f"{self.model_id}.{metric}.{self.indexes[metric].index_type}"
+
+    def _path(self, metric: str) -> Path:
+        return self.data_dir / "indexes" / f"{self._name(metric)}.faiss"
+
+    def open(self) -> None:
+        """Load every index from its snapshot, or rebuild it from SQLite when missing or inconsistent."""
+        with self.lock.write():
+            self._labels = self.store.labels()
+            ids, emb = self.store.embeddings(self.model_id, self.dim)
+            generation = self.store.generation()
+            for metric, index in self.indexes.items():
+                reason = self._load_snapshot(metric, index, generation, len(ids))
+                if reason is None:
+                    logger.info(
+                        "index %s loaded from its snapshot (%d vectors)", self._name(metric), index.size
+                    )
+                    continue
+                logger.warning("rebuilding index %s from SQLite: %s", self._name(metric), reason)
+                index.build(ids, gallery_vectors(metric, emb, self.head))
+                self.rebuilt.append(f"{metric}: {reason}")
+                self._save(metric, index, generation)
+
+    def _load_snapshot(self, metric: str, index: VectorIndex, generation: int, rows: int) -> str | None:
+        record = self.store.snapshot(self._name(metric))
+        path = self._path(metric)
+        if record is None:
+            return "no snapshot recorded"
+        if not path.is_file():
+            return f"snapshot file {path.name} is missing"
+        if record["generation"] != generation or record["row_count"] != rows:
+            return f"snapshot is stale (generation {record['generation']} vs {generation})"
+        if not index.load(path, record["checksum"]):
+            return f"snapshot file {path.name} is damaged (checksum mismatch)"
+        if index.size != rows:
+            return f"snapshot holds {index.size} vectors, the database {rows}"
+        return None
+
+    def _save(self, metric: str, index: VectorIndex, generation: int) -> None:
+        if index.tombstones:  # compact first so the snapshot never holds deleted vectors
+            ids, emb = self.store.embeddings(self.model_id, self.dim)
+            index.build(ids, gallery_vectors(metric, emb, self.head))
+        checksum = index.save(self._path(metric))
+        self.store.record_snapshot(
+            self._name(metric), self.model_id, self._path(metric).name, index.size, checksum, generation
+        )
+
+    def snapshot(self) -> None:
+        """Write every index snapshot now."""
+        with self.lock.write():
+            self._snapshot_locked()
+
+    def _snapshot_locked(self) -> None:
+        generation = self.store.generation()
+        for metric, index in self.indexes.items():
+            self._save(metric, index, generation)
+        self._writes = 0
+
+    def _after_write(self) -> None:
+        self._writes += 1
+        for metric, index in self.indexes.items():
+            if index.needs_rebuild:
+                ids, emb = self.store.embeddings(self.model_id, self.dim)
+                index.build(ids, gallery_vectors(metric, emb, self.head))
+        if self._writes >= self.snapshot_every:
+            self._snapshot_locked()
+
+    def close(self) -> None:
+        """Snapshot the indexes and close the database."""
+        self.snapshot()
+        self.store.close()
+
+    @property
+    def size(self) -> int:
+        """Searchable entries (those with an embedding for the active model)."""
+        first = next(iter(self.indexes.values()), None)
+        return first.size if first is not None else 0
+
+    def add(self, entries: list[NewEntry], embeddings: np.ndarray) -> list[int]:
+        """Store entries with their embeddings and index them; returns the new gallery ids."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        with self.lock.write():
+            ids = self.store.add(entries, self.model_id, embeddings)
+            id_arr = np.asarray(ids, dtype=np.int64)
+            for metric, index in self.indexes.items():
+                index.add(id_arr, gallery_vectors(metric, embeddings, self.head))
+            for i, entry in zip(ids, entries, strict=True):
+                self._labels[i] = (entry.person_id, entry.camera_id)
+            self._after_write()
+        return ids
+
+    def set_embeddings(self, ids: list[int], embeddings: np.ndarray) -> None:
+        """Index re-computed embeddings of existing entries (after switching models)."""
+        with self.lock.write():
+            self.store.set_embeddings(ids, self.model_id, embeddings)
+            for metric, index in self.indexes.items():
+                index.remove(ids)
+                index.add(np.asarray(ids, np.int64), gallery_vectors(metric, embeddings, self.head))
+            self._after_write()
+
+    def delete(self, ids: list[int]) -> list[int]:
+        """Delete entries everywhere (rows, embeddings, images, vectors); returns the ids that existed."""
+        with self.lock.write():
+            found = self.store.delete(ids)
+            for index in self.indexes.values():
+                index.remove(found)
+            for i in found:
+                self._labels.pop(i, None)
+            if found:
+                self._after_write()
+        return found
+
+    def erase_person(self, person_id: str) -> list[int]:
+        """Erase every trace of a person; returns the deleted ids."""
+        with self.lock.write():
+            ids = self.store.ids_of_person(person_id)
+            found = self.store.delete(ids)
+            for index in self.indexes.values():
+                index.remove(found)
+            for i in found:
+                self._labels.pop(i, None)
+            if found:
+                # a person's erasure is always snapshotted, so no index file on disk holds their vectors
+                self._snapshot_locked()
+        return found
+
+    def embedding(self, entry_id: int) -> np.ndarray | None:
+        """The stored embedding of an entry for the active model, or None."""
+        return self.store.embedding(entry_id, self.model_id)
+
+    def search(
+        self,
+        metric: str,
+        queries: np.ndarray,
+        top_k: int,
+        exclude_camera_id: str | None = None,
+        person_ids: list[str] | None = None,
+    ) -> list[list[Match]]:
+        """Rank the gallery for each query embedding (exact for flat indexes and softmax).
+
+        Args:
+            metric: One of the indexed metrics.
+            queries: Raw query embeddings (N, D).
+            top_k: Results per query.
+            exclude_camera_id: Skip gallery entries from this camera.
+            person_ids: Keep only these persons.
+        """
+        if metric not in self.indexes:
+            raise ValueError(f"metric {metric!r} is not available; choose one of {sorted(self.indexes)}")
+        index = self.indexes[metric]
+        qvec, const = query_vectors(metric, np.asarray(queries, np.float32), self.head)
+        wanted = set(person_ids) if person_ids else None
+
+        def keep(i: int) -> bool:
+            person, camera = self._labels.get(i, ("", None))
+            if exclude_camera_id is not None and camera == exclude_camera_id:
+                return False
+            return wanted is None or person in wanted
+
+        filtered = exclude_camera_id is not None or wanted is not None
+        with self.lock.read():
+            return self._search_locked(metric, index, qvec, const, top_k, keep if filtered else None)
+
+    def _search_locked(
+        self,
+        metric: str,
+        index: VectorIndex,
+        qvec: np.ndarray,
+        const: np.ndarray,
+        top_k: int,
+        keep: Callable[[int], bool] | None,
+    ) -> list[list[Match]]:
+        total = int(index.index.ntotal)
+        k = top_k if keep is None else min(total, max(4 * top_k, 64))
+        while True:
+            raw, ids = index.search(qvec, k)
+            scores = index_scores(metric, raw, const)
+            results: list[list[Match]] = []
+            complete = True
+            for row_ids, row_scores in zip(ids, scores, strict=True):
+                row: list[Match] = []
+                for i, s in zip(row_ids.tolist(), row_scores.tolist(), strict=True):
+                    if i < 0 or (keep is not None and not keep(i)):
+                        continue
+                    person, camera = self._labels.get(i, ("", None))
+                    row.append(Match(id=i, person_id=person, camera_id=camera, score=float(s)))
+                    if len(row) == top_k:
+                        break
+                complete &= len(row) == top_k
+                results.append(row)
+            if complete or k >= total:
+                return results
+            k = min(total, k * 4)

@@ -1,0 +1,157 @@
+"""A small micro-batcher: concurrent requests' images are queued and run on the model in batches.
+
+Each image is a job with its own future. The worker takes the first waiting job, then gathers more until the
+batch holds ``max_batch`` images or ``max_wait_ms`` has passed, and runs the model in a worker thread so the
+event loop stays free. The queue is bounded: when it is full :meth:`MicroBatcher.submit` raises
+:class:`QueueFullError` at once (the API answers 503 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFullError(RuntimeError):
+    """The inference queue has no room for the request's images."""
+
+
+@dataclass
+class _Job:
+    image: np.ndarray
+    future: asyncio.Future[np.ndarray]
+
+
+class MicroBatcher:
+    """Batch single-image inference calls onto one model function.
+
+    Args:
+        run_batch: Maps an (N, 3, H, W) float32 batch to (N, D) outputs; runs in a worker thread.
+        max_batch: Largest batch (1 turns batching off).
+        max_wait_ms: Longest time the first job of a batch waits for company.
+        queue_size: Largest number of waiting images.
+        metrics: Where batch sizes, inference times and queue depth are recorded.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        queue_size: int,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.queue_size = queue_size
+        self.metrics = metrics
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the worker task on the running event loop."""
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="reid-micro-batcher")
+
+    async def stop(self) -> None:
+        """Stop the worker; jobs still queued fail with a RuntimeError."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the service is shutting down"))
+
+    @property
+    def depth(self) -> int:
+        """Images waiting in the queue."""
+        return self._queue.qsize()
+
+    async def submit(self, images: list[np.ndarray]) -> np.ndarray:
+        """Queue preprocessed (3, H, W) images and wait for their outputs, stacked in order.
+
+        Raises:
+            QueueFullError: Not enough room for all the images (none of them is queued).
+        """
+        if self._worker is None:
+            raise RuntimeError("the micro-batcher is not running")
+        if self._queue.qsize() + len(images) > self.queue_size:
+            if self.metrics is not None:
+                self.metrics.queue_rejections.inc(len(images))
+            raise QueueFullError(
+                f"the inference queue is full ({self._queue.qsize()} of {self.queue_size} images waiting)"
+            )
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(image=img, future=loop.create_future()) for img in images]
+        for job in jobs:
+            self._queue.put_nowait(job)
+        self._observe_depth()
+        results = await asyncio.gather(*(job.future for job in jobs))
+        return np.stack(results, axis=0)
+
+    def _observe_depth(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(self._queue.qsize())
+
+    async def _gather(self) -> list[_Job]:
+        batch = [await self._queue.get()]
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._gather()
+            self._observe_depth()
+            live = [job for job in batch if not job.future.done()]  # cancelled requests are skipped
+            if not live:
+                continue
+            start = time.perf_counter()
+            try:
+                stacked = np.stack([job.image for job in live], axis=0)
+                outputs = await asyncio.to_thread(self.run_batch, stacked)
+            except Exception as exc:  # a model failure fails the batch's requests, not the worker
+                logger.exception("inference failed for a batch of %d", len(live))
+                for job in live:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            if self.metrics is not None:
+                self.metrics.batch_size.observe(len(live))
+                self.metrics.inference_latency.observe(time.perf_counter() - start)
+            for job, out in zip(live, outputs, strict=True):
+                if not job.future.done():
+                    job.future.set_result(out)

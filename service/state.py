@@ -1,0 +1,173 @@
+"""What the lifespan handler loads once and puts on ``app.state.service``: model, gallery, batcher, metrics.
+
+Loading failures (bad manifest, checksum mismatch, ``device=cuda`` without CUDA, a head that disagrees with
+its weights) keep the service live but not ready: ``/ready`` answers 503 with the reason, and the endpoints
+that need the model answer 503 too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.config import Settings
+from service.gallery.gallery import Gallery
+from service.gallery.index import IndexConfig, faiss_gpu_available
+from service.inference.batching import MicroBatcher
+from service.inference.preprocess import preprocess_bytes
+from service.inference.scoring import METRICS
+from service.inference.sessions import ModelRuntime
+from service.manifest import ModelManifest, discover, load
+from service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    """The loaded service.
+
+    Attributes:
+        settings: The settings the app was created with.
+        metrics: The app's Prometheus metrics.
+        manifests: Every model folder's manifest (or the error reading it), by folder name.
+        runtime: The active model's sessions (None until loaded).
+        gallery: The gallery (None until opened).
+        batcher: The micro-batcher of the embedding model.
+        ready: True once model and gallery are loaded and warmed up.
+        reason: Why the service is not ready.
+    """
+
+    settings: Settings
+    metrics: ServiceMetrics
+    manifests: dict[str, ModelManifest | str] = field(default_factory=dict)
+    runtime: ModelRuntime | None = None
+    gallery: Gallery | None = None
+    batcher: MicroBatcher | None = None
+    ready: bool = False
+    reason: str = "starting"
+    faiss_gpu: bool = False
+    startup: dict[str, Any] = field(default_factory=dict)
+
+    def _active_folder(self) -> str:
+        folders = discover(self.settings.models_dir)
+        names = [p.name for p in folders]
+        if self.settings.model is not None:
+            if self.settings.model not in names:
+                raise ValueError(
+                    f"REID_MODEL={self.settings.model!r} is not a model folder under "
+                    f"{self.settings.models_dir} "
+                    f"(found: {', '.join(names) or 'none'})"
+                )
+            return self.settings.model
+        if not names:
+            raise ValueError(f"no model folder with a manifest.json under {self.settings.models_dir}")
+        return "demo-siamese" if "demo-siamese" in names else names[0]
+
+    def _load_sync(self) -> None:
+        t0 = time.perf_counter()
+        for folder in discover(self.settings.models_dir):
+            try:
+                self.manifests[folder.name] = load(folder, verify_checksums=False)
+            except ValueError as exc:
+                self.manifests[folder.name] = str(exc)
+        name = self._active_folder()
+        runtime = ModelRuntime.load(
+            self.settings.models_dir / name,
+            device=self.settings.device,
+            intra_op_threads=self.settings.intra_op_threads,
+        )
+        deviation = runtime.warm_up() if self.settings.warmup else 0.0
+        self.runtime = runtime
+        manifest = runtime.manifest
+        metrics = [m for m in METRICS if m in manifest.scoring or m != "softmax"]
+        if runtime.head_weights is None or (manifest.verification and not manifest.verification.exact_search):
+            metrics = [m for m in metrics if m != "softmax"]
+        self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()
+        config = IndexConfig(
+            index_type=self.settings.index_type,
+            ivf_nlist=self.settings.ivf_nlist,
+            ivf_nprobe=self.settings.ivf_nprobe,
+            hnsw_m=self.settings.hnsw_m,
+            hnsw_ef_search=self.settings.hnsw_ef_search,
+            use_gpu=self.faiss_gpu,
+        )
+        gallery = Gallery(
+            self.settings.data_dir,
+            model_id=manifest.model_id,
+            dim=manifest.embedding_dim,
+            metrics=metrics,
+            head=runtime.head_weights,
+            config=config,
+            snapshot_every=self.settings.snapshot_every,
+        )
+        gallery.open()
+        self.gallery = gallery
+        self._reembed_missing(runtime, gallery)
+        self.metrics.gallery_size.set(gallery.size)
+        self.startup = {
+            "seconds": round(time.perf_counter() - t0, 3),
+            "head_check_max_abs_diff": deviation,
+            "indexes_rebuilt": gallery.rebuilt,
+        }
+
+    def _reembed_missing(self, runtime: ModelRuntime, gallery: Gallery) -> None:
+        missing = gallery.store.missing_embeddings(gallery.model_id)
+        if not missing:
+            return
+        with_image = [i for i, has in missing if has]
+        if len(with_image) < len(missing):
+            logger.warning(
+                "%d gallery entries have no embedding for %s and no stored image (REID_STORE_IMAGES off): "
+                "they cannot be re-embedded and are not searchable with this model; re-enrol them",
+                len(missing) - len(with_image),
+                gallery.model_id,
+            )
+            self.startup["not_searchable"] = len(missing) - len(with_image)
+        spec = runtime.spec
+        for start in range(0, len(with_image), self.settings.max_batch):
+            ids = with_image[start : start + self.settings.max_batch]
+            batch = np.stack(
+                [
+                    preprocess_bytes(gallery.store.image(i) or b"", spec, max_pixels=self.settings.max_pixels)
+                    for i in ids
+                ]
+            )
+            gallery.set_embeddings(ids, runtime.embed(batch))
+        if with_image:
+            logger.info("re-embedded %d stored images with %s", len(with_image), gallery.model_id)
+
+    async def start(self) -> None:
+        """Load everything (off the event loop); on failure stay live but not ready with the reason."""
+        try:
+            await asyncio.to_thread(self._load_sync)
+        except Exception as exc:  # any load failure: the reason goes to /ready, the process stays up
+            self.reason = f"{type(exc).__name__}: {exc}"
+            logger.error("service not ready: %s", self.reason)
+            return
+        assert self.runtime is not None
+        self.batcher = MicroBatcher(
+            self.runtime.embed,
+            max_batch=self.settings.max_batch,
+            max_wait_ms=self.settings.max_wait_ms,
+            queue_size=self.settings.queue_size,
+            metrics=self.metrics,
+        )
+        self.batcher.start()
+        self.ready = True
+        self.reason = "ready"
+        logger.info("service ready: model %s on %s", self.runtime.manifest.model_id, self.runtime.provider)
+
+    async def stop(self) -> None:
+        """Stop the batcher and snapshot and close the gallery."""
+        self.ready = False
+        self.reason = "shutting down"
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self.gallery is not None:
+            await asyncio.to_thread(self.gallery.close)

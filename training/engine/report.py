@@ -1,0 +1,164 @@
+"""Evaluation reports: ``metrics.json``, ``calibration.json`` and the pictures, written into a run folder.
+
+Calibration measures, for each scoring mode the service offers (cosine, correlation, euclidean, and softmax
+for Siamese models), the score distributions of same-person and different-person query × gallery pairs of the
+*test* split — persons never seen in training — on embeddings without flip TTA (what the service computes).
+Same-person pairs are those across different cameras (the Market protocol drops same-camera matches);
+different-person pairs are sampled down to ``max_negatives``. ``calibration.json`` holds one
+:class:`~service.manifest.ScoringMode` per mode (thresholds at FMR 1e-2 / 1e-3 / 1e-4 and the EER; the
+default is the one at ``target_fmr``), which the export step copies into the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from training.engine.evaluator import EvaluationResult, softmax_same_probability
+from training.evaluation import plots
+from training.evaluation.calibration import DEFAULT_FMR_TARGETS, calibrate, roc_curve, threshold_at_fmr
+from training.evaluation.distances import compute_distance
+
+#: Embedding scoring modes calibrated for every model (the manifest's names).
+EMBEDDING_MODES: tuple[str, ...] = ("cosine", "correlation", "euclidean")
+
+
+def pair_score_matrix(result: EvaluationResult, mode: str, model: nn.Module | None = None) -> np.ndarray:
+    """Q × G scores in the service's units: similarities for cosine / correlation / softmax, else distances."""
+    qf, gf = result.query_features, result.gallery_features
+    if mode == "softmax":
+        if model is None:
+            raise ValueError("softmax scores need the Siamese model")
+        return softmax_same_probability(model, qf, gf)
+    if mode in ("cosine", "correlation"):
+        return 1.0 - compute_distance(qf, gf, mode).astype(np.float64)
+    return compute_distance(qf, gf, mode).astype(np.float64)
+
+
+def calibration_masks(
+    result: EvaluationResult, *, max_negatives: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices into the Q × G matrix of the same-person and the (sampled) different-person pairs.
+
+    Raises:
+        ValueError: No same-person or no different-person pair.
+    """
+    q_pids, g_pids, q_cams, g_cams = result.ids()
+    same_person = q_pids[:, None] == g_pids[None, :]
+    cross_camera = q_cams[:, None] != g_cams[None, :]
+    positive = np.flatnonzero(same_person & cross_camera)
+    if positive.size == 0:  # e.g. custom sets with one camera: any same-person pair
+        positive = np.flatnonzero(same_person)
+    negative = np.flatnonzero(~same_person)
+    if positive.size == 0 or negative.size == 0:
+        raise ValueError(
+            f"calibration needs same- and different-person pairs, got {positive.size} and {negative.size}"
+        )
+    if negative.size > max_negatives:
+        negative = np.sort(np.random.default_rng(seed).choice(negative, size=max_negatives, replace=False))
+    return positive, negative
+
+
+def calibrate_result(
+    result: EvaluationResult,
+    *,
+    model: nn.Module | None = None,
+    target_fmr: float = 1e-3,
+    max_negatives: int = 2_000_000,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Calibrate every scoring mode on the test split's query × gallery pairs.
+
+    Returns:
+        The ``calibration.json`` dict and, per mode, the (same, different) score arrays.
+    """
+    modes = list(EMBEDDING_MODES)
+    if model is not None and getattr(model, "verification_head", None) is not None:
+        modes.append("softmax")
+    positive, negative = calibration_masks(result, max_negatives=max_negatives, seed=seed)
+    scoring: dict[str, Any] = {}
+    roc: dict[str, Any] = {}
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for mode in modes:
+        matrix = pair_score_matrix(result, mode, model).ravel()
+        same, diff = matrix[positive], matrix[negative]
+        scores[mode] = (same, diff)
+        scoring_mode = calibrate(same, diff, mode, target_fmr=target_fmr)
+        for target in DEFAULT_FMR_TARGETS:
+            key = f"fmr_{target:.0e}"
+            if key not in scoring_mode.thresholds:
+                higher = scoring_mode.higher_is_better
+                scoring_mode.thresholds[key] = threshold_at_fmr(same, diff, target, higher)
+        scoring[mode] = scoring_mode.model_dump()
+        roc[mode] = {
+            key: {"tpr": t.tpr, "threshold": t.threshold, "fmr": t.fmr}
+            for key, t in scoring_mode.thresholds.items()
+            if key.startswith("fmr_")
+        }
+    calibration = {
+        "pairs": {
+            "source": "query × gallery of the test split (identities disjoint from training), no flip TTA",
+            "same_person": int(positive.size),
+            "different_person": int(negative.size),
+            "seed": seed,
+        },
+        "target_fmr": target_fmr,
+        "scoring": scoring,
+        "roc": roc,
+    }
+    return calibration, scores
+
+
+def write_report(
+    result: EvaluationResult,
+    output_dir: str | Path,
+    *,
+    model: nn.Module | None = None,
+    target_fmr: float = 1e-3,
+    extra: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write ``metrics.json``, ``calibration.json``, ``cmc.png``, ``ranks.png``, ``distances.png``, ``roc.png``.
+
+    Args:
+        result: The evaluation.
+        output_dir: Folder to write into (created).
+        model: The evaluated model (needed for the softmax mode of Siamese models).
+        target_fmr: False-match rate of the default calibrated thresholds.
+        extra: More fields for ``metrics.json`` (dataset, checkpoint …).
+        seed: Seed of the negative-pair sampling and of the queries shown in ``ranks.png``.
+
+    Returns:
+        The ``metrics.json`` content.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    calibration, scores = calibrate_result(result, model=model, target_fmr=target_fmr, seed=seed)
+    metrics = {**(extra or {}), **result.metrics}
+    metrics["tpr_at_fmr"] = {
+        mode: {key: value["tpr"] for key, value in table.items()} for mode, table in calibration["roc"].items()
+    }
+    (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+    q_pids, g_pids, q_cams, g_cams = result.ids()
+    plots.plot_cmc(np.asarray(result.metrics["cmc"]), out / "cmc.png", title=f"CMC ({result.metrics['metric']})")
+    plots.plot_ranked_lists(
+        [r.path for r in result.query], [r.path for r in result.gallery], result.distmat,
+        q_pids, g_pids, q_cams, g_cams, out / "ranks.png", seed=seed,
+    )
+    shown = result.metrics["metric"] if result.metrics["metric"] in scores else "cosine"
+    same, diff = scores[shown]
+    thresholds = {
+        key: value["threshold"] for key, value in calibration["scoring"][shown]["thresholds"].items()
+        if key in (f"fmr_{target_fmr:.0e}", "eer")
+    }
+    plots.plot_distance_histograms(same, diff, out / "distances.png", shown, thresholds=thresholds)
+    higher = calibration["scoring"][shown]["higher_is_better"]
+    curve = roc_curve(same, diff, higher)
+    plots.plot_roc(curve.fpr, curve.tpr, out / "roc.png", title=f"ROC ({shown}, test-split pairs)")
+    return metrics

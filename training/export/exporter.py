@@ -1,0 +1,188 @@
+"""``reid export``: checkpoint → parity-gated ONNX files + calibrated manifest in ``models/NAME``.
+
+The folder is assembled in a staging directory beside the target and moved into place only after every
+graph passed ``onnx.checker`` and the parity gate and the manifest validated, so a failed export never leaves
+a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.inference.preprocess import PreprocessSpec, preprocess_file, stack_batch
+from service.inference.scoring import HeadWeights
+from service.manifest import (
+    InputSpec,
+    ModelManifest,
+    Provenance,
+    VerificationSpec,
+    file_entry,
+    load,
+)
+from training.data.datasets import ImageRecord, ReidSplit, build_dataset
+from training.export.calibrate import calibrate_scoring, onnx_embeddings
+from training.export.graphs import HEAD_WEIGHTS_FILE, write_graphs
+from training.export.onnx_io import DEFAULT_OPSET
+from training.export.parity import PARITY_BATCHES
+from training.models.heads import SAME_INDEX
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_METRICS = ("cosine", "correlation", "euclidean")
+
+
+@dataclass
+class ExportOptions:
+    """Everything ``reid export`` takes (flat, so the CLI maps onto it one flag per field)."""
+
+    checkpoint: Path
+    output: Path
+    fp16: bool = False
+    opset: int = DEFAULT_OPSET
+    name: str | None = None
+    version: str = "1"
+    dataset: str | None = None
+    root: Path | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    target_fmr: float = 1e-3
+    max_negatives: int = 200_000
+    max_calibration_images: int = 4000
+    seed: int = 0
+    synthetic: bool | None = None
+    notes: str = ""
+
+
+def _held_out(split: ReidSplit, limit: int, seed: int) -> list[ImageRecord]:
+    """Query + gallery images (identities disjoint from training), without distractors, capped by id."""
+    records = [r for r in split.query + split.gallery if r.person_id > 0]
+    if len(records) <= limit:
+        return records
+    rng = np.random.default_rng(seed)
+    ids = np.array(sorted({r.person_id for r in records}))
+    rng.shuffle(ids)
+    chosen, total = set(), 0
+    per_id = {pid: sum(r.person_id == pid for r in records) for pid in ids}
+    for pid in ids:
+        if total + per_id[pid] > limit:
+            break
+        chosen.add(int(pid))
+        total += per_id[pid]
+    return [r for r in records if r.person_id in chosen]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that produced the files."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def export_checkpoint(opts: ExportOptions) -> ModelManifest:
+    """Export a training run's checkpoint into a model folder; returns the written manifest.
+
+    Raises:
+        ExportError: A graph failed the checker or the parity gate.
+        ValueError / DatasetError: Bad options or dataset.
+    """
+    from training.engine.checkpoint import load_model
+
+    model, cfg, ckpt = load_model(opts.checkpoint, map_location="cpu")
+    model.eval()
+    spec = PreprocessSpec(height=cfg.height, width=cfg.width, mean=tuple(cfg.mean), std=tuple(cfg.std))
+    dataset = opts.dataset or cfg.dataset
+    root = opts.root or Path(cfg.root)
+    split = build_dataset(dataset, root, **(opts.dataset_options or cfg.dataset_options or {}))
+    held_out = _held_out(split, opts.max_calibration_images, opts.seed)
+    parity_records = held_out[:: max(1, len(held_out) // max(PARITY_BATCHES))][: max(PARITY_BATCHES)]
+    if len(parity_records) < max(PARITY_BATCHES):
+        raise ValueError(f"{root}: need at least {max(PARITY_BATCHES)} held-out images for the parity gate")
+    images = stack_batch([preprocess_file(r.path, spec) for r in parity_records])
+
+    output = Path(opts.output)
+    name = opts.name or output.name
+    staging = output.parent / f".{output.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        written = write_graphs(model, staging, images, fp16=opts.fp16, opset=opts.opset)
+        siamese = "verification_head" in written.files
+        embeddings = onnx_embeddings(staging / written.files["embedding"], [r.path for r in held_out], spec)
+        metrics = (*EMBEDDING_METRICS, "softmax") if siamese else EMBEDDING_METRICS
+        head = HeadWeights.from_npz(staging / HEAD_WEIGHTS_FILE, written.embedding_dim) if siamese else None
+        scoring, pair_counts = calibrate_scoring(
+            embeddings,
+            np.array([r.person_id for r in held_out]),
+            np.array([r.camera_id for r in held_out]),
+            metrics,
+            head=head,
+            target_fmr=opts.target_fmr,
+            max_negatives=opts.max_negatives,
+            seed=opts.seed,
+        )
+        synthetic = (
+            opts.synthetic if opts.synthetic is not None else dataset == "market1501" and _is_synth(root)
+        )
+        notes = opts.notes or (
+            "Trained on synthetic pedestrians (reid synth): a demonstration model, not for real cameras."
+            if synthetic
+            else ""
+        )
+        run_metrics = {k: float(v) for k, v in (ckpt.get("metrics") or {}).items() if _is_number(v)}
+        manifest = ModelManifest(
+            name=name,
+            version=opts.version,
+            kind="siamese" if siamese else "embedding",
+            description=_describe(cfg, siamese, opts.fp16),
+            input=InputSpec(height=cfg.height, width=cfg.width, mean=tuple(cfg.mean), std=tuple(cfg.std)),
+            files={role: file_entry(staging, f) for role, f in written.files.items()},  # type: ignore[misc]
+            embedding_dim=written.embedding_dim,
+            normalize_embeddings=False,
+            default_metric="softmax" if siamese else "cosine",
+            scoring=scoring,  # type: ignore[arg-type]
+            verification=VerificationSpec(same_index=SAME_INDEX) if siamese else None,
+            parity={**written.parity, **{k: float(v) for k, v in pair_counts.items()}},
+            provenance=Provenance(
+                recipe=cfg.recipe,
+                dataset=f"{dataset} ({root.name})",
+                metrics=run_metrics,
+                notes=notes,
+                synthetic=bool(synthetic),
+            ),
+            library_versions=library_versions(),
+        )
+        manifest.save(staging)
+        load(staging)  # what the service will do: validate every field and checksum
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("exported %s to %s", manifest.model_id, output)
+    return manifest
+
+
+def _describe(cfg: Any, siamese: bool, fp16: bool) -> str:
+    what = "siamese + verification head" if siamese else "embedding"
+    return f"{cfg.recipe}: {cfg.backbone} {what}, {cfg.height}×{cfg.width}" + (", fp16" if fp16 else "")
+
+
+def _is_synth(root: Path) -> bool:
+    return (Path(root) / "synthetic.json").is_file()
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
