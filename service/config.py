@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     )
     snapshot_every: int = Field(default=100, ge=1, description="Gallery writes between index snapshots.")
     intra_op_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0: default).")
+    faiss_threads: int = Field(
+        default=1, ge=0, description="OpenMP threads for FAISS (0: all cores; 1 avoids contention)."
+    )
     warmup: bool = Field(default=True, description="Run a warm-up inference before reporting ready.")
 
     @field_validator("api_keys", mode="before")

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import faiss
 import numpy as np
 
 from service.config import Settings
@@ -88,6 +89,8 @@ class ServiceState:
         metrics = [m for m in METRICS if m in manifest.scoring or m != "softmax"]
         if runtime.head_weights is None or (manifest.verification and not manifest.verification.exact_search):
             metrics = [m for m in metrics if m != "softmax"]
+        if self.settings.faiss_threads > 0:
+            faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()
         config = IndexConfig(
             index_type=self.settings.index_type,

@@ -97,6 +97,8 @@ def open_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
         raise ImageDecodeError(
             f"the data is not a decodable image (accepted formats: {', '.join(ALLOWED_FORMATS)})"
         ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # a recognised header that is cut short or corrupt
+        raise ImageDecodeError(f"the image header could not be decoded: {exc}") from exc
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageDecodeError(f"the image has no pixels ({width}×{height})")

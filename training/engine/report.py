@@ -28,7 +28,7 @@ EMBEDDING_MODES: tuple[str, ...] = ("cosine", "correlation", "euclidean")
 
 
 def pair_score_matrix(result: EvaluationResult, mode: str, model: nn.Module | None = None) -> np.ndarray:
-    """Q × G scores in the service's units: similarities for cosine / correlation / softmax, else distances."""
+    """Q × G scores in the service's units: similarities (cosine, correlation, softmax) or distances."""
     qf, gf = result.query_features, result.gallery_features
     if mode == "softmax":
         if model is None:
@@ -122,7 +122,7 @@ def write_report(
     extra: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write ``metrics.json``, ``calibration.json``, ``cmc.png``, ``ranks.png``, ``distances.png``, ``roc.png``.
+    """Write metrics.json, calibration.json, cmc.png, ranks.png, distances.png and roc.png.
 
     Args:
         result: The evaluation.
@@ -140,18 +140,20 @@ def write_report(
     calibration, scores = calibrate_result(result, model=model, target_fmr=target_fmr, seed=seed)
     metrics = {**(extra or {}), **result.metrics}
     metrics["tpr_at_fmr"] = {
-        mode: {key: value["tpr"] for key, value in table.items()} for mode, table in calibration["roc"].items()
+        mode: {key: value["tpr"] for key, value in table.items()}
+        for mode, table in calibration["roc"].items()
     }
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
     q_pids, g_pids, q_cams, g_cams = result.ids()
-    plots.plot_cmc(np.asarray(result.metrics["cmc"]), out / "cmc.png", title=f"CMC ({result.metrics['metric']})")
+    metric = result.metrics["metric"]
+    plots.plot_cmc(np.asarray(result.metrics["cmc"]), out / "cmc.png", title=f"CMC ({metric})")
     plots.plot_ranked_lists(
         [r.path for r in result.query], [r.path for r in result.gallery], result.distmat,
         q_pids, g_pids, q_cams, g_cams, out / "ranks.png", seed=seed,
     )
-    shown = result.metrics["metric"] if result.metrics["metric"] in scores else "cosine"
+    shown = metric if metric in scores else "cosine"
     same, diff = scores[shown]
     thresholds = {
         key: value["threshold"] for key, value in calibration["scoring"][shown]["thresholds"].items()

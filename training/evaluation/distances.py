@@ -6,8 +6,9 @@ cosine), ``cityblock`` (L1) and ``minkowski`` (Lp, parameter ``p``).
 
 :func:`compute_distance` returns distances (smaller = more similar) for ranking, computed in chunks of query
 rows so that memory stays bounded by ``chunk_size × G``. The inner-product metrics use one matrix product
-per chunk in the inputs' precision (float32 embeddings stay float32, float64 stays float64); ``cityblock``
-and ``minkowski`` go through :func:`scipy.spatial.distance.cdist`.
+per chunk in the inputs' precision (float32 embeddings stay float32, float64 stays float64; in float32 the
+``‖q‖² + ‖g‖² − 2 q·g`` expansion leaves ~1e-4 relative noise on near-zero euclidean distances, pass float64
+for exact ones); ``cityblock`` and ``minkowski`` go through :func:`scipy.spatial.distance.cdist`.
 
 :func:`pair_scores` scores aligned pairs for verification: cosine and correlation come back as
 *similarities* (higher = same person), the others as *distances* (lower = same person);

@@ -144,7 +144,8 @@ def plot_ranked_lists(
             caption = f"#{col} id {g_pids[gi]}\nd={distmat[qi, gi]:.3g}"
             _tile(ax, _thumbnail(gallery_paths[gi]), caption, color, 4.0)
     fig.suptitle(f"top-{top_k} ranked gallery (green = same person, red = different)", fontsize=10)
-    fig.tight_layout()
+    height_in = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / height_in))  # leave room for the suptitle
     return _save(fig, path)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from service.inference.preprocess import PreprocessSpec, preprocess_file, stack_batch
 from service.inference.scoring import HeadWeights, pair_scores
 from service.manifest import ScoringMode
-from training.evaluation.calibration import calibrate
+from training.evaluation.calibration import calibrate, make_pairs
 from training.export.parity import cpu_session
 
 
@@ -29,31 +29,6 @@ def onnx_embeddings(
         batch = stack_batch([preprocess_file(p, spec) for p in paths[start : start + batch_size]])
         out.append(session.run(None, {"images": batch})[0])
     return np.concatenate(out, axis=0)
-
-
-def calibration_pairs(
-    person_ids: np.ndarray, camera_ids: np.ndarray, *, max_negatives: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """All same-person pairs across different cameras, plus up to ``max_negatives`` random different pairs.
-
-    Returns:
-        (same_pairs (P, 2), different_pairs (N, 2)) index arrays.
-    """
-    pids, cams = np.asarray(person_ids), np.asarray(camera_ids)
-    i, j = np.triu_indices(len(pids), k=1)
-    same = (pids[i] == pids[j]) & (cams[i] != cams[j])
-    positives = np.stack([i[same], j[same]], axis=1)
-    rng = np.random.default_rng(seed)
-    diff_idx = np.flatnonzero(pids[i] != pids[j])
-    if len(diff_idx) > max_negatives:
-        diff_idx = np.sort(rng.choice(diff_idx, size=max_negatives, replace=False))
-    negatives = np.stack([i[diff_idx], j[diff_idx]], axis=1)
-    if len(positives) == 0 or len(negatives) == 0:
-        raise ValueError(
-            f"calibration needs same-person pairs across cameras and different-person pairs; "
-            f"got {len(positives)} and {len(negatives)} from {len(pids)} images"
-        )
-    return positives, negatives
 
 
 def calibrate_scoring(
@@ -74,7 +49,13 @@ def calibrate_scoring(
     """
     if not 0.0 < target_fmr < 1.0:
         raise ValueError(f"target_fmr must be in (0, 1), got {target_fmr}")
-    positives, negatives = calibration_pairs(person_ids, camera_ids, max_negatives=max_negatives, seed=seed)
+    pairs = make_pairs(person_ids, camera_ids, max_negatives=max_negatives, seed=seed)
+    positives, negatives = pairs.positive, pairs.negative
+    if len(positives) == 0 or len(negatives) == 0:
+        raise ValueError(
+            "calibration needs same-person pairs across cameras and different-person pairs; "
+            f"got {len(positives)} and {len(negatives)} from {len(person_ids)} images"
+        )
     modes: dict[str, ScoringMode] = {}
     for metric in metrics:
         same = pair_scores(metric, embeddings[positives[:, 0]], embeddings[positives[:, 1]], head)

@@ -6,7 +6,11 @@ real MATLAB v7.3 (HDF5) file with object references and a new-protocol config wr
 
 from __future__ import annotations
 
+import atexit
 import io
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -18,16 +22,28 @@ _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".web
 
 
 @cache
-def _encoded(suffix: str) -> bytes:
+def _encoded(suffix: str) -> Path:
+    """One encoded 8×4 image per format, in a private temp folder (removed at exit)."""
+    folder = Path(tempfile.mkdtemp(prefix="reid-fake-images-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     buffer = io.BytesIO()
     Image.new("RGB", (4, 8), (120, 60, 30)).save(buffer, format=_FORMATS[suffix])
-    return buffer.getvalue()
+    path = folder / f"image{suffix}"
+    path.write_bytes(buffer.getvalue())
+    return path
 
 
 def write_image(path: Path) -> Path:
-    """Write a tiny 8×4 (H×W) image in the format of ``path``'s suffix."""
+    """A tiny 8×4 (H×W) image in the format of ``path``'s suffix.
+
+    Hard-linked to one encoded file when possible: thousands of links cost far less than thousands of writes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_encoded(path.suffix.lower()))
+    source = _encoded(path.suffix.lower())
+    try:
+        os.link(source, path)
+    except OSError:  # another file system, or links not supported
+        shutil.copyfile(source, path)
     return path
 
 

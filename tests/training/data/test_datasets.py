@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from fake_trees import (
 from PIL import Image
 
 from training.cli import main
-from training.data.datasets import DatasetError, ReidSplit, build_dataset, dataset_registry
+from training.data.datasets import DatasetError, ImageRecord, ReidSplit, build_dataset, dataset_registry
 
 ALL_DATASETS = ["cuhk01", "cuhk03", "dukemtmc", "folder", "market1501", "msmt17", "viper"]
 
@@ -34,7 +35,7 @@ def counts(split: ReidSplit) -> dict[str, tuple[int, int]]:
     return {s: (c["ids"], c["images"]) for s, c in split.counts().items()}
 
 
-def ids(records) -> set[int]:  # type: ignore[no-untyped-def]
+def ids(records: Iterable[ImageRecord]) -> set[int]:
     return {r.person_id for r in records}
 
 
@@ -59,7 +60,9 @@ def test_loader_signature_and_docstring(name: str) -> None:
     assert params[0].name == "root"
     # every option is an explicit keyword with a default, so `reid datasets show -o key=value` can type it
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not p.empty for p in params[1:])
-    module_doc = inspect.getmodule(info.loader).__doc__ or ""  # type: ignore[union-attr]
+    module = inspect.getmodule(info.loader)
+    assert module is not None
+    module_doc = module.__doc__ or ""
     assert "Dataset statistics" in module_doc or name == "folder"
     assert info.summary
 
@@ -81,6 +84,7 @@ def test_market_style_counts_junk_and_distractors(tmp_path: Path, name: str) -> 
     assert -1 not in ids(split.train + split.query + split.gallery)  # junk dropped everywhere
     assert 0 in ids(split.gallery) and 0 not in ids(split.query)  # distractor: gallery only
     assert ids(split.query) == {3, 5, 8}  # original ids kept
+    assert not {int(r.path.name[:4]) for r in split.train} & ids(split.query + split.gallery)  # disjoint
     assert {r.camera_id for r in split.query} == {1, 2, 4}  # 1-based, as in the file names
     # train 2 -> 0, 7 -> 1, 10 -> 2 (sorted original id); camera 6 of person 10 unchanged
     train = {(r.path.name[:4], r.person_id, r.camera_id) for r in split.train}
@@ -339,6 +343,10 @@ def test_folder_explicit_layout(tmp_path: Path) -> None:
     assert counts(split) == {"train": (2, 3), "query": (2, 2), "gallery": (3, 4)}
     assert ids(split.query) == {0, 1} and ids(split.gallery) == {0, 1, 2}  # ann 0, ben 1, cyd 2 (sorted)
     assert split.info["layout"] == "train/query/gallery"
+    shutil.rmtree(tmp_path / "query")
+    with pytest.raises(DatasetError) as err:
+        build_dataset("folder", tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'query'}: missing directory")
 
 
 def test_folder_errors(tmp_path: Path) -> None:

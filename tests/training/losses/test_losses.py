@@ -82,7 +82,7 @@ def test_center_loss_known_value_and_optimizer_rescale() -> None:
     features = torch.tensor([[3.0, 4.0], [1.0, 2.0]])
     # ||(3,4) − (0,0)||² = 25, ||(1,2) − (1,1)||² = 1 → mean 13
     value = loss(features, torch.tensor([0, 1]))
-    assert float(value) == pytest.approx(13.0)
+    assert float(value.detach()) == pytest.approx(13.0)
     beta = 0.0005
     opt = center_optimizer(loss, lr=0.5)
     (beta * value).backward()

@@ -112,7 +112,13 @@ def load_folder(
     if not root.is_dir():
         raise DatasetError(f"{root}: missing directory (folder of <person>/<camera>_<name> images)")
     info: dict[str, Any]
-    if (root / "query").is_dir() and (root / "gallery").is_dir():
+    present = [s for s in SUBSETS if (root / s).is_dir()]
+    if present and not {"query", "gallery"} <= set(present):
+        missing = "query" if "query" not in present else "gallery"
+        raise DatasetError(
+            f"{root / missing}: missing directory (the train/query/gallery layout needs query/ and gallery/)"
+        )
+    if present:
         scanned = {s: _scan(root / s) if (s != "train" or (root / s).is_dir()) else [] for s in SUBSETS}
         ids = person_id_map({name for found in scanned.values() for name, _, _ in found})
         subsets = {s: [ImageRecord(p, ids[n], c) for n, p, c in found] for s, found in scanned.items()}

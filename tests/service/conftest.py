@@ -1,0 +1,267 @@
+"""Fixtures for the service tests: real tiny ONNX models (built with onnx.helper, no torch), synthetic
+person images whose colours the tiny model separates, and a running app behind httpx's ASGI transport.
+
+Set ``REID_TEST_MODELS_DIR`` (holding ``REID_TEST_MODEL``, default ``demo-siamese``) to run the same API tests
+against real exported models instead of the tiny ones.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from fastapi import FastAPI
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from service.app import create_app
+from service.config import Settings
+from service.inference.preprocess import preprocess_bytes
+from service.inference.scoring import HeadWeights, pair_scores
+from service.manifest import (
+    HIGHER_IS_BETTER,
+    InputSpec,
+    ModelManifest,
+    Provenance,
+    ScoringMode,
+    Threshold,
+    VerificationSpec,
+    file_entry,
+)
+
+EMBED_DIM = 16
+INPUT_H, INPUT_W = 32, 16
+SAME_INDEX = 1
+#: Distinct clothing colours: the tiny model embeds the mean colour, so these are distinct identities.
+PERSON_COLOURS: dict[str, tuple[int, int, int]] = {
+    "p-red": (210, 40, 40),
+    "p-green": (40, 190, 60),
+    "p-blue": (40, 60, 210),
+    "p-yellow": (215, 205, 40),
+}
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+    """Encode a Pillow image."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def person_image(colour: tuple[int, int, int], seed: int, fmt: str = "PNG") -> bytes:
+    """A 48×24 'pedestrian': clothing colour with noise and a darker stripe (legs) at a random height."""
+    rng = np.random.default_rng(seed)
+    arr = np.empty((48, 24, 3), dtype=np.float32)
+    arr[:] = colour
+    arr += rng.uniform(-20, 20, size=arr.shape)
+    top = int(rng.integers(26, 34))
+    arr[top:] *= 0.75
+    return png_bytes(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), fmt)
+
+
+def _embedding_graph(rng: np.random.Generator) -> onnx.ModelProto:
+    conv_w = rng.standard_normal((8, 3, 1, 1)).astype(np.float32)
+    conv_b = (0.1 * rng.standard_normal(8)).astype(np.float32)
+    gemm_w = rng.standard_normal((8, EMBED_DIM)).astype(np.float32)
+    gemm_b = (0.1 * rng.standard_normal(EMBED_DIM)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["images", "conv_w", "conv_b"], ["features"]),
+        helper.make_node("GlobalAveragePool", ["features"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "gemm_w", "gemm_b"], ["embeddings"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_embedding",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, INPUT_H, INPUT_W])],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", EMBED_DIM])],
+        [numpy_helper.from_array(a, n) for a, n in
+         ((conv_w, "conv_w"), (conv_b, "conv_b"), (gemm_w, "gemm_w"), (gemm_b, "gemm_b"))],
+    )
+    return _finish(graph)
+
+
+def _head_graph(weight: np.ndarray, bias: float) -> onnx.ModelProto:
+    """Sub → Mul (square) → Gemm (2 logits; the 'same' column holds w, b) → Softmax."""
+    b_mat = np.zeros((EMBED_DIM, 2), dtype=np.float32)
+    b_mat[:, SAME_INDEX] = weight
+    c_vec = np.zeros(2, dtype=np.float32)
+    c_vec[SAME_INDEX] = bias
+    nodes = [
+        helper.make_node("Sub", ["embeddings_a", "embeddings_b"], ["diff"]),
+        helper.make_node("Mul", ["diff", "diff"], ["sq"]),
+        helper.make_node("Gemm", ["sq", "head_w", "head_b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        nodes,
+        "tiny_verification_head",
+        [vi("embeddings_a", TensorProto.FLOAT, ["N", EMBED_DIM]), vi("embeddings_b", TensorProto.FLOAT, ["N", EMBED_DIM])],
+        [vi("probabilities", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(b_mat, "head_w"), numpy_helper.from_array(c_vec, "head_b")],
+    )
+    return _finish(graph)
+
+
+def _finish(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _calibrate(same: np.ndarray, diff: np.ndarray, higher: bool) -> ScoringMode:
+    """A threshold halfway between the classes, with its measured rates (calibrated-looking thresholds)."""
+    if higher:
+        threshold = float((same.min() + diff.max()) / 2)
+        tpr, fmr = float(np.mean(same >= threshold)), float(np.mean(diff >= threshold))
+    else:
+        threshold = float((same.max() + diff.min()) / 2)
+        tpr, fmr = float(np.mean(same <= threshold)), float(np.mean(diff <= threshold))
+    return ScoringMode(
+        higher_is_better=higher,
+        thresholds={"eer": Threshold(threshold=threshold, tpr=tpr, fmr=fmr)},
+        default_threshold="eer",
+    )
+
+
+def _embed(path: Path, images: list[bytes], spec_manifest: InputSpec) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = np.stack([preprocess_bytes(b, spec_manifest.to_spec()) for b in images])
+    return session.run(["embeddings"], {"images": batch})[0]
+
+
+def build_tiny_models(root: Path) -> Path:
+    """Write ``tiny-embedding`` and ``tiny-siamese`` model folders (real ONNX graphs) under ``root``."""
+    rng = np.random.default_rng(1501)
+    embed_model = _embedding_graph(rng)
+    spec = InputSpec(height=INPUT_H, width=INPUT_W, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    tmp = root / "_calibration"
+    tmp.mkdir(parents=True)
+    onnx.save(embed_model, tmp / "embedding.onnx")
+    colours = list(PERSON_COLOURS.values())
+    emb = _embed(tmp / "embedding.onnx", [person_image(c, 1000 + 10 * i + j) for i, c in enumerate(colours)
+                                          for j in range(4)], spec)
+    labels = np.repeat(np.arange(len(colours)), 4)
+    ia, ib = np.triu_indices(len(emb), k=1)
+    is_same = labels[ia] == labels[ib]
+    dist = np.linalg.norm(emb[ia] - emb[ib], axis=1)
+    d_mid = float((dist[is_same].max() + dist[~is_same].min()) / 2)
+    # logit = bias + Σ wᵢ dᵢ² ≈ bias + mean(w)·‖d‖²: zero at ‖d‖ = d_mid, non-uniform weights
+    u = rng.uniform(0.5, 1.5, EMBED_DIM)
+    weight = (-(4.0 / d_mid**2) * u / u.mean()).astype(np.float32)
+    bias = 4.0
+    head = HeadWeights(weight=weight, bias=bias)
+    scoring: dict[str, ScoringMode] = {}
+    for metric in ("cosine", "correlation", "euclidean", "softmax"):
+        s = pair_scores(metric, emb[ia], emb[ib], head)
+        scoring[metric] = _calibrate(s[is_same], s[~is_same], HIGHER_IS_BETTER[metric])
+    models = root / "models"
+    for name, kind in (("tiny-embedding", "embedding"), ("tiny-siamese", "siamese")):
+        folder = models / name
+        folder.mkdir(parents=True)
+        onnx.save(embed_model, folder / "embedding.onnx")
+        files = {"embedding": file_entry(folder, "embedding.onnx")}
+        modes = {k: v for k, v in scoring.items() if kind == "siamese" or k != "softmax"}
+        verification = None
+        if kind == "siamese":
+            onnx.save(_head_graph(weight, bias), folder / "verification_head.onnx")
+            np.savez(folder / "head_weights.npz", weight=weight, bias=np.float32(bias))
+            files["verification_head"] = file_entry(folder, "verification_head.onnx")
+            files["head_weights"] = file_entry(folder, "head_weights.npz")
+            verification = VerificationSpec(same_index=SAME_INDEX)
+        ModelManifest(
+            name=name, version="1", kind=kind, description="tiny test model (mean colour embedding)",
+            input=spec, files=files, embedding_dim=EMBED_DIM, normalize_embeddings=False,
+            default_metric="softmax" if kind == "siamese" else "cosine", scoring=modes,
+            verification=verification,
+            provenance=Provenance(recipe="test", dataset="synthetic-colours", synthetic=True),
+        ).save(folder)
+    return models
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_thread_faiss() -> None:
+    """FAISS's OpenMP threads spin badly on a shared 2-core machine; the service defaults to 1 too."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder: the real demo models when REID_TEST_MODELS_DIR is set, else tiny built ones."""
+    env = os.environ.get("REID_TEST_MODELS_DIR")
+    if env:
+        return Path(env)
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def model_name() -> str:
+    """The model folder the API tests serve."""
+    return os.environ.get("REID_TEST_MODEL", "tiny-siamese")
+
+
+@dataclass(frozen=True)
+class PersonImages:
+    """Enrolment and held-out query images per person."""
+
+    enrol: dict[str, list[bytes]]
+    query: dict[str, bytes]
+
+
+@pytest.fixture(scope="session")
+def person_images() -> PersonImages:
+    """Three persons × (4 enrolment + 1 held-out) images."""
+    persons = list(PERSON_COLOURS.items())[:3]
+    enrol = {p: [person_image(c, 100 * i + j) for j in range(4)] for i, (p, c) in enumerate(persons)}
+    query = {p: person_image(c, 100 * i + 50) for i, (p, c) in enumerate(persons)}
+    return PersonImages(enrol=enrol, query=query)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run async tests on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture
+def make_settings(models_dir: Path, model_name: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a test app: the test models, a fresh data dir, CPU (overridable by keyword)."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "models_dir": models_dir, "model": model_name, "data_dir": tmp_path / "data", "device": "cpu",
+            "max_wait_ms": 2.0,
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The real app with its lifespan running, and an httpx client on its ASGI transport."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield app, client
+
+
+@pytest.fixture
+def serve() -> Callable[[Settings], object]:
+    """``async with serve(settings) as (app, client): ...``"""
+    return running

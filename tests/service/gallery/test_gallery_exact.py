@@ -1,0 +1,147 @@
+"""FAISS-backed gallery search against brute force: exact softmax (through the real head graph), cosine,
+correlation and euclidean on 1,000 random gallery vectors; deletes; snapshots; approximate indexes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.gallery.gallery import Gallery
+from service.gallery.index import IndexConfig
+from service.gallery.store import NewEntry
+from service.inference.scoring import HeadWeights, center_normalize, l2_normalize, sigmoid
+from service.inference.sessions import ModelRuntime
+
+N_GALLERY, N_QUERY, DIM = 1000, 5, 16
+
+
+@pytest.fixture(scope="module")
+def runtime(models_dir: Path) -> ModelRuntime:
+    """The tiny siamese model (its head graph is the brute-force reference)."""
+    folder = models_dir / "tiny-siamese"
+    if not folder.is_dir():
+        pytest.skip("needs the tiny-siamese test model")
+    return ModelRuntime.load(folder, device="cpu")
+
+
+def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    gallery = rng.standard_normal((N_GALLERY, DIM)).astype(np.float32)
+    queries = rng.standard_normal((N_QUERY, DIM)).astype(np.float32)
+    return gallery, queries
+
+
+def _gallery(tmp_path: Path, head: HeadWeights | None, index_type: str = "flat", persons: int = 50) -> Gallery:
+    metrics = ["cosine", "correlation", "euclidean"] + (["softmax"] if head is not None else [])
+    gallery = Gallery(
+        tmp_path, model_id="test@1", dim=DIM, metrics=metrics, head=head,
+        config=IndexConfig(index_type=index_type, ivf_nlist=8, ivf_nprobe=8), snapshot_every=10_000,
+    )
+    gallery.open()
+    vectors, _ = _data()
+    entries = [NewEntry(person_id=f"p{i % persons}", camera_id=f"c{i % 6}", metadata={}, image=None)
+               for i in range(N_GALLERY)]
+    ids = gallery.add(entries, vectors)
+    assert ids == list(range(1, N_GALLERY + 1))
+    return gallery
+
+
+def test_exact_softmax_search_equals_the_head_graph(tmp_path: Path, runtime: ModelRuntime) -> None:
+    vectors, queries = _data()
+    head = runtime.head_weights
+    assert head is not None
+    # scale random vectors so the head's logits lie in a non-saturated range (distinct probabilities)
+    scale = float(np.sqrt(4.0 / -head.weight.mean() / DIM))
+    gallery = _gallery(tmp_path, head)
+    gallery.delete(list(range(1, N_GALLERY + 1)))
+    ids = gallery.add([NewEntry("p", None, {}, None)] * N_GALLERY, vectors * scale)
+    id_arr = np.asarray(ids)
+    results = gallery.search("softmax", queries * scale, top_k=N_GALLERY)
+    for q, row in zip(queries * scale, results, strict=True):
+        onnx_p = runtime.same_probability(np.repeat(q[None], N_GALLERY, 0), vectors * scale).astype(np.float64)
+        brute_logit = ((q[None].astype(np.float64) - vectors * scale) ** 2) @ head.weight + head.bias
+        order = np.argsort(-brute_logit, kind="stable")
+        got_ids = np.array([m.id for m in row])
+        got = np.array([m.score for m in row])
+        assert len(row) == N_GALLERY
+        np.testing.assert_array_equal(got_ids, id_arr[order])
+        np.testing.assert_allclose(got, sigmoid(brute_logit[order]), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got, onnx_p[order], atol=1e-5, rtol=0)
+        assert got.max() > 0.5 and np.mean((got > 1e-3) & (got < 1 - 1e-3)) > 0.25  # not saturated
+
+
+@pytest.mark.parametrize("metric", ["cosine", "correlation", "euclidean"])
+def test_metrics_equal_numpy_brute_force(tmp_path: Path, metric: str) -> None:
+    vectors, queries = _data()
+    gallery = _gallery(tmp_path, None)
+    if metric == "cosine":
+        scores = l2_normalize(queries).astype(np.float64) @ l2_normalize(vectors).T.astype(np.float64)
+    elif metric == "correlation":
+        scores = np.corrcoef(np.concatenate([queries, vectors]).astype(np.float64))[:N_QUERY, N_QUERY:]
+        np.testing.assert_allclose(
+            scores, center_normalize(queries) @ center_normalize(vectors).T, atol=1e-5
+        )  # Pearson, independently computed
+    else:
+        scores = -np.linalg.norm(queries[:, None, :].astype(np.float64) - vectors[None], axis=2)
+    results = gallery.search(metric, queries, top_k=100)
+    for qi, row in enumerate(results):
+        order = np.argsort(-scores[qi], kind="stable")[:100]
+        assert [m.id for m in row] == (order + 1).tolist()
+        expected = -scores[qi][order] if metric == "euclidean" else scores[qi][order]
+        np.testing.assert_allclose([m.score for m in row], expected, atol=1e-5, rtol=0)
+
+
+def test_filters_and_deletes(tmp_path: Path) -> None:
+    vectors, queries = _data()
+    gallery = _gallery(tmp_path, None)
+    full = gallery.search("cosine", queries, top_k=1000)
+    top_ids = [row[0].id for row in full]
+    assert sorted(gallery.delete(top_ids + [5000])) == sorted(set(top_ids))
+    after = gallery.search("cosine", queries, top_k=1000)
+    for row in after:
+        assert len(row) == N_GALLERY - len(set(top_ids)) and not set(top_ids) & {m.id for m in row}
+    rows = gallery.search("cosine", queries, top_k=10, exclude_camera_id="c0", person_ids=["p3", "p7"])
+    for row in rows:
+        assert len(row) == 10
+        assert all(m.person_id in ("p3", "p7") and m.camera_id != "c0" for m in row)
+        # the filtered ranking is the unfiltered ranking restricted to the allowed entries
+    erased = gallery.erase_person("p3")
+    assert len(erased) == 20 - sum(1 for i in set(top_ids) if (i - 1) % 50 == 3)
+    assert all(m.person_id != "p3" for row in gallery.search("cosine", queries, top_k=1000) for m in row)
+
+
+@pytest.mark.parametrize("index_type", ["ivf", "hnsw"])
+def test_approximate_indexes_never_return_deleted_ids(tmp_path: Path, index_type: str) -> None:
+    vectors, queries = _data()
+    gallery = _gallery(tmp_path, None, index_type=index_type)
+    exact = l2_normalize(queries) @ l2_normalize(vectors).T
+    truth = np.argsort(-exact, axis=1)[:, :10] + 1
+    got = gallery.search("cosine", queries, top_k=10)
+    recall = np.mean([len(set(t.tolist()) & {m.id for m in row}) / 10 for t, row in zip(truth, got, strict=True)])
+    assert recall >= 0.8, recall
+    dead = truth[:, :3].ravel().tolist()
+    gallery.delete(dead)
+    for row in gallery.search("cosine", queries, top_k=10):
+        assert len(row) == 10 and not set(dead) & {m.id for m in row}
+    gallery.close()
+    reopened = Gallery(tmp_path, model_id="test@1", dim=DIM, metrics=["cosine", "correlation", "euclidean"],
+                       head=None, config=IndexConfig(index_type=index_type, ivf_nlist=8, ivf_nprobe=8))
+    reopened.open()
+    assert reopened.rebuilt == [] and reopened.size == N_GALLERY - len(set(dead))
+    for row in reopened.search("cosine", queries, top_k=10):
+        assert not set(dead) & {m.id for m in row}
+
+
+def test_stale_snapshot_is_rebuilt(tmp_path: Path) -> None:
+    vectors, _ = _data()
+    gallery = _gallery(tmp_path, None)
+    gallery.snapshot()
+    gallery.store.delete([1, 2, 3])  # a write the snapshot does not reflect (as after a crash)
+    gallery.store.close()
+    reopened = Gallery(tmp_path, model_id="test@1", dim=DIM, metrics=["cosine"], head=None, config=IndexConfig())
+    reopened.open()
+    assert reopened.rebuilt and "stale" in reopened.rebuilt[0]
+    assert reopened.size == N_GALLERY - 3
+    assert reopened.store.snapshot("test@1.cosine.flat")["row_count"] == N_GALLERY - 3

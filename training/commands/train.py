@@ -1,0 +1,122 @@
+"""``reid train``: train a model from a recipe, then evaluate and calibrate it on the test split.
+
+Examples::
+
+    reid train --recipe demo-osnet-cpu --root data/synthetic --output runs/demo
+    reid train --recipe bot-resnet50 --root data/market1501 --pretrained weights/resnet50.pth --epochs 60
+    reid train --recipe bot-resnet50 --root data/market1501 --output runs/bot --resume    # continue last.pt
+    torchrun --nproc_per_node=2 -m training.cli train --recipe osnet-x0_25 --root data/market1501
+
+Every field of :class:`training.engine.config.TrainConfig` is a flag (``--lr 3e-4``, ``--milestones 40,70``,
+``--triplet_margin none``). The run folder receives config.json, log.csv, last.pt, checkpoint.pt (best),
+metrics.json, calibration.json and the plots; a JSON summary is printed on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+HELP = "train a model from a recipe"
+DESCRIPTION = (
+    "Train a model from a recipe (see `reid recipes`); any config field can be overridden with "
+    "--<field> VALUE. At the end the best checkpoint is evaluated on the test split (CMC, mAP, mINP, plots) "
+    "and its verification thresholds are calibrated; a JSON summary is printed."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--recipe``, ``--resume``, ``--output`` and one flag per config field."""
+    from training.engine.config import field_names
+
+    parser.add_argument("--recipe", required=True, help="recipe name (see `reid recipes`)")
+    parser.add_argument(
+        "--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+        help="continue a run: from CHECKPOINT, or from OUTPUT/last.pt when no path is given",
+    )
+    parser.add_argument("--output", dest="output_dir", default=argparse.SUPPRESS, help="run folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--skip-eval", action="store_true", help="train only: no final evaluation")
+    overrides = parser.add_argument_group("config overrides (any TrainConfig field)")
+    for name in field_names():
+        if name in ("recipe", "output_dir"):
+            continue
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        overrides.add_argument(*flags, dest=name, default=argparse.SUPPRESS, metavar="VALUE")
+    overrides.add_argument("--output_dir", "--output-dir", dest="output_dir", default=argparse.SUPPRESS)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The recipe's config with every given flag applied."""
+    from training.engine.config import field_names
+    from training.engine.recipes import resolve_config
+
+    names = [name for name in field_names() if name != "recipe"]
+    overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    return resolve_config(args.recipe, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, then (rank 0) evaluate + calibrate and print the JSON summary."""
+    from pathlib import Path
+
+    from training.engine import distributed
+    from training.engine.trainer import LAST_CHECKPOINT, Trainer
+
+    cfg = config_from_args(args)
+    resume = None
+    if args.resume is not None:
+        resume = Path(cfg.output_dir) / LAST_CHECKPOINT if args.resume == "auto" else Path(args.resume)
+        if not resume.is_file():
+            raise FileNotFoundError(f"--resume: checkpoint not found: {resume}")
+    started = time.perf_counter()
+    try:
+        trainer = Trainer(cfg, resume=resume, progress=not args.no_progress)
+        result = trainer.fit()
+        if not trainer.ctx.is_main:
+            return 0
+        summary: dict[str, Any] = {
+            "run": str(result.output_dir),
+            "checkpoint": str(result.checkpoint),
+            "recipe": cfg.recipe,
+            "dataset": cfg.dataset,
+            "backbone": cfg.backbone,
+            "epochs_completed": result.epochs_completed,
+            "stopped_by_time_budget": result.stopped_by_budget,
+            "train_minutes": round(result.train_minutes, 3),
+        }
+        if not args.skip_eval:
+            summary.update(_final_evaluation(trainer, result.checkpoint))
+        summary["total_minutes"] = round((time.perf_counter() - started) / 60, 3)
+        print(json.dumps(summary, indent=2))
+        return 0
+    finally:
+        distributed.teardown()
+
+
+def _final_evaluation(trainer: Any, checkpoint: Any) -> dict[str, Any]:
+    from training.engine.checkpoint import load_model
+    from training.engine.evaluator import evaluate_model, is_single_shot
+    from training.engine.report import write_report
+
+    started = time.perf_counter()
+    cfg, split, device = trainer.cfg, trainer.split, trainer.ctx.device
+    model, _, ckpt = load_model(checkpoint, map_location=device)
+    result = evaluate_model(
+        model, split.query, split.gallery, spec=trainer.spec, device=device, metric=cfg.eval_metric,
+        rerank=cfg.rerank, flip=cfg.flip_test, batch_size=max(cfg.batch_size, 64),
+        num_workers=cfg.num_workers, single_shot=is_single_shot(split),
+    )
+    extra = {"dataset": cfg.dataset, "root": str(cfg.root), "checkpoint": str(checkpoint),
+             "checkpoint_epoch": int(ckpt["epoch"]) + 1}
+    metrics = write_report(result, cfg.output_dir, model=model, target_fmr=cfg.target_fmr, extra=extra,
+                           seed=cfg.seed)
+    keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+    out: dict[str, Any] = {k: round(float(metrics[k]), 4) for k in keys}
+    out["tpr_at_fmr"] = metrics["tpr_at_fmr"].get(cfg.eval_metric, metrics["tpr_at_fmr"]["cosine"])
+    if "softmax" in metrics:
+        out["softmax"] = {k: round(float(metrics["softmax"][k]), 4) for k in keys}
+    out["eval_minutes"] = round((time.perf_counter() - started) / 60, 3)
+    return out
