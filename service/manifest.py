@@ -213,7 +213,7 @@ class ModelManifest(_Strict):
             raise ManifestError(
                 f"{folder}: manifest has no file for role {role!r} (has {sorted(self.files)})"
             )
-        return Path(folder) / self.files[role].file  # type: ignore[index]
+        return Path(folder) / self.files[role].file
 
     def save(self, folder: str | Path) -> Path:
         """Validate and write ``manifest.json`` into ``folder``; returns its path."""

@@ -113,11 +113,11 @@ class ServiceState:
         self.gallery = gallery
         self._reembed_missing(runtime, gallery)
         self.metrics.gallery_size.set(gallery.size)
-        self.startup = {
+        self.startup.update({
             "seconds": round(time.perf_counter() - t0, 3),
             "head_check_max_abs_diff": deviation,
             "indexes_rebuilt": gallery.rebuilt,
-        }
+        })
 
     def _reembed_missing(self, runtime: ModelRuntime, gallery: Gallery) -> None:
         missing = gallery.store.missing_embeddings(gallery.model_id)

@@ -18,12 +18,14 @@ from service.state import ServiceState
 
 def get_service(request: Request) -> ServiceState:
     """The loaded service state of this app."""
-    return request.app.state.service  # type: ignore[no-any-return]
+    service: ServiceState = request.app.state.service
+    return service
 
 
 def get_app_settings(request: Request) -> Settings:
     """The settings this app was created with."""
-    return request.app.state.settings  # type: ignore[no-any-return]
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 ServiceDep = Annotated[ServiceState, Depends(get_service)]

@@ -65,7 +65,7 @@ async def list_entries(
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size (1…1000).")] = 100,
 ) -> GalleryPage:
     """A page of entries, ordered by id."""
-    items, total = await run_in_threadpool(ready.gallery.store.list, person_id, offset, limit)
+    items, total = await run_in_threadpool(ready.gallery.store.list_entries, person_id, offset, limit)
     return GalleryPage(items=[_item(e) for e in items], total=total, offset=offset, limit=limit)
 
 

@@ -16,7 +16,7 @@ from starlette.formparsers import MultiPartException
 
 from service.api.deps import Ready
 from service.api.errors import ProblemError, image_error
-from service.inference.batching import QueueFullError
+from service.inference.batching import BatcherStoppedError, QueueFullError
 from service.inference.preprocess import (
     ImageDecodeError,
     ImageTooLargeError,
@@ -103,20 +103,26 @@ async def parse_body(
 
 
 def _preprocess_all(
-    images: list[bytes], spec: PreprocessSpec, max_pixels: int, field: str
+    images: list[bytes], spec: PreprocessSpec, max_pixels: int, names: list[str]
 ) -> list[np.ndarray]:
     arrays = []
-    for i, data in enumerate(images):
+    for data, name in zip(images, names, strict=True):
         try:
             arrays.append(preprocess_bytes(data, spec, max_pixels=max_pixels))
         except (ImageDecodeError, ImageTooLargeError) as exc:
-            name = field if len(images) == 1 and not field.endswith("s") else f"{field}[{i}]"
             raise image_error(exc, name) from None
     return arrays
 
 
-async def embed_images(ready: Ready, images: list[bytes], field: str) -> tuple[np.ndarray, float, float]:
+async def embed_images(
+    ready: Ready, images: list[bytes], field: str | list[str]
+) -> tuple[np.ndarray, float, float]:
     """Decode, preprocess and embed images; returns (embeddings (N, D), decode ms, inference ms).
+
+    Args:
+        ready: The loaded service.
+        images: Encoded images.
+        field: The request field holding the images (errors say ``field[i]``), or one name per image.
 
     Raises:
         ProblemError: 400/413 for a bad image (the field is named), 413 for too many images, 503 when the
@@ -131,15 +137,22 @@ async def embed_images(ready: Ready, images: list[bytes], field: str) -> tuple[n
             title="Too many images",
         )
     t0 = time.perf_counter()
-    arrays = await run_in_threadpool(_preprocess_all, images, ready.runtime.spec, settings.max_pixels, field)
+    names = field if isinstance(field, list) else [f"{field}[{i}]" for i in range(len(images))]
+    ready.batcher.announce(len(images))  # concurrent batches wait for these while they decode
+    try:
+        spec = ready.runtime.spec
+        arrays = await run_in_threadpool(_preprocess_all, images, spec, settings.max_pixels, names)
+    except BaseException:
+        ready.batcher.withdraw(len(images))
+        raise
     t1 = time.perf_counter()
     try:
-        embeddings = await ready.batcher.submit(arrays)
-    except QueueFullError as exc:
+        embeddings = await ready.batcher.submit(arrays, announced=True)
+    except (QueueFullError, BatcherStoppedError) as exc:
         raise ProblemError(
             503,
             f"{exc}; retry after {settings.retry_after_s} s",
-            title="Overloaded",
+            title="Service Unavailable",
             headers={"Retry-After": str(settings.retry_after_s)},
         ) from None
     return embeddings, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
@@ -161,5 +174,5 @@ def resolve_metric(
             422, f"metric {name!r} is not available for model {manifest.model_id}; choose one of {available}"
         )
     if threshold is None and name in manifest.scoring:
-        threshold = manifest.scoring[name].default_value()  # type: ignore[index]
+        threshold = manifest.scoring[name].default_value()
     return name, threshold, HIGHER_IS_BETTER[name]

@@ -44,12 +44,9 @@ async def verify(request: Request, ready: ReadyDep) -> VerifyResponse:
     fields = [name for name, img in (("image_a", body.image_a), ("image_b", body.image_b)) if img is not None]
     decode_ms = inference_ms = 0.0
     embedded: dict[str, np.ndarray] = {}
-    if images:
-        for name, img in zip(fields, images, strict=True):
-            emb, d_ms, i_ms = await embed_images(ready, [img], name)
-            embedded[name] = emb[0]
-            decode_ms += d_ms
-            inference_ms += i_ms
+    if images:  # both images go to the batcher together
+        emb, decode_ms, inference_ms = await embed_images(ready, images, fields)
+        embedded = dict(zip(fields, emb, strict=True))
     a = (
         embedded["image_a"]
         if body.image_a is not None

@@ -94,7 +94,8 @@ class Gallery:
                         "index %s loaded from its snapshot (%d vectors)", self._name(metric), index.size
                     )
                     continue
-                logger.warning("rebuilding index %s from SQLite: %s", self._name(metric), reason)
+                log = logger.warning if len(ids) or self.store.snapshot(self._name(metric)) else logger.info
+                log("rebuilding index %s from SQLite: %s", self._name(metric), reason)
                 index.build(ids, gallery_vectors(metric, emb, self.head))
                 self.rebuilt.append(f"{metric}: {reason}")
                 self._save(metric, index, generation)

@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -36,9 +37,18 @@ class IndexConfig:
             raise ValueError(f"index_type must be flat, ivf or hnsw; got {self.index_type!r}")
 
 
+_GPU_RESOURCES: list[Any] = []
+
+
 def faiss_gpu_available() -> bool:
     """True when this faiss build has GPU support and sees a GPU."""
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _gpu_resources() -> Any:
+    if not _GPU_RESOURCES:
+        _GPU_RESOURCES.append(faiss.StandardGpuResources())
+    return _GPU_RESOURCES[0]
 
 
 class VectorIndex:
@@ -58,16 +68,19 @@ class VectorIndex:
         self.index_type = "flat" if exact else config.index_type
         self.tombstones: set[int] = set()
         self.on_gpu = False
-        self.index = self._empty()
+        self.trained_on = 0  # vectors the ivf quantizer was trained on (0: exact flat fallback)
+        self.index: Any = self._empty()
 
     def _faiss_metric(self) -> int:
         return faiss.METRIC_INNER_PRODUCT if self.inner_product else faiss.METRIC_L2
 
-    def _empty(self, n_train: int = 0) -> faiss.Index:
+    def _empty(self, n_train: int = 0) -> Any:
+        base: Any
+        quantizer: Any
         if self.index_type == "hnsw":
             base = faiss.IndexHNSWFlat(self.dim, self.config.hnsw_m, self._faiss_metric())
             base.hnsw.efSearch = self.config.hnsw_ef_search
-        elif self.index_type == "ivf" and n_train >= 2:
+        elif self.index_type == "ivf" and n_train >= 2 * 39:  # faiss wants ≥ 39 training points per cell
             nlist = max(1, min(self.config.ivf_nlist, n_train // 39))
             quantizer = faiss.IndexFlatIP(self.dim) if self.inner_product else faiss.IndexFlatL2(self.dim)
             base = faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss_metric())
@@ -88,20 +101,33 @@ class VectorIndex:
 
     def ids(self) -> np.ndarray:
         """Gallery ids held by the index (tombstones included)."""
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        id_map: Any = faiss.downcast_index(self.index)
+        return faiss.vector_to_array(id_map.id_map).astype(np.int64)
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the index with one over ``vectors`` (trained on them for ivf)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         index = self._empty(n_train=len(vectors))
-        sub = faiss.downcast_index(index.index)
+        sub: Any = faiss.downcast_index(index.index)
         if not sub.is_trained:
             sub.train(vectors)
+        self.trained_on = len(vectors) if isinstance(sub, faiss.IndexIVF) else 0
         if len(vectors):
             index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
         self.index = index
         self.tombstones = set()
         self.on_gpu = False
+        self._to_device()
+
+    def _to_device(self) -> None:
+        """Move flat / ivf indexes to the GPU when configured (HNSW has no GPU version here)."""
+        if not self.config.use_gpu or self.index_type == "hnsw":
+            return
+        try:
+            self.index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, self.index)
+            self.on_gpu = True
+        except (RuntimeError, AttributeError) as exc:
+            logger.warning("faiss index stays on CPU: %s", exc)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under their gallery ids."""
@@ -112,7 +138,7 @@ class VectorIndex:
         """Delete ids; they are never returned by a search from now on."""
         if not ids:
             return
-        if self.index_type == "flat":
+        if self.index_type == "flat" and not self.on_gpu:  # GPU flat indexes cannot remove: tombstones
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
         else:
             present = set(self.ids().tolist())
@@ -120,12 +146,11 @@ class VectorIndex:
 
     @property
     def needs_rebuild(self) -> bool:
-        """True when tombstones exceed 10 % of the vectors, or an ivf index has doubled since training."""
+        """True when tombstones exceed 10 % of the vectors, or an ivf gallery has doubled since training."""
         if len(self.tombstones) > max(16, self.index.ntotal // 10):
             return True
-        sub = faiss.downcast_index(self.index.index)
-        if self.index_type == "ivf" and isinstance(sub, faiss.IndexFlat):
-            return self.index.ntotal >= 2 * 39
+        if self.index_type == "ivf":
+            return bool(self.index.ntotal >= max(2 * 39, 2 * self.trained_on))
         return False
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,12 +192,16 @@ class VectorIndex:
         if hashlib.sha256(data).hexdigest() != checksum:
             return False
         try:
-            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            index: Any = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError:
             return False
         if index.d != self.dim:
             return False
+        wrapper: Any = faiss.downcast_index(index)
+        sub: Any = faiss.downcast_index(wrapper.index)
+        self.trained_on = int(index.ntotal) if isinstance(sub, faiss.IndexIVF) else 0
         self.index = index
         self.tombstones = set()
         self.on_gpu = False
+        self._to_device()
         return True

@@ -180,7 +180,7 @@ class GalleryStore:
             row = self._db.execute("SELECT image FROM entries WHERE id = ?", (int(entry_id),)).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
-    def list(self, person_id: str | None, offset: int, limit: int) -> tuple[list[GalleryEntry], int]:
+    def list_entries(self, person_id: str | None, offset: int, limit: int) -> tuple[list[GalleryEntry], int]:
         """A page of entries ordered by id, optionally of one person, and the total matching count."""
         where, params = ("WHERE e.person_id = ?", (person_id,)) if person_id is not None else ("", ())
         with self._lock:

@@ -2,8 +2,10 @@
 
 Each image is a job with its own future. The worker takes the first waiting job, then gathers more until the
 batch holds ``max_batch`` images or ``max_wait_ms`` has passed, and runs the model in a worker thread so the
-event loop stays free. The queue is bounded: when it is full :meth:`MicroBatcher.submit` raises
-:class:`QueueFullError` at once (the API answers 503 with ``Retry-After``).
+event loop stays free. It waits only while more images are on their way: requests announce their images
+(:meth:`MicroBatcher.announce`) before decoding them, so a lone request runs at once. The queue is bounded:
+when it is full :meth:`MicroBatcher.submit` raises :class:`QueueFullError` at once (the API answers 503 with
+``Retry-After``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 class QueueFullError(RuntimeError):
     """The inference queue has no room for the request's images."""
+
+
+class BatcherStoppedError(RuntimeError):
+    """The batcher is not running (the service is starting or shutting down)."""
 
 
 @dataclass
@@ -65,6 +71,15 @@ class MicroBatcher:
         self.metrics = metrics
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
+        self._expected = 0  # images announced or queued but not yet taken into a batch
+
+    def announce(self, count: int) -> None:
+        """Say that ``count`` images will be submitted soon (the worker waits for them, up to max_wait)."""
+        self._expected += count
+
+    def withdraw(self, count: int) -> None:
+        """Cancel an announcement whose images will not be submitted (e.g. they failed to decode)."""
+        self._expected = max(0, self._expected - count)
 
     def start(self) -> None:
         """Start the worker task on the running event loop."""
@@ -81,22 +96,30 @@ class MicroBatcher:
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
-                job.future.set_exception(RuntimeError("the service is shutting down"))
+                job.future.set_exception(BatcherStoppedError("the service is shutting down"))
 
     @property
     def depth(self) -> int:
         """Images waiting in the queue."""
         return self._queue.qsize()
 
-    async def submit(self, images: list[np.ndarray]) -> np.ndarray:
+    async def submit(self, images: list[np.ndarray], announced: bool = False) -> np.ndarray:
         """Queue preprocessed (3, H, W) images and wait for their outputs, stacked in order.
+
+        Args:
+            images: The preprocessed images.
+            announced: True when :meth:`announce` was called for these images.
 
         Raises:
             QueueFullError: Not enough room for all the images (none of them is queued).
         """
+        if not announced:
+            self.announce(len(images))
         if self._worker is None:
-            raise RuntimeError("the micro-batcher is not running")
+            self.withdraw(len(images))
+            raise BatcherStoppedError("the inference worker is not running (starting or shutting down)")
         if self._queue.qsize() + len(images) > self.queue_size:
+            self.withdraw(len(images))
             if self.metrics is not None:
                 self.metrics.queue_rejections.inc(len(images))
             raise QueueFullError(
@@ -124,12 +147,13 @@ class MicroBatcher:
             except asyncio.QueueEmpty:
                 pass
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._expected <= len(batch):  # timed out, or nobody else is on the way
                 break
             try:
                 batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
             except asyncio.TimeoutError:
                 break
+        self.withdraw(len(batch))
         return batch
 
     async def _run(self) -> None:

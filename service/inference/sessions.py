@@ -60,6 +60,8 @@ def create_session(path: Path, device: str, intra_op_threads: int = 0) -> ort.In
     if intra_op_threads > 0:
         options.intra_op_num_threads = intra_op_threads
     options.log_severity_level = 3
+    # no busy-waiting worker threads: on shared CPUs spinning makes latency erratic and burns idle cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = requested_providers(device)
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     active = session.get_providers()

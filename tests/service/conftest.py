@@ -84,8 +84,10 @@ def _embedding_graph(rng: np.random.Generator) -> onnx.ModelProto:
         "tiny_embedding",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, INPUT_H, INPUT_W])],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", EMBED_DIM])],
-        [numpy_helper.from_array(a, n) for a, n in
-         ((conv_w, "conv_w"), (conv_b, "conv_b"), (gemm_w, "gemm_w"), (gemm_b, "gemm_b"))],
+        [
+            numpy_helper.from_array(a, n)
+            for a, n in ((conv_w, "conv_w"), (conv_b, "conv_b"), (gemm_w, "gemm_w"), (gemm_b, "gemm_b"))
+        ],
     )
     return _finish(graph)
 
@@ -106,7 +108,10 @@ def _head_graph(weight: np.ndarray, bias: float) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "tiny_verification_head",
-        [vi("embeddings_a", TensorProto.FLOAT, ["N", EMBED_DIM]), vi("embeddings_b", TensorProto.FLOAT, ["N", EMBED_DIM])],
+        [
+            vi("embeddings_a", TensorProto.FLOAT, ["N", EMBED_DIM]),
+            vi("embeddings_b", TensorProto.FLOAT, ["N", EMBED_DIM]),
+        ],
         [vi("probabilities", TensorProto.FLOAT, ["N", 2])],
         [numpy_helper.from_array(b_mat, "head_w"), numpy_helper.from_array(c_vec, "head_b")],
     )
@@ -150,8 +155,11 @@ def build_tiny_models(root: Path) -> Path:
     tmp.mkdir(parents=True)
     onnx.save(embed_model, tmp / "embedding.onnx")
     colours = list(PERSON_COLOURS.values())
-    emb = _embed(tmp / "embedding.onnx", [person_image(c, 1000 + 10 * i + j) for i, c in enumerate(colours)
-                                          for j in range(4)], spec)
+    emb = _embed(
+        tmp / "embedding.onnx",
+        [person_image(c, 1000 + 10 * i + j) for i, c in enumerate(colours) for j in range(4)],
+        spec,
+    )
     labels = np.repeat(np.arange(len(colours)), 4)
     ia, ib = np.triu_indices(len(emb), k=1)
     is_same = labels[ia] == labels[ib]
@@ -181,9 +189,16 @@ def build_tiny_models(root: Path) -> Path:
             files["head_weights"] = file_entry(folder, "head_weights.npz")
             verification = VerificationSpec(same_index=SAME_INDEX)
         ModelManifest(
-            name=name, version="1", kind=kind, description="tiny test model (mean colour embedding)",
-            input=spec, files=files, embedding_dim=EMBED_DIM, normalize_embeddings=False,
-            default_metric="softmax" if kind == "siamese" else "cosine", scoring=modes,
+            name=name,
+            version="1",
+            kind=kind,
+            description="tiny test model (mean colour embedding)",
+            input=spec,
+            files=files,
+            embedding_dim=EMBED_DIM,
+            normalize_embeddings=False,
+            default_metric="softmax" if kind == "siamese" else "cosine",
+            scoring=modes,
             verification=verification,
             provenance=Provenance(recipe="test", dataset="synthetic-colours", synthetic=True),
         ).save(folder)
@@ -221,9 +236,41 @@ class PersonImages:
     query: dict[str, bytes]
 
 
+def synthetic_pedestrian_images(persons: int = 3, seed: int = 7) -> PersonImages:
+    """Three synthetic pedestrians (training.data.synthetic) × 4 cameras + 1 held-out image each, as JPEG."""
+    from training.data.synthetic import (
+        SynthConfig,
+        camera_profiles,
+        person_rng,
+        render_pedestrian_image,
+        sample_person,
+    )
+
+    config = SynthConfig(identities=persons + 1, train_identities=1, seed=seed)
+    cameras = camera_profiles(config)
+    enrol: dict[str, list[bytes]] = {}
+    query: dict[str, bytes] = {}
+    for pid in range(1, persons + 1):
+        person = sample_person(person_rng(seed, pid))
+        shots = [
+            png_bytes(
+                render_pedestrian_image(
+                    person, cameras[j % len(cameras)], np.random.default_rng([seed, pid, j])
+                ),
+                "JPEG",
+            )
+            for j in range(5)
+        ]
+        enrol[f"person-{pid:04d}"], query[f"person-{pid:04d}"] = shots[:4], shots[4]
+    return PersonImages(enrol=enrol, query=query)
+
+
 @pytest.fixture(scope="session")
 def person_images() -> PersonImages:
-    """Three persons × (4 enrolment + 1 held-out) images."""
+    """Three persons × (4 enrolment + 1 held-out) images: distinct colours for the tiny models, synthetic
+    pedestrians (training.data.synthetic) when real models are tested (REID_TEST_MODELS_DIR)."""
+    if os.environ.get("REID_TEST_MODELS_DIR"):
+        return synthetic_pedestrian_images()
     persons = list(PERSON_COLOURS.items())[:3]
     enrol = {p: [person_image(c, 100 * i + j) for j in range(4)] for i, (p, c) in enumerate(persons)}
     query = {p: person_image(c, 100 * i + 50) for i, (p, c) in enumerate(persons)}
@@ -242,8 +289,12 @@ def make_settings(models_dir: Path, model_name: str, tmp_path: Path) -> Callable
 
     def make(**overrides: object) -> Settings:
         values: dict[str, object] = {
-            "models_dir": models_dir, "model": model_name, "data_dir": tmp_path / "data", "device": "cpu",
+            "models_dir": models_dir,
+            "model": model_name,
+            "data_dir": tmp_path / "data",
+            "device": "cpu",
             "max_wait_ms": 2.0,
+            "intra_op_threads": 1,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -60,6 +60,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then (rank 0) evaluate + calibrate and print the JSON summary."""
+    import os
+
+    # Before torch loads OpenMP: spinning worker threads make a shared, busy CPU many times slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pathlib import Path
 
     from training.engine import distributed

@@ -108,7 +108,7 @@ class ReidPairDataset(Dataset[tuple[Tensor, Tensor, int, int, bool]]):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, pair: PairIndex) -> tuple[Tensor, Tensor, int, int, bool]:  # type: ignore[override]
+    def __getitem__(self, pair: PairIndex) -> tuple[Tensor, Tensor, int, int, bool]:
         index_a, index_b, is_same = pair
         image_a, pid_a, _, _ = self.images[int(index_a)]
         image_b, pid_b, _, _ = self.images[int(index_b)]

@@ -87,7 +87,7 @@ def random_erasing(
             out = img.clone()
             if fill == "random":
                 noise = torch.randn((channels, h, w), generator=generator, dtype=img.dtype)
-                out[:, top : top + h, left : left + w] = noise
+                out[:, top : top + h, left : left + w] = noise.to(img.device)
             else:
                 out[:, top : top + h, left : left + w] = 0.0
             return out
@@ -154,8 +154,8 @@ def color_jitter(
     """
     if strength <= 0:
         return img
-    mean_t = torch.tensor(mean, dtype=img.dtype).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=img.dtype).view(3, 1, 1)
+    mean_t = torch.tensor(mean, dtype=img.dtype, device=img.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=img.dtype, device=img.device).view(3, 1, 1)
     rgb = img * std_t + mean_t
     low, high = max(0.0, 1.0 - strength), 1.0 + strength
     rgb = (rgb * _uniform(generator, low, high)).clamp(0.0, 1.0)

@@ -112,6 +112,7 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 2
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    cache_images: bool = False  # keep decoded training images in memory (≈ 12·H·W bytes each)
     output_dir: str = "runs/default"
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from training.engine.config import TrainConfig, apply_overrides
 
-BOT_PAPER = "003 Siamese networks / bag of tricks (Bhanushali; Luo et al. BoT)"
+BOT_PAPER = "003 bag of tricks (Siamese networks for re-ID)"
 
 #: The BoT pipeline shared by the Market-1501 recipes (config defaults already match it where not listed).
 _BOT: dict[str, Any] = {
@@ -112,24 +112,27 @@ _register(Recipe(
         "dataset": "market1501",
         "root": "data/synthetic",
         "backbone": "osnet_x0_25",
-        "height": 128,
-        "width": 64,
-        "pad": 5,
+        "height": 96,
+        "width": 48,
+        "pad": 4,
         "p": 16,
         "k": 4,
         "lr": 1.5e-3,
         "warmup_epochs": 2.0,
         "scheduler": "cosine",
-        "epochs": 30,
+        "epochs": 40,
+        "max_train_minutes": 10.0,
         "eval_every": 0,
         "num_workers": 0,
+        "threads": 2,
+        "cache_images": True,
         "amp": False,
         "output_dir": "runs/demo-osnet-cpu",
     },
 ))
 _register(Recipe(
     name="siamese-efficientnet-b0",
-    paper="000 EfficientNet Siamese with square-layer verification",
+    paper="000 EfficientNet Siamese, square-layer verification",
     description="Siamese EfficientNet-B0, (f1 − f2)² → dropout → 2-way softmax, 160×80, RMSprop, CUHK01",
     defaults={
         "dataset": "cuhk01",
@@ -162,7 +165,7 @@ _register(Recipe(
 ))
 _register(Recipe(
     name="idverif-resnet50",
-    paper="004 identification + verification fusion (Siamese ResNet-50)",
+    paper="004 identification + verification fusion",
     description="Siamese ResNet-50, 3·verification + identification loss, SGD, pairs 1:1 growing to 3:1",
     defaults={
         "dataset": "market1501",

@@ -109,7 +109,8 @@ class Trainer:
         )
         self.use_amp = cfg.amp and self.ctx.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
-        self.start_epoch, self.best_score, self.best_metrics = 0, float("-inf"), {}
+        self.start_epoch, self.best_score = 0, float("-inf")
+        self.best_metrics: dict[str, float] = {}
         if resume is not None:
             self._resume(Path(resume))
         self.net: nn.Module = self.model
@@ -124,7 +125,7 @@ class Trainer:
     def _build_loader(self) -> tuple[DataLoader, PKSampler | PairSampler]:
         cfg, ctx = self.cfg, self.ctx
         transform = TrainTransform(augment_config(cfg), self.spec, seed=cfg.seed + ctx.rank)
-        images = ReidImageDataset(self.split.train, self.spec, transform, cache=cfg.num_workers == 0)
+        images = ReidImageDataset(self.split.train, self.spec, transform, cache=cfg.cache_images)
         common: dict[str, Any] = {
             "num_workers": cfg.num_workers,
             "persistent_workers": cfg.num_workers > 0,
@@ -161,7 +162,8 @@ class Trainer:
             losses["contrastive"] = ContrastiveLoss(margin=cfg.contrastive_margin)
         center = None
         if "center" in weights:
-            center = CenterLoss(self.num_classes, feat_dim=self.model.embedding_dim).to(self.ctx.device)
+            feat_dim = int(self.model.embedding_dim)  # type: ignore[arg-type]
+            center = CenterLoss(self.num_classes, feat_dim=feat_dim).to(self.ctx.device)
             losses["center"] = center
         return losses, center
 
@@ -260,7 +262,12 @@ class Trainer:
                 dynamic_ncols=True, disable=not (self.progress and ctx.is_main and sys.stderr.isatty()),
             )
             for step, batch in enumerate(self.loader):
-                lr = cfg.lr * lr_factor(cfg, epoch + step / steps_per_epoch)
+                position = epoch + step / steps_per_epoch
+                if budget_s is not None:
+                    # Under a time budget the schedule also advances with the clock, so the learning rate has
+                    # decayed when the budget ends, however fast the machine is.
+                    position = max(position, cfg.epochs * (time.perf_counter() - started) / budget_s)
+                lr = cfg.lr * lr_factor(cfg, min(position, float(cfg.epochs)))
                 set_lr(self.optimizer, lr)
                 components, count = self._step(batch)
                 for name, value in components.items():

@@ -40,5 +40,6 @@ class ContrastiveLoss(nn.Module):
                 f"{tuple(embeddings_a.shape)} vs {tuple(embeddings_b.shape)}"
             )
         # Clamp inside the square root: the gradient of sqrt is infinite at 0 (identical embeddings).
-        distances = (embeddings_a - embeddings_b).pow(2).sum(dim=1).clamp(min=1e-12).sqrt()
+        # float32 because 1e-12 underflows to 0 in float16 (autocast).
+        distances = (embeddings_a.float() - embeddings_b.float()).pow(2).sum(dim=1).clamp(min=1e-12).sqrt()
         return contrastive_loss_from_distances(distances, is_same, self.margin)

@@ -8,7 +8,12 @@ from torch import Tensor, nn
 
 
 def euclidean_distances(features: Tensor) -> Tensor:
-    """Pairwise Euclidean distances N × N, clamped at 1e-12 before the square root (finite gradients)."""
+    """Pairwise Euclidean distances N × N, clamped at 1e-12 before the square root (finite gradients).
+
+    Computed in float32 even under autocast: in float16 the clamp value underflows to 0 and the square root's
+    gradient becomes infinite.
+    """
+    features = features.float()
     squared = features.pow(2).sum(dim=1, keepdim=True)
     d2 = squared + squared.t() - 2.0 * features @ features.t()
     return d2.clamp(min=1e-12).sqrt()

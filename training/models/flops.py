@@ -19,13 +19,12 @@ MACs per layer:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from training.models.stn import DepthwiseCorrelation, PartSampler
 
@@ -106,11 +105,3 @@ def count_flops(model: nn.Module, run: Callable[[], Any]) -> FlopCount:
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters of ``model`` (trainable or not; buffers excluded)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def tensor_numel(shape: tuple[int, ...]) -> int:
-    """Number of elements of a tensor of ``shape`` (helper for hand-computed expectations)."""
-    return math.prod(shape)
-
-
-__all__ = ["FlopCount", "Tensor", "count_flops", "count_parameters", "layer_macs", "tensor_numel"]

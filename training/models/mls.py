@@ -18,13 +18,22 @@ ReLU, "(pool)" is a 2×2 max-pool in ceil mode (TensorFlow ``SAME``: 15 columns 
   a conv 3×3→96 shared by the levels, then the positions of all levels pooled together (GAP over the
   concatenated positions), linear → 256, L2-normalised descriptor (for the contrastive loss, margin 1).
 
-Choices where the paper is vague (made so the sizes match its Table 5, see ``tests/training/models/
-test_mls.py``): the ranking net's first conv is per level and its second conv is shared ("only 3 convolutional
-layers" for two levels); the extra conv L4 follows conv3 and, like every trunk conv of Table 1, is followed by
-a 2×2 max-pool, so it reads conv3's output before conv3's pool and x⁴ has x³'s 20×8 size (the paper pools only
-the level-2 similarities to fit the others); the affine parameters are
-constrained as documented in :class:`training.models.stn.StripeSTN`. The final score is Eq. 7:
-``p_same + 0.2 / (d + 1e-4)`` with ``d`` the Euclidean distance of the two descriptors.
+Choices where the paper is vague, made so that the sizes match its Table 5 (checked in
+``tests/training/models/test_mls.py``; FLOPs of one pair at 160×60 counted as 2 × multiply-accumulates, see
+:mod:`training.models.flops`): (L2, L3) 0.536 M parameters / 0.950 GFLOPs (paper 0.5 M / 0.96 G);
+(L2, L3, L4) 0.763 M / 1.223 G (paper 0.8 M / 1.31 G).
+
+* The ranking net's first conv is per level and its second conv is shared by the levels (the paper's "only
+  3 convolutional layers" for two levels); per-level second convs would give 0.62 M for (L2, L3).
+* The extra conv L4 follows conv3 and, like every trunk conv of Table 1, is followed by a 2×2 max-pool: it
+  reads conv3's output before conv3's own pool, so x⁴ has x³'s 20×8 size (the paper pools only the level-2
+  similarities to fit the others). Reading the pooled x³ instead would give 1.08 G, 18 % under the paper.
+* The paper's "10×4×1152" similarity size is our 20×8×1152 concatenation after conv5's pool (10×4).
+* The affine parameters are constrained as documented in :class:`training.models.stn.StripeSTN`; the
+  L1 prior on rotation / shear is returned as :attr:`MLSOutput.stn_penalty` for the recipe to weight.
+
+The final score is Eq. 7: ``p_same + 0.2 / (d + 1e-4)`` with ``d`` the Euclidean distance of the two
+descriptors.
 
 Image-specific work lives in :meth:`MLSNet.encode`; :meth:`MLSNet.compare` only takes two encodings, so a
 gallery's encodings can be computed once and cached (``encoder.onnx`` / ``comparator.onnx``).
@@ -41,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from training.models.flops import FlopCount, count_flops
 from training.models.heads import SAME_INDEX
 from training.models.stn import DepthwiseCorrelation, StripeSTN, conv_bn_relu
 
@@ -53,6 +63,11 @@ SCORE_EPS = 1e-4  # ε of Eq. 7
 ENCODER_OUTPUT_NAMES: tuple[str, ...] = ("encoding", "descriptor")
 COMPARATOR_INPUT_NAMES: tuple[str, ...] = ("encoding_a", "encoding_b")
 COMPARATOR_OUTPUT_NAMES: tuple[str, ...] = ("score", "probabilities", "distance")
+#: Table 5 of the paper: levels → (parameters, GFLOPs of one pair).
+PAPER_SIZES: dict[tuple[str, ...], tuple[float, float]] = {
+    ("l2", "l3"): (0.5e6, 0.96),
+    ("l2", "l3", "l4"): (0.8e6, 1.31),
+}
 
 
 @dataclass
@@ -92,7 +107,7 @@ class MLSOutput(NamedTuple):
 def similarity_score(
     p_same: Tensor, distance: Tensor, *, weight: float = SCORE_WEIGHT, eps: float = SCORE_EPS
 ) -> Tensor:
-    """Eq. 7 of the paper: ``p_same + weight / (distance + eps)``; higher means more likely the same person."""
+    """Eq. 7 of the paper: ``p_same + weight / (distance + eps)``; higher = more likely the same person."""
     return p_same + weight / (distance + eps)
 
 
@@ -105,7 +120,7 @@ def _stripe_rows(height: int) -> list[tuple[int, int]]:
     """Three half-overlapping stripes of height ``height // 2`` starting at 0, h/4 and h/2."""
     stripe, step = height // 2, height // 4
     if stripe < 1 or step < 1:
-        raise ValueError(f"feature map height {height} is too small for three overlapping stripes (need >= 4)")
+        raise ValueError(f"feature map height {height} too small for three overlapping stripes (need >= 4)")
     return [(0, stripe), (step, step + stripe), (2 * step, 2 * step + stripe)]
 
 
@@ -116,7 +131,7 @@ class MLSNet(nn.Module):
         levels: CSN levels, ``("l2", "l3")`` (the paper's main model) or ``("l2", "l3", "l4")``.
         input_size: Image ``(height, width)``; 160×60 in the paper; at least 32×8.
         part_sizes: Side ``f`` of the STN parts per level (10 / 5 / 5 by default).
-        correlation: ``"grouped"`` (training) or ``"shift"`` (ONNX export with a dynamic batch); see
+        correlation: ``"grouped"`` (training) or ``"unfold"`` (ONNX export with a dynamic batch); see
             :class:`training.models.stn.DepthwiseCorrelation`. :func:`set_correlation_method` switches it.
     """
 
@@ -177,7 +192,7 @@ class MLSNet(nn.Module):
     # ---------------------------------------------------------------- image side
     def encode(self, images: Tensor) -> MLSEncoding:
         """Feature maps, STN parts and ranking descriptor of an image batch ``N × 3 × H × W``."""
-        if images.shape[-2:] != self.input_size:
+        if not torch.jit.is_tracing() and tuple(images.shape[-2:]) != self.input_size:
             raise ValueError(f"expected images of size {self.input_size}, got {tuple(images.shape[-2:])}")
         x2 = self.conv2(self.conv1(images))
         conv3 = self.conv3(x2)
@@ -227,9 +242,11 @@ class MLSNet(nn.Module):
         return self.comparison(torch.cat(similarity_maps, dim=1))
 
     def forward(self, images_a: Tensor, images_b: Tensor) -> MLSOutput:
-        """Logits, both descriptors and the STN penalty for a batch of pairs (both images encoded together)."""
+        """Logits, both descriptors and the STN penalty of a batch of pairs (both sides encoded together)."""
         if images_a.shape != images_b.shape:
-            raise ValueError(f"pair batches differ in shape: {tuple(images_a.shape)} vs {tuple(images_b.shape)}")
+            raise ValueError(
+                f"pair batches differ in shape: {tuple(images_a.shape)} vs {tuple(images_b.shape)}"
+            )
         n = images_a.shape[0]
         enc = self.encode(torch.cat([images_a, images_b], dim=0))
         enc_a, enc_b = split_encoding(enc, n)
@@ -274,7 +291,7 @@ class MLSNet(nn.Module):
 
     def unflatten_encoding(self, flat: Tensor) -> MLSEncoding:
         """Inverse of :meth:`flatten_encoding` (``rotation_l1`` is not stored and comes back as zeros)."""
-        if flat.dim() != 2 or flat.shape[1] != self.encoding_dim:
+        if not torch.jit.is_tracing() and (flat.dim() != 2 or flat.shape[1] != self.encoding_dim):
             raise ValueError(f"expected a N × {self.encoding_dim} flat encoding, got {tuple(flat.shape)}")
         pieces: dict[str, Tensor] = {}
         offset = 0
@@ -290,8 +307,22 @@ class MLSNet(nn.Module):
         )
 
     def set_correlation_method(self, method: str) -> None:
-        """Switch the depth-wise correlation implementation (same numbers, see :class:`DepthwiseCorrelation`)."""
+        """Switch the depth-wise correlation (same numbers; see :class:`DepthwiseCorrelation`)."""
         self.correlation = DepthwiseCorrelation(method)
+
+
+def count_pair_flops(model: MLSNet) -> FlopCount:
+    """FLOPs of scoring one pair at ``model.input_size`` (both encodings + comparison), in eval mode.
+
+    Use ``.gflops`` to compare with :data:`PAPER_SIZES`; the model's train / eval mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    images = torch.zeros(1, 3, *model.input_size, device=next(model.parameters()).device)
+    try:
+        return count_flops(model, lambda: model(images, images))
+    finally:
+        model.train(was_training)
 
 
 def split_encoding(enc: MLSEncoding, n: int) -> tuple[MLSEncoding, MLSEncoding]:
@@ -329,8 +360,8 @@ class MLSComparatorExport(nn.Module):
     """``comparator.onnx``: (``encoding_a``, ``encoding_b``) → (``score``, ``probabilities``, ``distance``).
 
     ``score`` (``N``) is Eq. 7, ``probabilities`` (``N × 2``) the softmax ``(different, same)``, ``distance``
-    (``N``) the Euclidean distance of the descriptors. Switch the model to the ``"shift"`` correlation before
-    exporting (the grouped convolution freezes the batch size), e.g. with :meth:`MLSNet.set_correlation_method`.
+    (``N``) the Euclidean distance of the descriptors. Switch the model to the ``"unfold"`` correlation
+    before exporting (the grouped convolution freezes the batch size): :meth:`MLSNet.set_correlation_method`.
     The wrapper (and so the model) is put in eval mode.
     """
 

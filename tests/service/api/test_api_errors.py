@@ -71,7 +71,9 @@ async def test_bad_image_files(case: str, make_settings, serve) -> None:
 async def test_real_image_over_the_pixel_cap(make_settings, serve) -> None:
     big = _encode(Image.new("RGB", (1200, 1000), (10, 200, 10)), "PNG")
     async with serve(make_settings(max_pixels=1_000_000)) as (_, client):
-        _problem(await client.post("/embeddings", files=_one("big.png", big)), 413, "above the limit of 1000000")
+        _problem(
+            await client.post("/embeddings", files=_one("big.png", big)), 413, "above the limit of 1000000"
+        )
 
 
 async def test_body_over_limit_with_and_without_content_length(make_settings, serve) -> None:
@@ -112,19 +114,33 @@ async def test_verify_needs_one_of_image_or_gallery_id(make_settings, serve) -> 
     async with serve(make_settings()) as (_, client):
         r = await client.post("/verify", json={"image_a": base64.b64encode(JPEG).decode()})
         _problem(r, 422, "exactly one of image_b and gallery_id_b")
+        files = [
+            ("image_a", ("a.jpg", JPEG, "image/jpeg")),
+            ("image_b", ("b.jpg", b"GIF89a....", "image/jpeg")),
+        ]
+        _problem(await client.post("/verify", files=files), 400, "image_b")
 
 
 async def test_malformed_bodies_and_media_types(make_settings, serve) -> None:
     async with serve(make_settings()) as (_, client):
-        _problem(await client.post("/search", content=b"images=1", headers={"content-type": "text/plain"}),
-                 415, "multipart/form-data")
-        _problem(await client.post("/search", content=b"{not json", headers={"content-type": "application/json"}),
-                 400, "not valid JSON")
+        _problem(
+            await client.post("/search", content=b"images=1", headers={"content-type": "text/plain"}),
+            415,
+            "multipart/form-data",
+        )
+        _problem(
+            await client.post("/search", content=b"{not json", headers={"content-type": "application/json"}),
+            400,
+            "not valid JSON",
+        )
         deep = b"[" * 100_000 + b"]" * 100_000
         r = await client.post("/search", content=deep, headers={"content-type": "application/json"})
         assert r.status_code in (400, 422) and r.headers["content-type"].startswith(PROBLEM)
-        _problem(await client.post("/search", content=b"[1, 2]", headers={"content-type": "application/json"}),
-                 422, "object")
+        _problem(
+            await client.post("/search", content=b"[1, 2]", headers={"content-type": "application/json"}),
+            422,
+            "object",
+        )
 
 
 async def test_unknown_ids_are_404(make_settings, serve) -> None:

@@ -18,12 +18,17 @@ async def _enrol_all(client, person_images) -> dict[str, list[int]]:
     ids: dict[str, list[int]] = {}
     for n, (person, images) in enumerate(person_images.enrol.items()):
         if n == 0:  # one person through JSON + base64, the others through multipart files
-            body = {"images": [base64.b64encode(b).decode() for b in images], "person_id": person,
-                    "camera_id": "cam-1", "metadata": {"source": "test"}}
+            body = {
+                "images": [base64.b64encode(b).decode() for b in images],
+                "person_id": person,
+                "camera_id": "cam-1",
+                "metadata": {"source": "test"},
+            }
             r = await client.post("/gallery", json=body)
         else:
             r = await client.post(
-                "/gallery", files=_files(images),
+                "/gallery",
+                files=_files(images),
                 data={"person_id": person, "camera_id": f"cam-{n + 1}", "metadata": '{"n": 1}'},
             )
         assert r.status_code == 201, r.text
@@ -56,24 +61,40 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
                 assert matches[4]["same_person"] is False
         persons = list(person_images.query)
         for metric in METRICS:
-            same = await client.post("/verify", files=[
-                ("image_a", ("a.png", person_images.query[persons[0]], "image/png")),
-                ("image_b", ("b.png", person_images.enrol[persons[0]][1], "image/png")),
-            ], data={"metric": metric})
+            same = await client.post(
+                "/verify",
+                files=[
+                    ("image_a", ("a.png", person_images.query[persons[0]], "image/png")),
+                    ("image_b", ("b.png", person_images.enrol[persons[0]][1], "image/png")),
+                ],
+                data={"metric": metric},
+            )
             assert same.status_code == 200, same.text
             assert same.json()["same_person"] is True and same.json()["metric"] == metric
-            diff = await client.post("/verify", json={
-                "image_a": base64.b64encode(person_images.query[persons[0]]).decode(),
-                "gallery_id_b": ids[persons[1]][0], "metric": metric,
-            })
+            diff = await client.post(
+                "/verify",
+                json={
+                    "image_a": base64.b64encode(person_images.query[persons[0]]).decode(),
+                    "gallery_id_b": ids[persons[1]][0],
+                    "metric": metric,
+                },
+            )
             assert diff.status_code == 200, diff.text
             assert diff.json()["same_person"] is False
         # default metric and threshold come from the manifest; a request threshold overrides it
-        r = await client.post("/verify", json={"gallery_id_a": ids[persons[2]][0], "gallery_id_b": ids[persons[2]][1]})
+        r = await client.post(
+            "/verify", json={"gallery_id_a": ids[persons[2]][0], "gallery_id_b": ids[persons[2]][1]}
+        )
         assert r.json()["same_person"] is True and r.json()["threshold"] is not None
-        r = await client.post("/verify", json={"gallery_id_a": ids[persons[2]][0],
-                                               "gallery_id_b": ids[persons[2]][1], "threshold": 1.01,
-                                               "metric": "cosine"})
+        r = await client.post(
+            "/verify",
+            json={
+                "gallery_id_a": ids[persons[2]][0],
+                "gallery_id_b": ids[persons[2]][1],
+                "threshold": 1.01,
+                "metric": "cosine",
+            },
+        )
         assert r.json()["same_person"] is False and r.json()["threshold"] == 1.01
 
         deleted_image = ids[persons[0]][0]
@@ -130,8 +151,10 @@ async def test_filters_exclude_camera_and_person_list(make_settings, serve, pers
         await _enrol_all(client, person_images)
         persons = list(person_images.query)
         q = person_images.query[persons[0]]
-        r = await client.post("/search", json={"images": [base64.b64encode(q).decode()],
-                                               "exclude_camera_id": "cam-1", "top_k": 20})
+        r = await client.post(
+            "/search",
+            json={"images": [base64.b64encode(q).decode()], "exclude_camera_id": "cam-1", "top_k": 20},
+        )
         matches = r.json()["results"][0]["matches"]
         assert len(matches) == 8 and persons[0] not in {m["person_id"] for m in matches}
         r = await client.post("/search", files=_files([q]), data={"person_ids": [persons[2]], "top_k": "3"})
@@ -151,4 +174,29 @@ async def test_models_and_embeddings(make_settings, serve, person_images) -> Non
         docs = (await client.get("/openapi.json")).json()
         search_body = docs["paths"]["/search"]["post"]["requestBody"]["content"]
         assert {"application/json", "multipart/form-data"} <= set(search_body)
-        assert all("description" in p for p in search_body["application/json"]["schema"]["properties"].values())
+        assert all(
+            "description" in p for p in search_body["application/json"]["schema"]["properties"].values()
+        )
+
+
+@pytest.mark.parametrize("store_images", [True, False])
+async def test_switching_models_re_embeds_stored_images_or_says_it_cannot(
+    make_settings, serve, person_images, models_dir, store_images: bool
+) -> None:
+    if not (models_dir / "tiny-embedding").is_dir():
+        pytest.skip("needs the tiny-embedding test model")
+    async with serve(make_settings(model="tiny-siamese", store_images=store_images)) as (_, client):
+        await _enrol_all(client, person_images)
+        item = (await client.get("/gallery", params={"limit": 1})).json()["items"][0]
+        assert item["has_image"] is store_images and item["models"] == ["tiny-siamese@1"]
+    async with serve(make_settings(model="tiny-embedding", store_images=store_images)) as (_, client):
+        ready = (await client.get("/ready")).json()
+        if store_images:
+            assert ready["gallery_size"] == 12 and "not_searchable" not in ready["startup"]
+            for person, query in person_images.query.items():
+                assert (await _top(client, query, "cosine"))[0]["person_id"] == person
+            item = (await client.get("/gallery", params={"limit": 1})).json()["items"][0]
+            assert item["models"] == ["tiny-embedding@1", "tiny-siamese@1"]
+        else:
+            assert ready["gallery_size"] == 0 and ready["startup"]["not_searchable"] == 12
+        assert (await client.get("/docs")).status_code == 200

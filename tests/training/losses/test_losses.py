@@ -69,9 +69,12 @@ def test_triplet_normalized_and_errors() -> None:
         TripletLoss()(features, torch.tensor([1, 1, 1]))
 
 
-def test_triplet_gradient_is_finite_with_duplicate_points() -> None:
-    features = torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]], requires_grad=True)
-    TripletLoss(margin=0.3)(features, torch.tensor([0, 0, 1])).backward()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_triplet_gradient_is_finite_with_duplicate_points(dtype: torch.dtype) -> None:
+    features = torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]], dtype=dtype, requires_grad=True)
+    loss = TripletLoss(margin=0.3)(features, torch.tensor([0, 0, 1]))
+    assert loss.dtype == torch.float32
+    loss.backward()
     assert features.grad is not None and torch.isfinite(features.grad).all()
 
 

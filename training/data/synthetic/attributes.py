@@ -17,18 +17,18 @@ RGB = tuple[int, int, int]
 
 #: clothing palette: (name, RGB, relative frequency). Dark colours dominate, as in street scenes.
 CLOTHING_PALETTE: tuple[tuple[str, RGB, float], ...] = (
-    ("black", (28, 28, 32), 0.20),
-    ("navy", (32, 42, 88), 0.12),
-    ("grey", (120, 122, 126), 0.11),
-    ("white", (228, 228, 222), 0.10),
+    ("black", (28, 28, 32), 0.15),
+    ("navy", (32, 42, 88), 0.10),
+    ("grey", (120, 122, 126), 0.10),
+    ("white", (228, 228, 222), 0.09),
     ("beige", (196, 176, 138), 0.08),
     ("blue", (50, 96, 178), 0.08),
-    ("red", (176, 36, 40), 0.07),
-    ("green", (46, 106, 62), 0.06),
-    ("brown", (104, 70, 44), 0.06),
-    ("lightblue", (140, 180, 214), 0.05),
-    ("yellow", (222, 190, 60), 0.04),
-    ("pink", (214, 120, 160), 0.03),
+    ("red", (176, 36, 40), 0.08),
+    ("green", (46, 106, 62), 0.07),
+    ("brown", (104, 70, 44), 0.07),
+    ("lightblue", (140, 180, 214), 0.06),
+    ("yellow", (222, 190, 60), 0.06),
+    ("pink", (214, 120, 160), 0.06),
 )
 SKIN_TONES: tuple[RGB, ...] = ((241, 204, 176), (224, 180, 140), (198, 146, 108), (150, 100, 70), (100, 66, 46))
 HAIR_COLOURS: tuple[RGB, ...] = ((20, 18, 18), (54, 38, 28), (96, 66, 40), (190, 160, 100), (150, 150, 150))
@@ -105,7 +105,7 @@ def sample_person(rng: np.random.Generator) -> PersonAttributes:
     return PersonAttributes(
         head=float(rng.uniform(0.115, 0.145)),
         legs=float(rng.uniform(0.44, 0.52)),
-        shoulders=float(rng.uniform(0.22, 0.32)),
+        shoulders=float(rng.uniform(0.25, 0.33)),
         hips=float(rng.uniform(0.78, 1.02)),
         limb=float(rng.uniform(0.055, 0.08)),
         skin=_jitter(rng, SKIN_TONES[int(rng.integers(len(SKIN_TONES)))], 6.0),

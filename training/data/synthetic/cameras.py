@@ -51,7 +51,7 @@ def sample_camera(rng: np.random.Generator, camera_id: int) -> CameraProfile:
     """Draw one camera's profile (derive ``rng`` from the dataset seed and the camera id)."""
     picks = rng.choice(len(SCENE_PALETTE), size=5, replace=False)
     views = rng.dirichlet([1.2, 1.2, 0.8, 0.8])
-    cast = np.exp(rng.normal(0.0, 0.07, size=3))
+    cast = np.exp(rng.normal(0.0, 0.05, size=3))
     cast = cast / cast.mean()
     return CameraProfile(
         camera_id=camera_id,
@@ -61,12 +61,12 @@ def sample_camera(rng: np.random.Generator, camera_id: int) -> CameraProfile:
         texture=TEXTURES[int(rng.integers(len(TEXTURES)))],
         horizon=float(rng.uniform(0.45, 0.8)),
         view_probs=(float(views[0]), float(views[1]), float(views[2]), float(views[3])),
-        scale=float(rng.uniform(0.8, 0.92)),
-        gain=float(np.exp(rng.uniform(np.log(0.75), np.log(1.25)))),
+        scale=float(rng.uniform(0.86, 0.95)),
+        gain=float(np.exp(rng.uniform(np.log(0.8), np.log(1.2)))),
         cast=(float(cast[0]), float(cast[1]), float(cast[2])),
-        saturation=float(rng.uniform(0.75, 1.1)),
-        blur=float(rng.uniform(0.0, 0.9)),
-        noise=float(rng.uniform(2.0, 8.0)),
+        saturation=float(rng.uniform(0.85, 1.08)),
+        blur=float(rng.uniform(0.0, 0.7)),
+        noise=float(rng.uniform(1.0, 4.0)),
         jpeg_quality=int(rng.integers(60, 95)),
         occlusion_prob=float(rng.uniform(0.05, 0.3)),
     )
@@ -79,8 +79,12 @@ def _shade(colour: RGB, rng: np.random.Generator, amount: float) -> RGB:
 
 def render_background(camera: CameraProfile, rng: np.random.Generator, height: int, width: int) -> Image.Image:
     """The camera's scene with per-image variation (texture phase, clutter layout, shade jitter)."""
-    wall = np.array(_shade(camera.wall, rng, 10.0), dtype=np.float32)
-    floor = np.array(_shade(camera.floor, rng, 10.0), dtype=np.float32)
+    # a camera sees several spots (shop fronts, doors, pavement): mostly its own wall/floor, sometimes not
+    scene = (camera.wall, camera.floor, *camera.clutter)
+    wall_rgb = camera.wall if rng.random() < 0.5 else scene[int(rng.integers(len(scene)))]
+    floor_rgb = camera.floor if rng.random() < 0.5 else scene[int(rng.integers(len(scene)))]
+    wall = np.array(_shade(wall_rgb, rng, 14.0), dtype=np.float32)
+    floor = np.array(_shade(floor_rgb, rng, 14.0), dtype=np.float32)
     horizon = int(height * (camera.horizon + rng.uniform(-0.05, 0.05)))
     arr = np.empty((height, width, 3), dtype=np.float32)
     arr[:horizon] = wall
@@ -94,9 +98,12 @@ def render_background(camera: CameraProfile, rng: np.random.Generator, height: i
     elif camera.texture == "tiles":
         lines = ((yy % period) < 2) | (((xx + int(rng.integers(period))) % period) < 2)
         arr[horizon:][lines[horizon:]] *= 0.75
-    # low-frequency blotches + fine grain, so backgrounds are never flat
-    coarse = np.clip(128.0 + rng.normal(0.0, 10.0, size=(height // 16 + 2, width // 16 + 2, 3)), 0, 255)
-    smooth = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.Resampling.BILINEAR)
+    # low-frequency blotches (mostly brightness, a little chroma) + fine grain: backgrounds are never flat
+    grid = (height // 16 + 2, width // 16 + 2)
+    coarse = rng.normal(0.0, 9.0, size=(*grid, 1)) + rng.normal(0.0, 3.0, size=(*grid, 3))
+    smooth = Image.fromarray(np.clip(128.0 + coarse, 0, 255).astype(np.uint8)).resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
     arr += np.asarray(smooth, dtype=np.float32) - 128.0
     arr += rng.normal(0.0, 4.0, size=arr.shape).astype(np.float32)
     image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))

@@ -105,7 +105,7 @@ def draw_person(
 
     head, limb = person.head, person.limb
     shoulder_y, hip_y, sole_y = head + 0.035, 1.0 - person.legs, 0.985
-    half_sh = person.shoulders / 2 * (0.55 if side else 1.0) * float(rng.uniform(0.95, 1.05))
+    half_sh = person.shoulders / 2 * (0.7 if side else 1.0) * float(rng.uniform(0.95, 1.05))
     half_hip = half_sh * person.hips
     torso = [(px(-half_sh), py(shoulder_y)), (px(half_sh), py(shoulder_y)),
              (px(half_hip), py(hip_y)), (px(-half_hip), py(hip_y))]

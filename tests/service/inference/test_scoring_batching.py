@@ -1,0 +1,161 @@
+"""Scoring formulas on hand-computed values, the softmax decomposition, the micro-batcher and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from service.config import Settings
+from service.gallery.rwlock import ReadWriteLock
+from service.inference.batching import MicroBatcher, QueueFullError
+from service.inference.scoring import (
+    HeadWeights,
+    gallery_vectors,
+    index_scores,
+    is_same,
+    pair_scores,
+    query_vectors,
+    sigmoid,
+)
+
+
+def test_pair_scores_hand_computed() -> None:
+    a = np.array([[3.0, 4.0, 0.0]], dtype=np.float32)
+    b = np.array([[4.0, 3.0, 0.0]], dtype=np.float32)
+    assert pair_scores("cosine", a, b)[0] == pytest.approx(24 / 25)
+    assert pair_scores("euclidean", a, b)[0] == pytest.approx(np.sqrt(2))
+    # centred: a → (2, 5, −7)/3, b → (5, 2, −7)/3; Pearson = (10 + 10 + 49) / (4 + 25 + 49) = 69/78
+    assert pair_scores("correlation", a, b)[0] == pytest.approx(69 / 78, abs=1e-6)
+    head = HeadWeights(weight=np.array([-1.0, -0.5, 2.0], dtype=np.float32), bias=0.25)
+    # logit = −1·1 − 0.5·1 + 2·0 + 0.25 = −1.25
+    assert pair_scores("softmax", a, b, head)[0] == pytest.approx(1 / (1 + np.exp(1.25)))
+
+
+def test_softmax_decomposition_is_exact() -> None:
+    rng = np.random.default_rng(3)
+    head = HeadWeights(weight=rng.standard_normal(8).astype(np.float32), bias=0.7)
+    g = rng.standard_normal((50, 8)).astype(np.float32)
+    q = rng.standard_normal((3, 8)).astype(np.float32)
+    qv, const = query_vectors("softmax", q, head)
+    ip = qv.astype(np.float64) @ gallery_vectors("softmax", g, head).T.astype(np.float64)
+    direct = ((q[:, None, :].astype(np.float64) - g[None]) ** 2) @ head.weight.astype(np.float64) + head.bias
+    np.testing.assert_allclose(ip + const[:, None], direct, atol=1e-4)
+    np.testing.assert_allclose(index_scores("softmax", ip, const), sigmoid(direct), atol=1e-6)
+
+
+def test_decisions_respect_direction() -> None:
+    assert is_same(0.9, 0.5, higher_is_better=True) and not is_same(0.4, 0.5, higher_is_better=True)
+    assert is_same(0.4, 0.5, higher_is_better=False) and not is_same(0.9, 0.5, higher_is_better=False)
+    assert sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_unknown_metric_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="metric must be one of"):
+        gallery_vectors("manhattan", np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="needs the verification head"):
+        pair_scores("softmax", np.zeros((1, 2)), np.zeros((1, 2)))
+
+
+def test_micro_batcher_batches_keeps_order_and_bounds_the_queue() -> None:
+    seen: list[int] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        return batch.reshape(len(batch), -1)[:, :1] * 2.0
+
+    async def main() -> None:
+        batcher = MicroBatcher(run, max_batch=4, max_wait_ms=20, queue_size=8)
+        batcher.start()
+        images = [np.full((3, 2, 2), i, dtype=np.float32) for i in range(10)]
+        outs = await asyncio.gather(*(batcher.submit([img]) for img in images[:8]))
+        assert [float(o[0, 0]) for o in outs] == [2.0 * i for i in range(8)]
+        with pytest.raises(QueueFullError, match="queue is full"):
+            await batcher.submit(images * 1)  # 10 images > queue_size 8
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert max(seen) > 1 and max(seen) <= 4 and sum(seen) == 8
+
+
+def test_micro_batcher_validates_arguments() -> None:
+    with pytest.raises(ValueError, match="max_batch must be >= 1, got 0"):
+        MicroBatcher(lambda b: b, max_batch=0, max_wait_ms=1, queue_size=1)
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REID_API_KEYS", "a, b ,,c")
+    monkeypatch.setenv("REID_INDEX_TYPE", "hnsw")
+    monkeypatch.setenv("REID_MAX_UPLOAD_MB", "2")
+    settings = Settings()
+    assert settings.api_keys == ["a", "b", "c"] and settings.index_type == "hnsw"
+    assert settings.max_upload_bytes == 2 * 1024 * 1024
+    monkeypatch.setenv("REID_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="device"):
+        Settings()
+
+
+def test_read_write_lock_excludes_writers_from_readers() -> None:
+    lock = ReadWriteLock()
+    state = {"readers": 0, "max_readers": 0, "violations": 0}
+    guard = threading.Lock()
+
+    def reader() -> None:
+        for _ in range(200):
+            with lock.read():
+                with guard:
+                    state["readers"] += 1
+                    state["max_readers"] = max(state["max_readers"], state["readers"])
+                with guard:
+                    state["readers"] -= 1
+
+    def writer() -> None:
+        for _ in range(200):
+            with lock.write(), guard:
+                state["violations"] += state["readers"] != 0
+
+    threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state["violations"] == 0
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    """With nothing else announced, the worker runs at once instead of waiting max_wait_ms (here 2 s)."""
+
+    async def main() -> float:
+        batcher = MicroBatcher(lambda b: b.reshape(len(b), -1), max_batch=8, max_wait_ms=2000, queue_size=8)
+        batcher.start()
+        t0 = asyncio.get_running_loop().time()
+        await batcher.submit([np.zeros((3, 2, 2), np.float32)])
+        elapsed = asyncio.get_running_loop().time() - t0
+        await batcher.stop()
+        return elapsed
+
+    assert asyncio.run(main()) < 1.0
+
+
+def test_announced_images_are_waited_for() -> None:
+    sizes: list[int] = []
+
+    async def main() -> None:
+        batcher = MicroBatcher(
+            lambda b: sizes.append(len(b)) or b.reshape(len(b), -1),
+            max_batch=8,
+            max_wait_ms=2000,
+            queue_size=8,
+        )
+        batcher.start()
+        batcher.announce(2)  # two requests are decoding their images
+        first = asyncio.create_task(batcher.submit([np.zeros((3, 2, 2), np.float32)], announced=True))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(batcher.submit([np.ones((3, 2, 2), np.float32)], announced=True))
+        await asyncio.gather(first, second)
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert sizes == [2]

@@ -1,0 +1,101 @@
+"""Config, recipe resolution, command-line overrides and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+
+from training.commands import train as train_command
+from training.engine.config import TrainConfig, apply_overrides, parse_field
+from training.engine.optim import COSINE_FLOOR, lr_factor
+from training.engine.recipes import get_recipe, recipe_names, resolve_config
+
+REQUIRED_RECIPES = ("bot-resnet50", "osnet-x1_0", "osnet-x0_25", "mobilenetv3-large", "demo-osnet-cpu")
+
+
+def test_required_recipes_exist_and_follow_bot() -> None:
+    assert set(REQUIRED_RECIPES) <= set(recipe_names())
+    bot = get_recipe("bot-resnet50").config()
+    assert bot.backbone == "resnet50" and bot.last_stride == 1
+    assert (bot.p, bot.k, bot.height, bot.width, bot.epochs) == (16, 4, 256, 128, 120)
+    assert bot.loss_weights() == {"id": 1.0, "triplet": 1.0, "center": 0.0005}
+    assert bot.label_smoothing == 0.1 and bot.milestones == (40, 70)
+    assert bot.lr * bot.warmup_factor == pytest.approx(3.5e-5)
+    for name in REQUIRED_RECIPES:
+        assert "003" in get_recipe(name).paper
+
+
+def test_unknown_recipe_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown recipe 'nope'.*bot-resnet50.*demo-osnet-cpu"):
+        resolve_config("nope")
+
+
+def test_overrides_are_parsed_by_field_type() -> None:
+    cfg = resolve_config(
+        "osnet-x0_25",
+        {
+            "epochs": "7",
+            "lr": "1e-3",
+            "milestones": "3,5",
+            "triplet_margin": "none",
+            "amp": "false",
+            "dataset_options": "split_index=2,variant=labeled",
+            "grad_clip": "5",
+        },
+    )
+    assert cfg.recipe == "osnet-x0_25" and cfg.backbone == "osnet_x0_25"
+    assert cfg.epochs == 7 and cfg.lr == 1e-3 and cfg.milestones == (3, 5)
+    assert cfg.triplet_margin is None and cfg.amp is False and cfg.grad_clip == 5.0
+    assert cfg.dataset_options == {"split_index": 2, "variant": "labeled"}
+
+
+def test_bad_overrides_name_the_field_and_range() -> None:
+    with pytest.raises(ValueError, match=r"unknown config field 'lrr'.*valid fields: recipe"):
+        resolve_config("demo-osnet-cpu", {"lrr": "1"})
+    with pytest.raises(ValueError, match=r"--epochs: cannot parse 'ten' as int"):
+        parse_field("epochs", "ten")
+    with pytest.raises(ValueError, match=r"optimizer must be one of adam, sgd, rmsprop; got 'lion'"):
+        resolve_config("demo-osnet-cpu", {"optimizer": "lion"})
+    with pytest.raises(ValueError, match=r"lr must be > 0, got -1.0"):
+        resolve_config("demo-osnet-cpu", {"lr": "-1"})
+    with pytest.raises(ValueError, match=r"model_kind 'siamese' needs sampler 'pairs'"):
+        apply_overrides(TrainConfig(triplet_weight=0.0), {"model_kind": "siamese"})
+
+
+def test_cli_flags_override_the_recipe() -> None:
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    args = parser.parse_args(
+        ["--recipe", "bot-resnet50", "--epochs", "3", "--max-train-minutes", "2.5", "--output", "runs/x"]
+    )
+    cfg = train_command.config_from_args(args)
+    assert (cfg.epochs, cfg.max_train_minutes, cfg.output_dir) == (3, 2.5, "runs/x")
+    assert cfg.backbone == "resnet50" and cfg.weight_decay == 5e-4  # untouched recipe values
+
+
+def test_config_json_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = resolve_config("idverif-resnet50", {"dataset_options": '{"a": [1, 2]}'})
+    path = cfg.save(tmp_path / "config.json")
+    assert TrainConfig.load(path) == cfg
+    with pytest.raises(ValueError, match=r"unknown config field"):
+        TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_warmup_then_step_schedule_known_values() -> None:
+    cfg = get_recipe("bot-resnet50").config()  # warm-up 10 epochs from 0.1, steps at 40 / 70, gamma 0.1
+    assert lr_factor(cfg, 0.0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 5.0) == pytest.approx(0.55)
+    assert lr_factor(cfg, 10.0) == pytest.approx(1.0)
+    assert lr_factor(cfg, 39.9) == pytest.approx(1.0)
+    assert lr_factor(cfg, 40.0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 70.0) == pytest.approx(0.01)
+
+
+def test_cosine_schedule_known_values() -> None:
+    cfg = TrainConfig(scheduler="cosine", warmup_epochs=2.0, epochs=12)
+    assert lr_factor(cfg, 2.0) == pytest.approx(1.0)
+    middle = COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * 0.5))
+    assert lr_factor(cfg, 7.0) == pytest.approx(middle)
+    assert lr_factor(cfg, 12.0) == pytest.approx(COSINE_FLOOR)

@@ -1,0 +1,114 @@
+"""End to end: `reid train` on a tiny synthetic set, `--resume`, `reid eval`, a Siamese run, and DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from service.manifest import ScoringMode
+from tests.training.engine.conftest import TINY_FLAGS
+from training.cli import main
+from training.engine.checkpoint import read_checkpoint
+
+REPO = Path(__file__).resolve().parents[3]
+RUN_FILES = ("config.json", "log.csv", "last.pt", "checkpoint.pt", "metrics.json", "calibration.json",
+             "cmc.png", "ranks.png", "distances.png", "roc.png")
+
+
+def _train(root: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--recipe", "demo-osnet-cpu", "--root", str(root), "--output", str(out),
+                 "--no-progress", *TINY_FLAGS, *extra])
+
+
+def _log_rows(run: Path) -> list[dict[str, str]]:
+    with (run / "log.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_resume_and_eval(tiny_market: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert _train(tiny_market, run, "--epochs", "2", "--eval_every", "1") == 0
+    summary = json.loads(capsys.readouterr().out)
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    assert summary["epochs_completed"] == 2 and 0.0 <= summary["mAP"] <= 1.0
+    assert summary["rank1"] <= summary["rank5"] <= summary["rank20"]
+    config = json.loads((run / "config.json").read_text())
+    assert (config["recipe"], config["epochs"], config["height"], config["p"]) == ("demo-osnet-cpu", 2, 64, 4)
+    rows = _log_rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["mAP"] for r in rows)  # validated every epoch
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["num_query"] == 16 and metrics["mAP"] == pytest.approx(summary["mAP"], abs=1e-4)
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert set(calibration["scoring"]) == {"cosine", "correlation", "euclidean"}
+    for mode in calibration["scoring"].values():
+        parsed = ScoringMode.model_validate(mode)  # the export step copies these into the manifest
+        assert parsed.default_threshold == "fmr_1e-03"
+        assert {"fmr_1e-02", "fmr_1e-03", "fmr_1e-04", "eer"} <= set(parsed.thresholds)
+    # checkpoint.pt is the best validated epoch; last.pt the last one.
+    best, last = read_checkpoint(run / "checkpoint.pt"), read_checkpoint(run / "last.pt")
+    assert last["epoch"] == 1
+    assert best["metrics"]["mAP"] == pytest.approx(max(float(r["mAP"]) for r in rows), abs=1e-5)
+
+    # --resume continues from last.pt to the new epoch count and appends to the log.
+    assert _train(tiny_market, run, "--epochs", "3", "--eval_every", "1", "--resume", "--skip-eval") == 0
+    capsys.readouterr()
+    assert read_checkpoint(run / "last.pt")["epoch"] == 2
+    assert [r["epoch"] for r in _log_rows(run)] == ["1", "2", "3"]
+
+    report = tmp_path / "report"
+    assert main(["eval", "--checkpoint", str(run / "checkpoint.pt"), "--root", str(tiny_market),
+                 "--metric", "euclidean", "--rerank", "--flip", "--output", str(report)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    written = json.loads((report / "metrics.json").read_text())
+    assert written["rerank"] is True and written["flip"] is True and written["metric"] == "euclidean"
+    assert evaluated["mAP"] == pytest.approx(written["mAP"], abs=1e-4)
+
+
+def test_resume_into_another_architecture_fails(tiny_market: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert _train(tiny_market, run, "--epochs", "1", "--skip-eval") == 0
+    code = _train(tiny_market, run, "--epochs", "2", "--embedding_dim", "16", "--resume", "--skip-eval")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'embedding:osnet_x0_25'" in err and "'embedding:osnet_x0_25+reduce16'" in err
+
+
+def test_siamese_run_calibrates_softmax(tiny_market: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "siamese"
+    code = main(["train", "--recipe", "idverif-resnet50", "--root", str(tiny_market), "--output", str(run),
+                 "--no-progress", *TINY_FLAGS, "--epochs", "1", "--batch_size", "8",
+                 "--pairs_per_epoch", "32", "--eval_every", "0"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "softmax" in summary
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["scoring"]["softmax"]["higher_is_better"] is True
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed")
+def test_torchrun_two_processes_gloo(tiny_market: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "training.cli", "train",
+           "--recipe", "demo-osnet-cpu", "--root", str(tiny_market), "--output", str(run), "--no-progress",
+           *TINY_FLAGS, "--epochs", "1", "--device", "cpu", "--skip-eval"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = read_checkpoint(run / "last.pt")
+    assert ckpt["epoch"] == 0 and (run / "checkpoint.pt").is_file()
+    assert len(_log_rows(run)) == 1  # only rank 0 writes
+    # DDP kept both ranks' weights identical, so the saved model is a normal single-process model.
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
