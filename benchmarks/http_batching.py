@@ -51,8 +51,17 @@ def _batch_stats(text: str) -> tuple[float, float]:
 
 
 async def _level(
-    base: str, image: bytes, concurrency: int, requests: int, max_seconds: float
+    base: str,
+    image: bytes,
+    concurrency: int,
+    requests: int,
+    max_seconds: float,
+    *,
+    path: str = "/embeddings",
+    fields: tuple[str, ...] = ("images",),
+    data: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """POST ``image`` (under each of ``fields``) to ``path`` from ``concurrency`` workers."""
     latencies: list[float] = []
     errors = 0
     sent = 0
@@ -66,7 +75,8 @@ async def _level(
             while sent < requests and time.perf_counter() < deadline:
                 sent += 1
                 t0 = time.perf_counter()
-                r = await client.post("/embeddings", files=[("images", ("q.jpg", image, "image/jpeg"))])
+                files = [(f, (f"{f}.jpg", image, "image/jpeg")) for f in fields]
+                r = await client.post(path, files=files, data=data)
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
 
@@ -84,6 +94,7 @@ async def _level(
         "requests_per_s": round(len(latencies) / elapsed, 2) if elapsed > 0 else None,
         "latency_ms_p50": round(float(np.percentile(lat_ms, 50)), 2) if len(lat_ms) else None,
         "latency_ms_p95": round(float(np.percentile(lat_ms, 95)), 2) if len(lat_ms) else None,
+        "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 2) if len(lat_ms) else None,
         "mean_batch_size": round(images / batches, 2) if batches else None,
     }
 

@@ -55,6 +55,20 @@ class Settings(BaseSettings):
         default=1, ge=0, description="OpenMP threads for FAISS (0: all cores; 1 avoids contention)."
     )
     warmup: bool = Field(default=True, description="Run a warm-up inference before reporting ready.")
+    shutdown_drain_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, keep listening this long with /ready and new work answering 503 (lets a "
+        "load balancer notice) before closing the listener.",
+    )
+    graceful_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="After the listener closes, how long in-flight requests may take before they are "
+        "cancelled (uvicorn timeout_graceful_shutdown); the gallery snapshot is written after.",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

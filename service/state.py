@@ -166,6 +166,14 @@ class ServiceState:
         self.reason = "ready"
         logger.info("service ready: model %s on %s", self.runtime.manifest.model_id, self.runtime.provider)
 
+    def begin_shutdown(self) -> None:
+        """SIGTERM arrived: stop taking new work (``/ready`` and new requests answer 503); requests already
+        past the readiness check finish, and :meth:`stop` snapshots the gallery once they are done."""
+        if self.ready:
+            logger.info("shutting down: /ready and new requests answer 503, in-flight requests finish")
+        self.ready = False
+        self.reason = "shutting down"
+
     async def stop(self) -> None:
         """Stop the batcher and snapshot and close the gallery."""
         self.ready = False

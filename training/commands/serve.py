@@ -1,6 +1,10 @@
 """``reid serve``: run the REST service with uvicorn on the app factory. Torch-free.
 
 Settings come from ``REID_*`` environment variables; the flags here override the most common ones.
+
+Shutdown on SIGTERM (``docker stop``): ``/ready`` and new requests answer 503 at once; after
+``REID_SHUTDOWN_DRAIN_S`` the listener closes, in-flight requests get up to ``REID_GRACEFUL_TIMEOUT_S`` to
+finish, then the lifespan writes the gallery snapshot and the process exits 0.
 """
 
 from __future__ import annotations
@@ -8,13 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 HELP = "run the REST service"
 DESCRIPTION = (
     "Serve /verify, /search, /embeddings and /gallery with uvicorn (OpenAPI docs at /docs). Every setting "
     "can also be given as a REID_* environment variable (REID_MODELS_DIR, REID_MODEL, REID_DATA_DIR, "
-    "REID_DEVICE, REID_API_KEYS, REID_MAX_UPLOAD_MB, REID_INDEX_TYPE, REID_MAX_BATCH, REID_MAX_WAIT_MS …)."
+    "REID_DEVICE, REID_API_KEYS, REID_MAX_UPLOAD_MB, REID_INDEX_TYPE, REID_MAX_BATCH, REID_MAX_WAIT_MS, "
+    "REID_SHUTDOWN_DRAIN_S, REID_GRACEFUL_TIMEOUT_S …)."
 )
 
 
@@ -26,6 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="active model folder name (REID_MODEL)")
     parser.add_argument("--data-dir", type=Path, default=None, help="gallery data folder (REID_DATA_DIR)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None, help="REID_DEVICE")
+    parser.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=None,
+        help="seconds in-flight requests may take after SIGTERM (REID_GRACEFUL_TIMEOUT_S, default 20)",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=None,
+        help="seconds to keep answering 503 on /ready before closing the listener (REID_SHUTDOWN_DRAIN_S)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
@@ -40,27 +61,58 @@ def run(args: argparse.Namespace) -> int:
         "REID_MODEL": args.model,
         "REID_DATA_DIR": args.data_dir,
         "REID_DEVICE": args.device,
+        "REID_GRACEFUL_TIMEOUT_S": args.graceful_timeout,
+        "REID_SHUTDOWN_DRAIN_S": args.drain,
     }
     for key, value in overrides.items():
         if value is not None:
             os.environ[key] = str(value)
     import uvicorn
 
+    from service.app import create_app
     from service.config import Settings
 
     # uvicorn shuts down gracefully on SIGTERM (lifespan: gallery snapshot) and then re-raises the signal into
     # the handler that was installed before it; make that one a clean exit so supervisors see status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    Settings()  # validate the environment before binding: a bad REID_* value is one clear error line
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
+    settings = Settings()  # validate the environment before binding: a bad REID_* value is one error line
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         access_log=False,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
     )
+    service = app.state.service
+    server = _make_server(
+        uvicorn.Server, config, on_shutdown=service.begin_shutdown, drain_s=settings.shutdown_drain_s
+    )
+    server.run()
     return 0
+
+
+def _make_server(base: type, config: Any, *, on_shutdown: Callable[[], None], drain_s: float) -> Any:
+    """A uvicorn server that marks the service as shutting down on the first SIGTERM/SIGINT and, with
+    ``drain_s`` > 0, keeps the listener open that long (answering 503) before uvicorn's graceful shutdown."""
+
+    class DrainingServer(base):  # type: ignore[misc,valid-type]
+        drain_deadline: float | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            on_shutdown()
+            if sig == signal.SIGTERM and drain_s > 0 and self.drain_deadline is None:
+                self.drain_deadline = time.monotonic() + drain_s  # on_tick ends the serving loop later
+                return
+            super().handle_exit(sig, frame)  # a second signal (or no drain) stops at once
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:
+                self.should_exit = True
+            return bool(await super().on_tick(counter))
+
+    return DrainingServer(config)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

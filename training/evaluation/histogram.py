@@ -17,8 +17,8 @@ from service.inference.preprocess import open_image
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.evaluation.metrics import RankResult, evaluate_rank
 
-DEFAULT_BINS = (8, 8, 8)
-DEFAULT_STRIPES = 1
+DEFAULT_BINS = (16, 4, 4)
+DEFAULT_STRIPES = 6
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
@@ -50,7 +50,9 @@ def hsv_histogram(
         stripes: Horizontal stripes, each with its own histogram (1 = one global histogram).
 
     Returns:
-        ``stripes * prod(bins)`` float32 values; every stripe's block sums to ``1 / stripes``.
+        ``stripes * prod(bins)`` float32 values: the square roots of the per-stripe L1-normalised
+        histograms divided by ``stripes`` (the Hellinger map, so that cosine similarity of two features is
+        the Bhattacharyya coefficient and large background bins do not swamp the clothing colours).
     """
     if len(bins) != 3 or min(bins) < 1:
         raise ValueError(f"bins must be three positive counts (hue, saturation, value), got {tuple(bins)}")
@@ -64,7 +66,7 @@ def hsv_histogram(
     blocks = []
     for rows in np.array_split(flat, stripes, axis=0):
         counts = np.bincount(rows.ravel(), minlength=size).astype(np.float64)
-        blocks.append(counts / max(counts.sum(), 1.0) / stripes)
+        blocks.append(np.sqrt(counts / max(counts.sum(), 1.0) / stripes))
     return np.concatenate(blocks).astype(np.float32)
 
 

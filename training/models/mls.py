@@ -131,8 +131,8 @@ class MLSNet(nn.Module):
         levels: CSN levels, ``("l2", "l3")`` (the paper's main model) or ``("l2", "l3", "l4")``.
         input_size: Image ``(height, width)``; 160×60 in the paper; at least 32×8.
         part_sizes: Side ``f`` of the STN parts per level (10 / 5 / 5 by default).
-        correlation: ``"grouped"`` (training) or ``"unfold"`` (ONNX export with a dynamic batch); see
-            :class:`training.models.stn.DepthwiseCorrelation`. :func:`set_correlation_method` switches it.
+        correlation: ``"grouped"`` (training), ``"padded"`` or ``"unfold"`` (ONNX export with a dynamic
+            batch); see :class:`training.models.stn.DepthwiseCorrelation` and :meth:`set_correlation_method`.
     """
 
     def __init__(
@@ -152,7 +152,10 @@ class MLSNet(nn.Module):
             raise ValueError(f"input_size must be (H, W) with H >= 32 and W >= 8, got {input_size}")
         self.levels = levels
         self.input_size = (height, width)
-        self.part_sizes = {level: (part_sizes or DEFAULT_PART_SIZES)[level] for level in levels}
+        sizes = {**DEFAULT_PART_SIZES, **(part_sizes or {})}
+        if set(sizes) != set(LEVEL_NAMES) or any(size < 1 for size in sizes.values()):
+            raise ValueError(f"part_sizes must map levels of {LEVEL_NAMES} to sizes >= 1, got {part_sizes}")
+        self.part_sizes = {level: sizes[level] for level in levels}
         l2_size = (_pooled(_pooled(height)), _pooled(_pooled(width)))
         self.map_sizes = {"l2": l2_size, "l3": (_pooled(l2_size[0]), _pooled(l2_size[1]))}
         self.map_sizes["l4"] = self.map_sizes["l3"]
@@ -306,9 +309,13 @@ class MLSNet(nn.Module):
             rotation_l1=torch.zeros_like(pieces["descriptor"][:, 0]),
         )
 
-    def set_correlation_method(self, method: str) -> None:
-        """Switch the depth-wise correlation (same numbers; see :class:`DepthwiseCorrelation`)."""
-        self.correlation = DepthwiseCorrelation(method)
+    def set_correlation_method(self, method: str, *, max_batch: int = 16) -> None:
+        """Switch the depth-wise correlation implementation; see :class:`DepthwiseCorrelation`.
+
+        Use ``"padded"`` (comparator batches of at most ``max_batch`` pairs) or ``"unfold"`` (any batch)
+        before exporting :class:`MLSComparatorExport`, ``"grouped"`` for training.
+        """
+        self.correlation = DepthwiseCorrelation(method, max_batch=max_batch)
 
 
 def count_pair_flops(model: MLSNet) -> FlopCount:
@@ -360,8 +367,10 @@ class MLSComparatorExport(nn.Module):
     """``comparator.onnx``: (``encoding_a``, ``encoding_b``) → (``score``, ``probabilities``, ``distance``).
 
     ``score`` (``N``) is Eq. 7, ``probabilities`` (``N × 2``) the softmax ``(different, same)``, ``distance``
-    (``N``) the Euclidean distance of the descriptors. Switch the model to the ``"unfold"`` correlation
-    before exporting (the grouped convolution freezes the batch size): :meth:`MLSNet.set_correlation_method`.
+    (``N``) the Euclidean distance of the descriptors. Before exporting, switch the model to the ``"padded"``
+    correlation (fastest; the graph then accepts at most ``max_batch`` pairs per call) or to ``"unfold"``
+    (any batch) with :meth:`MLSNet.set_correlation_method`: the training-time grouped convolution would
+    freeze the batch size.
     The wrapper (and so the model) is put in eval mode.
     """
 

@@ -112,3 +112,13 @@ def test_torchrun_two_processes_gloo(tiny_market: Path, tmp_path: Path) -> None:
     assert len(_log_rows(run)) == 1  # only rank 0 writes
     # DDP kept both ranks' weights identical, so the saved model is a normal single-process model.
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_time_budget_stops_training(
+    tiny_market: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "budget"
+    assert _train(tiny_market, run, "--epochs", "50", "--max_train_minutes", "0.0001", "--skip-eval") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["stopped_by_time_budget"] is True and summary["epochs_completed"] == 1
+    assert len(_log_rows(run)) == 1 and (run / "checkpoint.pt").is_file()

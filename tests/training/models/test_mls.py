@@ -80,7 +80,7 @@ def test_forward_shapes_and_finite_outputs(levels: tuple[str, ...]) -> None:
     assert out.logits.shape == (3, 2)
     assert out.descriptor_a.shape == out.descriptor_b.shape == (3, 256)
     torch.testing.assert_close(out.descriptor_a.norm(dim=1), torch.ones(3))
-    assert out.stn_penalty.shape == () and float(out.stn_penalty) >= 0
+    assert out.stn_penalty.shape == () and out.stn_penalty.item() >= 0
     assert all(torch.isfinite(t).all() for t in out)
     (F.cross_entropy(out.logits, torch.tensor([0, 1, 1])) + out.stn_penalty).backward()
     for stn in stns(model):  # the gradient reaches the localisation nets through the sampler
@@ -96,6 +96,7 @@ def test_depthwise_correlation_hand_computed_and_methods_agree() -> None:
     signal, parts = torch.randn(2, 4, 7, 5), torch.randn(2, 3, 4, 3, 3)
     grouped = DepthwiseCorrelation("grouped")(signal, parts)
     unfold = DepthwiseCorrelation("unfold")(signal, parts)
+    padded = DepthwiseCorrelation("padded", max_batch=5)(signal, parts)
     # One ordinary depth-wise conv per (image, part); f = 3 so padding 1 is the "same" padding.
     def one_image(n: int) -> torch.Tensor:
         per_part = [F.conv2d(signal[n, None], parts[n, s, :, None], padding=1, groups=4) for s in range(3)]
@@ -104,6 +105,9 @@ def test_depthwise_correlation_hand_computed_and_methods_agree() -> None:
     naive = torch.cat([one_image(0), one_image(1)])
     torch.testing.assert_close(grouped, naive)
     torch.testing.assert_close(unfold, naive)
+    torch.testing.assert_close(padded, naive)
+    with pytest.raises(RuntimeError):  # more pairs than the padded batch
+        DepthwiseCorrelation("padded", max_batch=1)(signal, parts)
     with pytest.raises(ValueError, match="unknown correlation method"):
         DepthwiseCorrelation("fft")
 
@@ -209,9 +213,10 @@ def _export(
     return ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
 
 
-def test_encoder_and_comparator_export_match_onnxruntime_at_batch_1_and_3() -> None:
+@pytest.mark.parametrize("method", ["padded", "unfold"])
+def test_encoder_and_comparator_export_match_onnxruntime_at_batch_1_and_3(method: str) -> None:
     model = small_model(("l2", "l3", "l4"))
-    model.set_correlation_method("unfold")
+    model.set_correlation_method(method, max_batch=4)
     encoder, comparator = MLSEncoderExport(model), MLSComparatorExport(model)
     dim = model.encoding_dim
     encoder_session = _export(encoder, (torch.randn(1, 3, *SMALL_SIZE),), ("images",), ENCODER_OUTPUT_NAMES)

@@ -51,6 +51,14 @@ def test_box_filter_keeps_a_constant_map_constant() -> None:
         torch.testing.assert_close(box_smooth(maps, size), maps)
 
 
+def test_box_filter_equals_avg_pool_without_padding_counts_for_odd_sizes() -> None:
+    torch.manual_seed(0)
+    maps = torch.randn(2, 3, 9, 6)
+    for size in (3, 5):
+        expected = F.avg_pool2d(maps, size, stride=1, padding=size // 2, count_include_pad=False)
+        torch.testing.assert_close(box_smooth(maps, size), expected)
+
+
 def test_box_filter_hand_computed_row() -> None:
     row = torch.tensor([0.0, 0.0, 3.0, 0.0, 0.0]).reshape(1, 1, 1, 5)
     # l = 3: centred window; at the borders only the in-map pixels are averaged.

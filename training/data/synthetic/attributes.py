@@ -81,9 +81,10 @@ def _palette_colour(rng: np.random.Generator, exclude: RGB | None = None) -> RGB
     return colour
 
 
-def _jitter(rng: np.random.Generator, colour: RGB, amount: float) -> RGB:
+def _jitter(rng: np.random.Generator, colour: RGB, amount: float, brightness: float = 0.0) -> RGB:
     """A per-identity shade of a palette colour (the same shirt colour is not bit-identical on two people)."""
-    shifted = np.clip(np.array(colour, dtype=float) + rng.normal(0.0, amount, size=3), 0, 255)
+    base = np.array(colour, dtype=float) * float(np.exp(rng.normal(0.0, brightness)))
+    shifted = np.clip(base + rng.normal(0.0, amount, size=3), 0, 255)
     return (int(shifted[0]), int(shifted[1]), int(shifted[2]))
 
 
@@ -97,9 +98,9 @@ def sample_person(rng: np.random.Generator) -> PersonAttributes:
         The identity's attributes.
     """
     upper_base = _palette_colour(rng)
-    upper = _jitter(rng, upper_base, 8.0)
-    second = _jitter(rng, _palette_colour(rng, exclude=upper_base), 8.0)
-    lower = _jitter(rng, _palette_colour(rng), 8.0)
+    upper = _jitter(rng, upper_base, 12.0, brightness=0.25)
+    second = _jitter(rng, _palette_colour(rng, exclude=upper_base), 12.0, brightness=0.25)
+    lower = _jitter(rng, _palette_colour(rng), 12.0, brightness=0.25)
     shoes = _jitter(rng, _palette_colour(rng), 6.0)
     bag = BAGS[int(rng.choice(len(BAGS), p=BAG_WEIGHTS))]
     return PersonAttributes(
@@ -123,6 +124,6 @@ def sample_person(rng: np.random.Generator) -> PersonAttributes:
         skirt_length=float(rng.uniform(0.3, 0.7)),
         shoes=shoes,
         bag=bag,
-        bag_colour=_jitter(rng, _palette_colour(rng), 8.0),
+        bag_colour=_jitter(rng, _palette_colour(rng), 12.0, brightness=0.25),
         bag_side=1 if rng.random() < 0.5 else -1,
     )

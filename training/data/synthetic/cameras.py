@@ -18,6 +18,8 @@ from training.data.synthetic.attributes import RGB
 
 VIEWS = ("front", "back", "left", "right")
 TEXTURES = ("noise", "hstripes", "vstripes", "tiles")
+#: probability that an image shows the camera's own wall / floor colour (else any scene colour)
+OWN_SCENE_PROB = 0.4
 
 #: muted scene colours: walls, pavements, shop fronts, vegetation.
 SCENE_PALETTE: tuple[RGB, ...] = (
@@ -51,7 +53,7 @@ def sample_camera(rng: np.random.Generator, camera_id: int) -> CameraProfile:
     """Draw one camera's profile (derive ``rng`` from the dataset seed and the camera id)."""
     picks = rng.choice(len(SCENE_PALETTE), size=5, replace=False)
     views = rng.dirichlet([1.2, 1.2, 0.8, 0.8])
-    cast = np.exp(rng.normal(0.0, 0.05, size=3))
+    cast = np.exp(rng.normal(0.0, 0.035, size=3))
     cast = cast / cast.mean()
     return CameraProfile(
         camera_id=camera_id,
@@ -61,14 +63,14 @@ def sample_camera(rng: np.random.Generator, camera_id: int) -> CameraProfile:
         texture=TEXTURES[int(rng.integers(len(TEXTURES)))],
         horizon=float(rng.uniform(0.45, 0.8)),
         view_probs=(float(views[0]), float(views[1]), float(views[2]), float(views[3])),
-        scale=float(rng.uniform(0.86, 0.95)),
-        gain=float(np.exp(rng.uniform(np.log(0.8), np.log(1.2)))),
+        scale=float(rng.uniform(0.88, 0.96)),
+        gain=float(np.exp(rng.uniform(np.log(0.85), np.log(1.18)))),
         cast=(float(cast[0]), float(cast[1]), float(cast[2])),
-        saturation=float(rng.uniform(0.85, 1.08)),
+        saturation=float(rng.uniform(0.9, 1.08)),
         blur=float(rng.uniform(0.0, 0.7)),
         noise=float(rng.uniform(1.0, 4.0)),
-        jpeg_quality=int(rng.integers(60, 95)),
-        occlusion_prob=float(rng.uniform(0.05, 0.3)),
+        jpeg_quality=int(rng.integers(70, 96)),
+        occlusion_prob=float(rng.uniform(0.03, 0.2)),
     )
 
 
@@ -80,9 +82,8 @@ def _shade(colour: RGB, rng: np.random.Generator, amount: float) -> RGB:
 def render_background(camera: CameraProfile, rng: np.random.Generator, height: int, width: int) -> Image.Image:
     """The camera's scene with per-image variation (texture phase, clutter layout, shade jitter)."""
     # a camera sees several spots (shop fronts, doors, pavement): mostly its own wall/floor, sometimes not
-    scene = (camera.wall, camera.floor, *camera.clutter)
-    wall_rgb = camera.wall if rng.random() < 0.5 else scene[int(rng.integers(len(scene)))]
-    floor_rgb = camera.floor if rng.random() < 0.5 else scene[int(rng.integers(len(scene)))]
+    wall_rgb = camera.wall if rng.random() < OWN_SCENE_PROB else SCENE_PALETTE[int(rng.integers(len(SCENE_PALETTE)))]
+    floor_rgb = camera.floor if rng.random() < OWN_SCENE_PROB else SCENE_PALETTE[int(rng.integers(len(SCENE_PALETTE)))]
     wall = np.array(_shade(wall_rgb, rng, 14.0), dtype=np.float32)
     floor = np.array(_shade(floor_rgb, rng, 14.0), dtype=np.float32)
     horizon = int(height * (camera.horizon + rng.uniform(-0.05, 0.05)))
@@ -108,7 +109,7 @@ def render_background(camera: CameraProfile, rng: np.random.Generator, height: i
     arr += rng.normal(0.0, 4.0, size=arr.shape).astype(np.float32)
     image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(0, 4))):
         colour = _shade(camera.clutter[int(rng.integers(len(camera.clutter)))], rng, 15.0)
         x0, y0 = rng.uniform(-0.2, 1.0) * width, rng.uniform(-0.1, 0.9) * height
         w, h = rng.uniform(0.15, 0.6) * width, rng.uniform(0.08, 0.45) * height

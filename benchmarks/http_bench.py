@@ -1,0 +1,366 @@
+"""HTTP service throughput vs the bare model + index loop, in one run, on 127.0.0.1.
+
+1. A model folder: ``--model`` under ``--models-dir`` (default: ``demo-siamese``, else ``demo-osnet``, when
+   present), or with ``--backbone NAME`` a random-weights export of that backbone (an ``embedding`` model at
+   the backbone's real cost), or else the tiny test models of ``tests/service/conftest.py``.
+2. A gallery of ``--gallery-size`` random embeddings written straight into a fresh data folder (no HTTP).
+3. The ceiling: the same work in-process, one request after another — decode + preprocess the JPEG, embed
+   (batch 1, or 2 for verify), search the index / score the pair — with the service's own classes.
+4. ``reid serve`` with batching on (``REID_MAX_BATCH``) and off (1): ``/search``, ``/verify`` and
+   ``/embeddings`` at each concurrency, a bounded number of requests and seconds per level
+   (:func:`benchmarks.http_batching._level`).
+
+Ratios reported: ``/search`` requests/s at concurrency 8 over the bare search loop, and ``/embeddings``
+requests/s with batching on over off at concurrency 32.
+
+    python benchmarks/http_bench.py --requests 200 --max-seconds 10
+    python benchmarks/http_bench.py --backbone osnet_x0_25 --gallery-size 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks._common import (  # noqa: E402
+    int_list,
+    load_average,
+    machine_info,
+    percentiles_ms,
+    script_main,
+    str_list,
+)
+
+DESCRIPTION = "Service /search, /verify, /embeddings throughput vs the bare model + index loop."
+ENDPOINTS: dict[str, dict[str, Any]] = {
+    "search": {"path": "/search", "fields": ("images",), "data": {"top_k": "10"}},
+    "verify": {"path": "/verify", "fields": ("image_a", "image_b"), "data": None},
+    "embeddings": {"path": "/embeddings", "fields": ("images",), "data": None},
+}
+DEMO_MODELS = ("demo-siamese", "demo-osnet")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``http`` arguments."""
+    parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--model", default=None, help="model folder (default: a demo model, else tiny)")
+    parser.add_argument("--backbone", default=None, help="serve a random-weights export of this backbone")
+    parser.add_argument("--height", type=int, default=256, help="input height of a --backbone export")
+    parser.add_argument("--width", type=int, default=128, help="input width of a --backbone export")
+    parser.add_argument("--endpoints", type=str_list, default=list(ENDPOINTS))
+    parser.add_argument("--concurrency", type=int_list, default=[1, 8, 32])
+    parser.add_argument("--requests", type=int, default=200, help="requests per level (1…10000)")
+    parser.add_argument("--max-seconds", type=float, default=10.0, help="time bound per level")
+    parser.add_argument("--bare-requests", type=int, default=200, help="iterations of the bare loop")
+    parser.add_argument("--gallery-size", type=int, default=10_000)
+    parser.add_argument("--max-batch", type=int, default=32, help="REID_MAX_BATCH when batching is on")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (both sides)")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cuda", "cpu"))
+    parser.add_argument("--batching", type=str_list, default=["on", "off"])
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if not 1 <= args.requests <= 10000 or not 1 <= args.bare_requests <= 10000:
+        raise ValueError(f"--requests and --bare-requests must be in 1..10000, got {args.requests}")
+    if any(not 1 <= c <= 256 for c in args.concurrency):
+        raise ValueError(f"--concurrency values must be in 1..256, got {args.concurrency}")
+    bad = set(args.endpoints) - set(ENDPOINTS)
+    if bad:
+        raise ValueError(f"unknown endpoint(s) {sorted(bad)}; valid: {', '.join(ENDPOINTS)}")
+    if set(args.batching) - {"on", "off"}:
+        raise ValueError(f"--batching takes on and/or off, got {args.batching}")
+    if args.gallery_size < 1 or args.max_seconds <= 0:
+        raise ValueError("--gallery-size must be >= 1 and --max-seconds > 0")
+
+
+def _load_script(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def export_backbone_model(root: Path, backbone: str, height: int, width: int) -> str:
+    """A served ``embedding`` model folder of a random-weights backbone (thresholds are placeholders)."""
+    import torch
+
+    from benchmarks.embed_speed import build_model
+    from service.manifest import InputSpec, ModelManifest, Provenance, ScoringMode, Threshold, file_entry
+    from training.export.onnx_io import export_onnx
+
+    name = f"bench-{backbone}"
+    folder = root / name
+    folder.mkdir(parents=True)
+    model = build_model(backbone)
+    export_onnx(
+        model,
+        (torch.randn(2, 3, height, width),),
+        folder / "embedding.onnx",
+        input_names=["images"],
+        output_names=["embeddings"],
+    )
+    placeholder = {"eer": Threshold(threshold=0.5, tpr=0.5, fmr=0.5)}
+    scoring = {
+        m: ScoringMode(higher_is_better=m != "euclidean", thresholds=placeholder, default_threshold="eer")
+        for m in ("cosine", "correlation", "euclidean")
+    }
+    ModelManifest(
+        name=name,
+        kind="embedding",
+        description=f"random-weights {backbone} for benchmarking only",
+        input=InputSpec(height=height, width=width, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+        files={"embedding": file_entry(folder, "embedding.onnx")},
+        embedding_dim=model.embedding_dim,
+        normalize_embeddings=False,
+        default_metric="cosine",
+        scoring=scoring,
+        provenance=Provenance(recipe="none", dataset="none", notes="benchmark only"),
+    ).save(folder)
+    return name
+
+
+def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str, str]:
+    """(models dir, model folder name, where it came from)."""
+    if args.backbone:
+        return (
+            tmp / "models",
+            export_backbone_model(tmp / "models", args.backbone, args.height, args.width),
+            "random-weights export",
+        )
+    if args.model:
+        if not (args.models_dir / args.model / "manifest.json").is_file():
+            raise FileNotFoundError(f"no model folder {args.models_dir / args.model} with a manifest.json")
+        return args.models_dir, args.model, "models dir"
+    for name in DEMO_MODELS:
+        if (args.models_dir / name / "manifest.json").is_file():
+            return args.models_dir, name, "demo model"
+    conftest = _load_script("_service_conftest", REPO_ROOT / "tests" / "service" / "conftest.py")
+    return (
+        conftest.build_tiny_models(tmp / "tiny"),
+        "tiny-siamese",
+        "tiny test model (tests/service/conftest.py)",
+    )
+
+
+def _service_metrics(runtime: Any) -> list[str]:
+    """The metrics the service indexes for this model (as ``service.state`` chooses them)."""
+    from service.inference.scoring import METRICS
+
+    manifest = runtime.manifest
+    metrics = list(METRICS)
+    if runtime.head_weights is None or (manifest.verification and not manifest.verification.exact_search):
+        metrics = [m for m in metrics if m != "softmax"]
+    return metrics
+
+
+def open_gallery(runtime: Any, data_dir: Path) -> Any:
+    from service.gallery.gallery import Gallery
+    from service.gallery.index import IndexConfig
+
+    gallery = Gallery(
+        data_dir,
+        model_id=runtime.manifest.model_id,
+        dim=runtime.manifest.embedding_dim,
+        metrics=_service_metrics(runtime),
+        head=runtime.head_weights,
+        config=IndexConfig(),
+    )
+    gallery.open()
+    return gallery
+
+
+def fill_gallery(runtime: Any, data_dir: Path, size: int) -> None:
+    """Write ``size`` random embeddings (10 per person) into the gallery, snapshots included."""
+    from service.gallery.store import NewEntry
+
+    gallery = open_gallery(runtime, data_dir)
+    rng = np.random.default_rng(0)
+    dim = runtime.manifest.embedding_dim
+    for start in range(0, size, 5000):
+        n = min(5000, size - start)
+        entries = [
+            NewEntry(person_id=f"p{(start + i) // 10}", camera_id=f"c{i % 6}", metadata={}, image=None)
+            for i in range(n)
+        ]
+        gallery.add(entries, rng.standard_normal((n, dim)).astype(np.float32))
+    gallery.close()
+
+
+def bare_loop(runtime: Any, gallery: Any, image: bytes, endpoint: str, n: int) -> dict[str, Any]:
+    """The in-process ceiling: one request's work, ``n`` times in a row."""
+    from service.inference.preprocess import preprocess_bytes
+    from service.inference.scoring import pair_scores
+
+    spec = runtime.spec
+    metric = runtime.manifest.default_metric
+
+    def once() -> None:
+        if endpoint == "verify":
+            emb = runtime.embed(np.stack([preprocess_bytes(image, spec), preprocess_bytes(image, spec)]))
+            if metric == "softmax":
+                runtime.same_probability(emb[:1], emb[1:])
+            else:
+                pair_scores(metric, emb[:1], emb[1:], runtime.head_weights)
+            return
+        emb = runtime.embed(preprocess_bytes(image, spec)[None])
+        if endpoint == "search":
+            gallery.search(metric, emb, 10)
+
+    once()
+    load = load_average()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t0)
+    return {
+        "endpoint": endpoint,
+        "requests": n,
+        "requests_per_s": round(n / sum(times), 2),
+        **percentiles_ms(times),
+        "load_average_1m": load,
+    }
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Bare loop, then the live server with batching on / off; return the report."""
+    _validate(args)
+    import faiss
+    import httpx
+
+    from service.inference.sessions import ModelRuntime
+
+    http_batching = _load_script("_http_batching", REPO_ROOT / "benchmarks" / "http_batching.py")
+    faiss.omp_set_num_threads(1)  # the service default (REID_FAISS_THREADS=1)
+    report: dict[str, Any] = {"benchmark": "http", **machine_info(), "bare": [], "http": []}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        models_dir, model, source = resolve_model(args, tmp)
+        runtime = ModelRuntime.load(models_dir / model, device=args.device, intra_op_threads=args.threads)
+        data_dir = tmp / "data"
+        fill_gallery(runtime, data_dir, args.gallery_size)
+        report.update(
+            {
+                "model": runtime.manifest.model_id,
+                "model_source": source,
+                "provider": runtime.provider,
+                "input": [runtime.spec.height, runtime.spec.width],
+                "metric": runtime.manifest.default_metric,
+                "gallery_size": args.gallery_size,
+                "threads": args.threads,
+            }
+        )
+        image = http_batching._image()
+        gallery = open_gallery(runtime, data_dir)
+        for endpoint in args.endpoints:
+            report["bare"].append(bare_loop(runtime, gallery, image, endpoint, args.bare_requests))
+        gallery.store.close()
+        del runtime
+        server_args = argparse.Namespace(
+            models_dir=models_dir, model=model, device=args.device, max_wait_ms=args.max_wait_ms
+        )
+        env = {
+            "REID_INTRA_OP_THREADS": str(args.threads),
+            "REID_FAISS_THREADS": "1",
+            "REID_INDEX_TYPE": "flat",
+        }
+        for label in args.batching:
+            max_batch = args.max_batch if label == "on" else 1
+            with _environ(env):
+                proc, base = http_batching._serve(server_args, max_batch, data_dir)
+            try:
+                report.setdefault("server_ready", httpx.get(base + "/ready").json())
+                for endpoint in args.endpoints:
+                    spec = ENDPOINTS[endpoint]
+                    for concurrency in args.concurrency:
+                        result = asyncio.run(
+                            http_batching._level(
+                                base,
+                                image,
+                                concurrency,
+                                args.requests,
+                                args.max_seconds,
+                                path=spec["path"],
+                                fields=spec["fields"],
+                                data=spec["data"],
+                            )
+                        )
+                        report["http"].append(
+                            {
+                                "endpoint": endpoint,
+                                "batching": label,
+                                "max_batch": max_batch,
+                                "load_average_1m": load_average(),
+                                **result,
+                            }
+                        )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    report["targets"] = targets(report)
+    report["load_average_end"] = load_average()
+    return report
+
+
+def targets(report: dict[str, Any]) -> dict[str, Any]:
+    """The two HTTP ratios of the issue (None where a level was not run)."""
+
+    def rps(endpoint: str, batching: str, concurrency: int) -> float | None:
+        for r in report["http"]:
+            if (r["endpoint"], r["batching"], r["concurrency"]) == (endpoint, batching, concurrency):
+                return r["requests_per_s"]
+        return None
+
+    bare = {r["endpoint"]: r["requests_per_s"] for r in report["bare"]}
+    search8 = rps("search", "on", 8)
+    on32, off32 = rps("embeddings", "on", 32), rps("embeddings", "off", 32)
+    return {
+        "search_c8_over_bare (target >= 0.8)": round(search8 / bare["search"], 3)
+        if search8 and bare.get("search")
+        else None,
+        "embeddings_c32_batching_on_over_off (target >= 1.5)": round(on32 / off32, 3)
+        if on32 and off32
+        else None,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run and print JSON."""
+    return script_main(DESCRIPTION, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
