@@ -76,7 +76,8 @@ ARG TORCH_VERSION=2.13.0
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv libgomp1 \
     && rm -rf /var/lib/apt/lists/*
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
+    HOME=/tmp MPLBACKEND=Agg
 RUN python3 -m venv /opt/venv && pip install --upgrade pip
 # torch from PyPI is the CUDA build for Linux x86_64 (its CUDA libraries come as nvidia-* wheels); pinned to
 # the version the tests run (Makefile TORCH). onnxruntime (the `cpu` extra) checks the export's parity.

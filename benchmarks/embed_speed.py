@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=2, help="torch threads and onnxruntime intra-op threads"
     )
     parser.add_argument("--runtimes", type=str_list, default=["torch", "onnxruntime"])
-    parser.add_argument("--no-fp16", action="store_true", help="skip fp16 even where it is supported")
+    parser.add_argument(
+        "--precisions", type=str_list, default=["fp32", "fp16"], help="fp16 is measured on CUDA only"
+    )
     parser.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format")
     parser.add_argument("--compile", action="store_true", help="torch: time the torch.compile(d) model")
     parser.add_argument(
@@ -65,6 +67,8 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0 or args.threads < 0:
         raise ValueError(f"--warmup and --threads must be >= 0, got {args.warmup} and {args.threads}")
+    if not args.precisions or set(args.precisions) - {"fp32", "fp16"}:
+        raise ValueError(f"--precisions takes fp32 and/or fp16, got {args.precisions}")
     unknown = set(args.runtimes) - {"torch", "onnxruntime"}
     if unknown:
         raise ValueError(f"unknown runtime(s) {sorted(unknown)}; valid: torch, onnxruntime")
@@ -165,7 +169,7 @@ def measure_backbone(name: str, args: argparse.Namespace, device: Any, export_di
     cuda = device.type == "cuda"
     ort_device = "cuda" if cuda else "cpu"
     ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    precisions = ["fp32"] + (["fp16"] if cuda and not args.no_fp16 else [])
+    precisions = [p for p in args.precisions if p == "fp32" or cuda]
     model = build_model(name)
     example = torch.randn(2, 3, args.height, args.width)
     record: dict[str, Any] = {

@@ -42,6 +42,7 @@ class ServiceState:
         batcher: The micro-batcher of the embedding model.
         ready: True once model and gallery are loaded and warmed up.
         reason: Why the service is not ready.
+        shutting_down: True from SIGTERM on (:meth:`begin_shutdown`); the service never turns ready again.
     """
 
     settings: Settings
@@ -54,6 +55,7 @@ class ServiceState:
     reason: str = "starting"
     faiss_gpu: bool = False
     startup: dict[str, Any] = field(default_factory=dict)
+    shutting_down: bool = False
 
     def _active_folder(self) -> str:
         folders = discover(self.settings.models_dir)
@@ -162,6 +164,8 @@ class ServiceState:
             metrics=self.metrics,
         )
         self.batcher.start()
+        if self.shutting_down:  # SIGTERM arrived while loading: never report ready
+            return
         self.ready = True
         self.reason = "ready"
         logger.info("service ready: model %s on %s", self.runtime.manifest.model_id, self.runtime.provider)
@@ -171,6 +175,7 @@ class ServiceState:
         past the readiness check finish, and :meth:`stop` snapshots the gallery once they are done."""
         if self.ready:
             logger.info("shutting down: /ready and new requests answer 503, in-flight requests finish")
+        self.shutting_down = True
         self.ready = False
         self.reason = "shutting down"
 

@@ -175,12 +175,12 @@ def preprocess_bytes(
     return resize_normalize(open_image(data, max_pixels=max_pixels), spec)
 
 
-def preprocess_file(path: str | Path, spec: PreprocessSpec, max_pixels: int | None = None) -> np.ndarray:
-    """Read a file and preprocess it exactly as the service would preprocess its bytes.
+def open_image_file(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image file exactly as :func:`open_image` decodes bytes; errors name the file.
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ImageDecodeError: The file is not an accepted image; the message names the file.
+        ImageDecodeError / ImageTooLargeError: Not an accepted image; the message starts with the path.
     """
     p = Path(path)
     try:
@@ -188,9 +188,19 @@ def preprocess_file(path: str | Path, spec: PreprocessSpec, max_pixels: int | No
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {p}") from None
     try:
-        return preprocess_bytes(data, spec, max_pixels=max_pixels)
+        return open_image(data, max_pixels=max_pixels)
     except (ImageDecodeError, ImageTooLargeError) as exc:
         raise type(exc)(f"{p}: {exc}") from exc
+
+
+def preprocess_file(path: str | Path, spec: PreprocessSpec, max_pixels: int | None = None) -> np.ndarray:
+    """Read a file and preprocess it exactly as the service would preprocess its bytes.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ImageDecodeError: The file is not an accepted image; the message names the file.
+    """
+    return resize_normalize(open_image_file(path, max_pixels=max_pixels), spec)
 
 
 def stack_batch(arrays: Sequence[np.ndarray]) -> np.ndarray:

@@ -207,3 +207,20 @@ def test_sigterm_finishes_in_flight_requests_snapshots_and_exits_0(
         assert proc.wait(timeout=DRAIN_S + GRACEFUL_S + 15) == 0, _stop(proc)
     finally:
         _stop(proc)
+
+
+@pytest.mark.anyio
+async def test_sigterm_while_loading_never_reports_ready(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from service.metrics import ServiceMetrics
+    from service.state import ServiceState
+
+    state = ServiceState(settings=make_settings(), metrics=ServiceMetrics())
+    state.begin_shutdown()  # the signal handler ran before the lifespan finished loading
+    await state.start()
+    try:
+        assert state.runtime is not None and state.gallery is not None  # loaded, but
+        assert (state.ready, state.reason) == (False, "shutting down")
+    finally:
+        await state.stop()
+    assert state.batcher is not None and state.gallery is not None
+    assert (state.settings.data_dir / "gallery.sqlite3").is_file()

@@ -1,9 +1,12 @@
 """The colour-histogram baseline: the floor every trained model is compared with.
 
-Each image becomes an HSV histogram (``bins`` = hue x saturation x value bins) computed on the raw decoded
-image, optionally per horizontal stripe (head/torso/legs land in different stripes), each stripe
-L1-normalised; queries are ranked against the gallery by cosine distance and scored with the standard
+Each image becomes HSV histograms (``bins`` = hue x saturation x value bins) computed on the raw decoded
+image, one per horizontal stripe (head, torso and legs land in different stripes), each L1-normalised and
+square-rooted; queries are ranked against the gallery by cosine distance and scored with the standard
 Market-1501 protocol (:func:`training.evaluation.metrics.evaluate_rank`). No learning, numpy only.
+
+Default 16x4x4 bins x 6 stripes: the strongest of the variants tried on the synthetic benchmark (seed 0:
+rank-1 18.2 % vs 11.7 % for one global 8x8x8 histogram; raw counts instead of square roots: about 2-4 %).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.inference.preprocess import open_image
+from service.inference.preprocess import open_image_file
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.evaluation.metrics import RankResult, evaluate_rank
 
@@ -50,9 +53,10 @@ def hsv_histogram(
         stripes: Horizontal stripes, each with its own histogram (1 = one global histogram).
 
     Returns:
-        ``stripes * prod(bins)`` float32 values: the square roots of the per-stripe L1-normalised
-        histograms divided by ``stripes`` (the Hellinger map, so that cosine similarity of two features is
-        the Bhattacharyya coefficient and large background bins do not swamp the clothing colours).
+        ``stripes * prod(bins)`` float32 values: per stripe, the square root of the L1-normalised histogram
+        divided by ``stripes`` (the Hellinger map: the cosine similarity of two features is the mean
+        Bhattacharyya coefficient of their stripes, and the large background bins do not swamp the clothing
+        colours as they do with raw counts). The feature has unit L2 norm.
     """
     if len(bins) != 3 or min(bins) < 1:
         raise ValueError(f"bins must be three positive counts (hue, saturation, value), got {tuple(bins)}")
@@ -75,7 +79,7 @@ def histogram_features(
 ) -> np.ndarray:
     """``N x D`` histogram features of the images at ``paths`` (decoded with the service's decoder)."""
     features = [
-        hsv_histogram(np.asarray(open_image(Path(p).read_bytes())), bins=bins, stripes=stripes) for p in paths
+        hsv_histogram(np.asarray(open_image_file(p)), bins=bins, stripes=stripes) for p in paths
     ]
     if not features:
         return np.zeros((0, stripes * int(np.prod(bins))), dtype=np.float32)
@@ -90,8 +94,10 @@ def cosine_distance(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
 
 
 def _ids(records: Sequence[ImageRecord]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([r.person_id for r in records], dtype=np.int64),
-            np.array([r.camera_id for r in records], dtype=np.int64))
+    return (
+        np.array([r.person_id for r in records], dtype=np.int64),
+        np.array([r.camera_id for r in records], dtype=np.int64),
+    )
 
 
 def evaluate_histogram_baseline(

@@ -23,8 +23,18 @@ OWN_SCENE_PROB = 0.4
 
 #: muted scene colours: walls, pavements, shop fronts, vegetation.
 SCENE_PALETTE: tuple[RGB, ...] = (
-    (150, 150, 145), (110, 108, 104), (180, 170, 150), (90, 96, 110), (130, 120, 100), (70, 80, 70),
-    (160, 140, 120), (200, 196, 188), (60, 60, 66), (120, 90, 70), (96, 120, 90), (140, 150, 170),
+    (150, 150, 145),
+    (110, 108, 104),
+    (180, 170, 150),
+    (90, 96, 110),
+    (130, 120, 100),
+    (70, 80, 70),
+    (160, 140, 120),
+    (200, 196, 188),
+    (60, 60, 66),
+    (120, 90, 70),
+    (96, 120, 90),
+    (140, 150, 170),
 )
 
 
@@ -79,11 +89,19 @@ def _shade(colour: RGB, rng: np.random.Generator, amount: float) -> RGB:
     return (int(c[0]), int(c[1]), int(c[2]))
 
 
-def render_background(camera: CameraProfile, rng: np.random.Generator, height: int, width: int) -> Image.Image:
+def render_background(
+    camera: CameraProfile, rng: np.random.Generator, height: int, width: int
+) -> Image.Image:
     """The camera's scene with per-image variation (texture phase, clutter layout, shade jitter)."""
-    # a camera sees several spots (shop fronts, doors, pavement): mostly its own wall/floor, sometimes not
-    wall_rgb = camera.wall if rng.random() < OWN_SCENE_PROB else SCENE_PALETTE[int(rng.integers(len(SCENE_PALETTE)))]
-    floor_rgb = camera.floor if rng.random() < OWN_SCENE_PROB else SCENE_PALETTE[int(rng.integers(len(SCENE_PALETTE)))]
+    # a camera sees several spots (shop fronts, doors, pavement): its own wall/floor in 40 % of the images
+    wall_rgb = (
+        camera.wall if rng.random() < OWN_SCENE_PROB else SCENE_PALETTE[int(rng.integers(len(SCENE_PALETTE)))]
+    )
+    floor_rgb = (
+        camera.floor
+        if rng.random() < OWN_SCENE_PROB
+        else SCENE_PALETTE[int(rng.integers(len(SCENE_PALETTE)))]
+    )
     wall = np.array(_shade(wall_rgb, rng, 14.0), dtype=np.float32)
     floor = np.array(_shade(floor_rgb, rng, 14.0), dtype=np.float32)
     horizon = int(height * (camera.horizon + rng.uniform(-0.05, 0.05)))
@@ -134,9 +152,7 @@ def draw_occluder(image: Image.Image, camera: CameraProfile, rng: np.random.Gene
         draw.rectangle((x0, top, x0 + rng.uniform(0.5, 1.0) * width, height), fill=colour)
 
 
-def apply_camera_response(
-    image: Image.Image, camera: CameraProfile, rng: np.random.Generator
-) -> Image.Image:
+def apply_camera_response(image: Image.Image, camera: CameraProfile, rng: np.random.Generator) -> Image.Image:
     """Gain, colour cast and saturation (camera + small per-image jitter), then sensor noise."""
     arr = np.asarray(image, dtype=np.float32)
     gain = camera.gain * float(np.exp(rng.normal(0.0, 0.08)))

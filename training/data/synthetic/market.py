@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from io import BytesIO
 from multiprocessing import Pool
@@ -182,8 +181,11 @@ def plan_jobs(config: SynthConfig) -> list[_Job]:
 
 def _render_job(job: _Job, config: SynthConfig, cameras: tuple[CameraProfile, ...]) -> bytes:
     person_key = job.key if job.kind == _REGULAR else -1  # one-off persons for distractors and junk
-    rng_person = (person_rng(config.seed, person_key) if person_key > 0
-                  else np.random.default_rng([config.seed, _PERSON, 10_000 * job.kind, job.key]))
+    rng_person = (
+        person_rng(config.seed, person_key)
+        if person_key > 0
+        else np.random.default_rng([config.seed, _PERSON, 10_000 * job.kind, job.key])
+    )
     person = sample_person(rng_person)
     camera = cameras[job.camera_id - 1]
     rng = np.random.default_rng([config.seed, _IMAGE, job.kind, job.key, job.camera_id, job.index])
@@ -194,18 +196,24 @@ def _render_job(job: _Job, config: SynthConfig, cameras: tuple[CameraProfile, ..
     return buffer.getvalue()
 
 
-_WORKER_STATE: dict[str, object] = {}
+@dataclass(frozen=True)
+class _Context:
+    config: SynthConfig
+    cameras: tuple[CameraProfile, ...]
+    root: Path
 
 
-def _init_worker(config: SynthConfig, cameras: tuple[CameraProfile, ...], out: str) -> None:
-    _WORKER_STATE.update(config=config, cameras=cameras, out=out)
+_CONTEXT: list[_Context] = []  # set once per worker process by the pool initializer
+
+
+def _init_worker(context: _Context) -> None:
+    _CONTEXT[:] = [context]
 
 
 def _write_job(job: _Job) -> str:
-    config, cameras = _WORKER_STATE["config"], _WORKER_STATE["cameras"]
-    data = _render_job(job, config, cameras)  # type: ignore[arg-type]
-    path = Path(str(_WORKER_STATE["out"])) / job.subset / job.filename
-    path.write_bytes(data)
+    context = _CONTEXT[0]
+    data = _render_job(job, context.config, context.cameras)
+    (context.root / job.subset / job.filename).write_bytes(data)
     return job.subset
 
 
@@ -233,19 +241,21 @@ def generate_market_dataset(
         folder = root / subset
         existing = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
         if existing and not overwrite:
-            raise ValueError(f"{folder} already holds {len(existing)} images; choose another --out or --overwrite")
+            raise ValueError(
+                f"{folder} already holds {len(existing)} images; choose another --out or --overwrite"
+            )
         for path in existing:
             path.unlink()
         folder.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(config)
     cameras = camera_profiles(config)
     start = time.perf_counter()
+    context = _Context(config=config, cameras=cameras, root=root)
     if workers == 1:
-        _init_worker(config, cameras, str(root))
-        written: Iterator[str] = map(_write_job, jobs)
-        subsets = list(written)
+        _init_worker(context)
+        subsets = [_write_job(job) for job in jobs]
     else:
-        with Pool(workers, initializer=_init_worker, initargs=(config, cameras, str(root))) as pool:
+        with Pool(workers, initializer=_init_worker, initargs=(context,)) as pool:
             subsets = list(pool.imap_unordered(_write_job, jobs, chunksize=32))
     seconds = time.perf_counter() - start
     summary: dict[str, object] = {

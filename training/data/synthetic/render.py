@@ -9,7 +9,7 @@ shaded darker and drawn first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import ImageDraw
@@ -17,6 +17,7 @@ from PIL import ImageDraw
 from training.data.synthetic.attributes import RGB, PersonAttributes
 
 Point = tuple[float, float]
+ToPixels = Callable[[float], float]  # fraction of the person's height -> image y
 
 
 def _darker(colour: RGB, factor: float = 0.78) -> RGB:
@@ -107,8 +108,12 @@ def draw_person(
     shoulder_y, hip_y, sole_y = head + 0.035, 1.0 - person.legs, 0.985
     half_sh = person.shoulders / 2 * (0.7 if side else 1.0) * float(rng.uniform(0.95, 1.05))
     half_hip = half_sh * person.hips
-    torso = [(px(-half_sh), py(shoulder_y)), (px(half_sh), py(shoulder_y)),
-             (px(half_hip), py(hip_y)), (px(-half_hip), py(hip_y))]
+    torso = [
+        (px(-half_sh), py(shoulder_y)),
+        (px(half_sh), py(shoulder_y)),
+        (px(half_hip), py(hip_y)),
+        (px(-half_hip), py(hip_y)),
+    ]
     lean = direction * 0.015 * size if side else 0.0
     torso = [(x + lean * (1 - i // 2), y) for i, (x, y) in enumerate(torso)]
     far = _darker
@@ -159,33 +164,55 @@ def draw_person(
     head_w = head * 0.78 * size
     head_box = (cx - head_w / 2 + lean, py(0.0), cx + head_w / 2 + lean, py(head))
     if person.hair_long and view == "front":
-        draw.rectangle((head_box[0] - head_w * 0.12, py(head * 0.4), head_box[2] + head_w * 0.12,
-                        py(shoulder_y + 0.08)), fill=person.hair)
+        draw.rectangle(
+            (head_box[0] - head_w * 0.12, py(head * 0.4), head_box[2] + head_w * 0.12, py(shoulder_y + 0.08)),
+            fill=person.hair,
+        )
 
     # ----- torso with its pattern ------------------------------------------------------------------------
-    draw.polygon([(hips_x[0] - leg_w0 / 2, py(hip_y - 0.03)), (hips_x[1] + leg_w0 / 2, py(hip_y - 0.03)),
-                  (hips_x[1] + leg_w0 / 2, py(hip_y + 0.05)), (hips_x[0] - leg_w0 / 2, py(hip_y + 0.05))]
-                 if not side else _limb((px(0), py(hip_y - 0.03)), (px(0), py(hip_y + 0.05)), leg_w0, leg_w0),
-                 fill=person.lower)
+    draw.polygon(
+        [
+            (hips_x[0] - leg_w0 / 2, py(hip_y - 0.03)),
+            (hips_x[1] + leg_w0 / 2, py(hip_y - 0.03)),
+            (hips_x[1] + leg_w0 / 2, py(hip_y + 0.05)),
+            (hips_x[0] - leg_w0 / 2, py(hip_y + 0.05)),
+        ]
+        if not side
+        else _limb((px(0), py(hip_y - 0.03)), (px(0), py(hip_y + 0.05)), leg_w0, leg_w0),
+        fill=person.lower,
+    )
     if person.lower_kind == "skirt":
         hem = hip_y + person.legs * person.skirt_length
         flare = (half_hip + 0.03 + person.skirt_length * 0.08) * (0.8 if side else 1.0)
-        draw.polygon([(px(-half_hip) + lean, py(hip_y - 0.02)), (px(half_hip) + lean, py(hip_y - 0.02)),
-                      (px(flare), py(hem)), (px(-flare), py(hem))], fill=person.lower)
-    draw.rectangle((cx - head_w * 0.22 + lean, py(head * 0.8), cx + head_w * 0.22 + lean, py(shoulder_y + 0.01)),
-                   fill=person.skin)
+        draw.polygon(
+            [
+                (px(-half_hip) + lean, py(hip_y - 0.02)),
+                (px(half_hip) + lean, py(hip_y - 0.02)),
+                (px(flare), py(hem)),
+                (px(-flare), py(hem)),
+            ],
+            fill=person.lower,
+        )
+    draw.rectangle(
+        (cx - head_w * 0.22 + lean, py(head * 0.8), cx + head_w * 0.22 + lean, py(shoulder_y + 0.01)),
+        fill=person.skin,
+    )
     draw.polygon(torso, fill=person.upper)
     pattern = person.upper_pattern
     if pattern == "hstripes":
         n = person.stripes + 1
         for k in range(n):
-            draw.polygon(_quad_band(torso, (2 * k + 1) / (2 * n + 1), (2 * k + 2) / (2 * n + 1)),
-                         fill=person.upper_second)
+            draw.polygon(
+                _quad_band(torso, (2 * k + 1) / (2 * n + 1), (2 * k + 2) / (2 * n + 1)),
+                fill=person.upper_second,
+            )
     elif pattern == "vstripes":
         n = person.stripes + 1 if not side else 2
         for k in range(n):
-            draw.polygon(_quad_band(torso, (2 * k + 1) / (2 * n + 1), (2 * k + 2) / (2 * n + 1), vertical=True),
-                         fill=person.upper_second)
+            draw.polygon(
+                _quad_band(torso, (2 * k + 1) / (2 * n + 1), (2 * k + 2) / (2 * n + 1), vertical=True),
+                fill=person.upper_second,
+            )
     elif pattern == "two_tone":
         draw.polygon(_quad_band(torso, 0.0, 0.42), fill=person.upper_second)
     elif pattern == "jacket" and view == "front":
@@ -200,53 +227,101 @@ def draw_person(
     bag = person.bag
     if bag == "backpack":
         if view == "back":
-            draw.rectangle((px(-half_sh * 0.78), py(shoulder_y + 0.02), px(half_sh * 0.78), py(shoulder_y + 0.25)),
-                           fill=person.bag_colour)
+            draw.rectangle(
+                (px(-half_sh * 0.78), py(shoulder_y + 0.02), px(half_sh * 0.78), py(shoulder_y + 0.25)),
+                fill=person.bag_colour,
+            )
         elif view == "front":
             for s in (-1, 1):
-                draw.polygon(_limb((px(s * half_sh * 0.62), py(shoulder_y)), (px(s * half_sh * 0.55),
-                             py(shoulder_y + 0.2)), 0.025 * size, 0.025 * size), fill=person.bag_colour)
+                draw.polygon(
+                    _limb(
+                        (px(s * half_sh * 0.62), py(shoulder_y)),
+                        (px(s * half_sh * 0.55), py(shoulder_y + 0.2)),
+                        0.025 * size,
+                        0.025 * size,
+                    ),
+                    fill=person.bag_colour,
+                )
         else:
             back = px(-direction * half_sh) + lean
-            draw.rectangle((min(back, back - direction * 0.08 * size), py(shoulder_y + 0.02),
-                            max(back, back - direction * 0.08 * size), py(shoulder_y + 0.24)), fill=person.bag_colour)
-            draw.polygon(_limb((px(-direction * half_sh * 0.6), py(shoulder_y)),
-                               (px(-direction * half_sh * 0.2), py(shoulder_y + 0.18)), 0.02 * size, 0.02 * size),
-                         fill=person.bag_colour)
+            draw.rectangle(
+                (
+                    min(back, back - direction * 0.08 * size),
+                    py(shoulder_y + 0.02),
+                    max(back, back - direction * 0.08 * size),
+                    py(shoulder_y + 0.24),
+                ),
+                fill=person.bag_colour,
+            )
+            draw.polygon(
+                _limb(
+                    (px(-direction * half_sh * 0.6), py(shoulder_y)),
+                    (px(-direction * half_sh * 0.2), py(shoulder_y + 0.18)),
+                    0.02 * size,
+                    0.02 * size,
+                ),
+                fill=person.bag_colour,
+            )
     if bag == "shoulder" and not side:
         s = bag_img_side
-        draw.polygon(_limb((px(-s * half_sh * 0.7), py(shoulder_y)), (px(s * half_hip * 0.9), py(hip_y - 0.02)),
-                           0.022 * size, 0.022 * size), fill=_darker(person.bag_colour, 0.85))
+        draw.polygon(
+            _limb(
+                (px(-s * half_sh * 0.7), py(shoulder_y)),
+                (px(s * half_hip * 0.9), py(hip_y - 0.02)),
+                0.022 * size,
+                0.022 * size,
+            ),
+            fill=_darker(person.bag_colour, 0.85),
+        )
     if side:
         arm((px(0.0), py(shoulder_y + 0.01)), (px(direction * swing), hand_y), False)
         if bag in ("handbag", "shoulder") and bag_near:
             _draw_side_bag(draw, person, px(0.03 * direction), py, size)
         if bag == "shoulder" and bag_near:
-            draw.line((px(0.0), py(shoulder_y), px(0.03 * direction), py(hip_y - 0.02)),
-                      fill=person.bag_colour, width=max(1, int(0.02 * size)))
+            draw.line(
+                (px(0.0), py(shoulder_y), px(0.03 * direction), py(hip_y - 0.02)),
+                fill=person.bag_colour,
+                width=max(1, int(0.02 * size)),
+            )
     else:
         for s in (-1, 1):
-            arm((px(s * (half_sh - limb * 0.4)), py(shoulder_y + 0.015)),
-                (px(s * (half_sh + 0.015 + swing * 0.2)), hand_y), False)
+            arm(
+                (px(s * (half_sh - limb * 0.4)), py(shoulder_y + 0.015)),
+                (px(s * (half_sh + 0.015 + swing * 0.2)), hand_y),
+                False,
+            )
         if bag == "handbag":
             hx = px(bag_img_side * (half_sh + 0.02))
-            draw.rectangle((hx - 0.045 * size, py(hip_y + 0.07), hx + 0.045 * size, py(hip_y + 0.15)),
-                           fill=person.bag_colour)
+            draw.rectangle(
+                (hx - 0.045 * size, py(hip_y + 0.07), hx + 0.045 * size, py(hip_y + 0.15)),
+                fill=person.bag_colour,
+            )
         elif bag == "shoulder":
             hx = px(bag_img_side * (half_hip + 0.02))
-            draw.rectangle((hx - 0.05 * size, py(hip_y - 0.05), hx + 0.05 * size, py(hip_y + 0.05)),
-                           fill=person.bag_colour)
+            draw.rectangle(
+                (hx - 0.05 * size, py(hip_y - 0.05), hx + 0.05 * size, py(hip_y + 0.05)),
+                fill=person.bag_colour,
+            )
 
     _draw_head(draw, person, view, head_box, direction, py, shoulder_y)
 
 
-def _draw_side_bag(draw: ImageDraw.ImageDraw, person: PersonAttributes, x: float, py, size: float) -> None:
+def _draw_side_bag(
+    draw: ImageDraw.ImageDraw, person: PersonAttributes, x: float, py: ToPixels, size: float
+) -> None:
     top = 1.0 - person.legs + (0.07 if person.bag == "handbag" else -0.05)
     draw.rectangle((x - 0.045 * size, py(top), x + 0.045 * size, py(top + 0.09)), fill=person.bag_colour)
 
 
-def _draw_head(draw: ImageDraw.ImageDraw, person: PersonAttributes, view: str,
-               box: tuple[float, float, float, float], direction: float, py, shoulder_y: float) -> None:
+def _draw_head(
+    draw: ImageDraw.ImageDraw,
+    person: PersonAttributes,
+    view: str,
+    box: tuple[float, float, float, float],
+    direction: float,
+    py: ToPixels,
+    shoulder_y: float,
+) -> None:
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     hair = person.hair
@@ -263,7 +338,9 @@ def _draw_head(draw: ImageDraw.ImageDraw, person: PersonAttributes, view: str,
     else:
         draw.ellipse(box, fill=person.skin)
         back_start, back_end = (90, 270) if direction > 0 else (270, 90)
-        draw.pieslice((x0 - w * 0.03, y0 - h * 0.03, x1 + w * 0.03, y1 - h * 0.1), back_start, back_end, fill=hair)
+        draw.pieslice(
+            (x0 - w * 0.03, y0 - h * 0.03, x1 + w * 0.03, y1 - h * 0.1), back_start, back_end, fill=hair
+        )
         draw.chord((x0 - w * 0.03, y0 - h * 0.04, x1 + w * 0.03, y1 - h * 0.3), 180, 360, fill=hair)
         if person.hair_long:
             bx = x0 if direction > 0 else x1 - w * 0.45
@@ -271,6 +348,9 @@ def _draw_head(draw: ImageDraw.ImageDraw, person: PersonAttributes, view: str,
     if person.cap is not None:
         draw.chord((x0 - w * 0.06, y0 - h * 0.08, x1 + w * 0.06, y1 - h * 0.3), 180, 360, fill=person.cap)
         if view != "back":
-            brim = (x0 - w * 0.1, x1 + w * 0.1) if view == "front" else (
-                (x0 + w * 0.5, x1 + w * 0.4) if direction > 0 else (x0 - w * 0.4, x1 - w * 0.5))
+            brim = (
+                (x0 - w * 0.1, x1 + w * 0.1)
+                if view == "front"
+                else ((x0 + w * 0.5, x1 + w * 0.4) if direction > 0 else (x0 - w * 0.4, x1 - w * 0.5))
+            )
             draw.rectangle((brim[0], y0 + h * 0.28, brim[1], y0 + h * 0.36), fill=_darker(person.cap))
