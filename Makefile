@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help install test test-slow lint run demo-models clean
+.PHONY: help install deploy-tools test test-slow lint run demo-models clean
 
 help:
 	@echo "make test         create .venv, install torch (CPU) + .[cpu,train,dev], run ruff and pytest"
@@ -30,7 +30,16 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check .
 
-test: install
+# Debian's docker-compose validates docker-compose.yml in tests/deploy (no Docker engine needed).
+deploy-tools:
+	@command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get install -y --no-install-recommends docker-compose || \
+	   (apt-get update && apt-get install -y --no-install-recommends docker-compose)) >/dev/null \
+	  || echo "deploy-tools: apt-get could not install docker-compose: tests/deploy skips docker-compose config"; \
+	else echo "deploy-tools: no docker-compose and apt-get needs root: tests/deploy skips docker-compose config"; fi
+
+test: install deploy-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow"
 
