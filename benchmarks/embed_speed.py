@@ -15,6 +15,7 @@ stay on the GPU) and fp16 is measured too; on CPU, fp16 is skipped (the CPU prov
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -296,6 +297,11 @@ def _sweep(path: Path, args: argparse.Namespace, torch_model: Any) -> list[dict[
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every backbone; return the report."""
+    # torch's OpenMP workers busy-wait by default: on a shared, oversubscribed CPU that makes torch many
+    # times slower (and onnxruntime, whose service sessions do not spin, look better than it is). Passive
+    # waiting, as `reid train` / `reid eval` use, only takes effect before torch is first imported.
+    torch_preloaded = "torch" in sys.modules
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _validate(args)
     import onnxruntime as ort
     import torch
@@ -319,6 +325,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "channels_last": args.channels_last,
         "torch_compile": args.compile,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "torch_imported_before_run": torch_preloaded,
         **machine_info(),
     }
     with tempfile.TemporaryDirectory() as tmp:

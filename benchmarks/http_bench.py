@@ -119,7 +119,7 @@ def export_backbone_model(root: Path, backbone: str, height: int, width: int) ->
         output_names=["embeddings"],
     )
     placeholder = {"eer": Threshold(threshold=0.5, tpr=0.5, fmr=0.5)}
-    scoring = {
+    scoring: dict[Any, ScoringMode] = {
         m: ScoringMode(higher_is_better=m != "euclidean", thresholds=placeholder, default_threshold="eer")
         for m in ("cosine", "correlation", "euclidean")
     }

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ef-search", type=int_list, default=[32, 128])
     parser.add_argument("--images-per-identity", type=int, default=10)
     parser.add_argument("--noise", type=float, default=0.8, help="per-view noise relative to the centre norm")
-    parser.add_argument("--threads", type=int, default=2, help="faiss OpenMP threads")
+    parser.add_argument("--threads", type=int, default=1, help="faiss OpenMP threads (service default: 1)")
     parser.add_argument("--gpu", choices=("auto", "off", "on"), default="auto", help="faiss GPU indexes")
     parser.add_argument(
         "--large",
@@ -162,8 +162,8 @@ def bench_gallery(size: int, dim: int, args: argparse.Namespace, use_gpu: bool) 
     if "ivf" in args.index_types:
         rng = np.random.default_rng(args.seed)
         sample = gallery[rng.choice(size, min(size, args.train_sample), replace=False)]
-        for nlist_wanted in args.nlist:
-            nlist = max(1, min(nlist_wanted, len(sample) // 39))
+        # faiss wants >= 39 training points per cell: cap nlist, and measure each capped value once
+        for nlist in sorted({max(1, min(n, len(sample) // 39)) for n in args.nlist}):
             t0 = time.perf_counter()
             quantizer = faiss.IndexFlatIP(dim)
             ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
