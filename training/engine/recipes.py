@@ -106,7 +106,8 @@ _register(Recipe(
 #: CPU demo settings, measured on the default synthetic benchmark with 2 shared cores. One intra-op thread
 #: plus one loader worker beats two intra-op threads several times over on such small convolutions (and on a
 #: busy machine); 64×32 inputs and a 10-minute budget (the schedule follows the clock) keep the whole run,
-#: evaluation included, well under 15 minutes while reaching rank-1 ≈ 85 %, mAP ≈ 65 %.
+#: evaluation included, well under 15 minutes. Measured: 40 epochs in 8.6 min, rank-1 92.8 %, mAP 79.5 %
+#: (colour-histogram baseline: rank-1 18.3 %, mAP 9.3 %).
 _CPU_DEMO: dict[str, Any] = {
     "dataset": "market1501",
     "root": "data/synth-default",

@@ -99,3 +99,14 @@ def test_cosine_schedule_known_values() -> None:
     middle = COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * 0.5))
     assert lr_factor(cfg, 7.0) == pytest.approx(middle)
     assert lr_factor(cfg, 12.0) == pytest.approx(COSINE_FLOOR)
+
+
+def test_reid_recipes_lists_one_line_each_with_its_paper(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.cli import main
+
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == recipe_names()
+    for line in lines:
+        if line.split()[0] in REQUIRED_RECIPES:
+            assert "[paper 003" in line
