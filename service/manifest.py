@@ -145,6 +145,23 @@ class VerificationSpec(_Strict):
     )
 
 
+class PairwiseSpec(_Strict):
+    """How a pairwise model (``encoder.onnx`` + ``comparator.onnx``) is run.
+
+    ``encoder.onnx``: ``images`` N×3×H×W → ``encoding`` N×E (everything image-specific the comparator needs)
+    and ``descriptor`` N×D (L2-normalized, what the FAISS shortlist searches; D = ``embedding_dim``).
+    ``comparator.onnx``: ``encoding_a``, ``encoding_b`` N×E → ``score`` N (higher = same person) and
+    ``probabilities`` N×2 (column ``same_index`` = same).
+    """
+
+    encoding_dim: int = Field(ge=1, description="Length E of one flattened encoding.")
+    comparator_max_batch: int | None = Field(
+        default=None, ge=1, description="Most pairs one comparator call takes (None: any); callers chunk."
+    )
+    same_index: int = Field(default=1, ge=0, le=1, description="Column of `probabilities` meaning 'same'.")
+    shortlist: int = Field(default=100, ge=1, description="Default descriptor shortlist re-ranked per query.")
+
+
 class Provenance(_Strict):
     """Where the model came from."""
 
@@ -172,6 +189,7 @@ class ModelManifest(_Strict):
     default_metric: ScoringName = Field(description="Scoring mode used when a request names none.")
     scoring: dict[ScoringName, ScoringMode] = Field(description="Supported scoring modes and thresholds.")
     verification: VerificationSpec | None = Field(default=None, description="Siamese models only.")
+    pairwise: PairwiseSpec | None = Field(default=None, description="Pairwise models only.")
     parity: dict[str, float] = Field(
         default_factory=dict, description="Measured onnxruntime-vs-torch differences at export."
     )
@@ -195,6 +213,8 @@ class ModelManifest(_Strict):
             raise ValueError(
                 f"default_metric {self.default_metric!r} is not in scoring {sorted(self.scoring)}"
             )
+        if (self.kind == "pairwise") != (self.pairwise is not None):
+            raise ValueError("a pairwise section is required for kind 'pairwise' and only allowed there")
         if "softmax" in self.scoring and self.verification is None:
             raise ValueError("scoring mode 'softmax' needs a verification section")
         for name, mode in self.scoring.items():
