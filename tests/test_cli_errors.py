@@ -14,7 +14,8 @@ from training.data.synthetic.market import SynthConfig, generate_market_dataset
 @pytest.fixture(scope="module")
 def market(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("market")
-    generate_market_dataset(root, SynthConfig(identities=6, train_identities=3, cameras=2, images_per_camera=2))
+    config = SynthConfig(identities=6, train_identities=3, cameras=2, images_per_camera=2)
+    generate_market_dataset(root, config)
     return root
 
 

@@ -68,7 +68,7 @@ def open_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
 
     Args:
         data: Encoded image bytes.
-        max_pixels: Largest allowed width × height, or None for no cap (Pillow's own bomb check still applies).
+        max_pixels: Largest allowed width × height, or None for no cap (Pillow's bomb check still applies).
 
     Returns:
         The decoded image, EXIF-orientation applied, in RGB mode.

@@ -42,8 +42,10 @@ def test_accepted_formats_give_float32_chw(fmt):
 
 def test_exact_normalization_values():
     img = Image.new("RGB", (8, 16), (255, 0, 128))
-    out = resize_normalize(img, PreprocessSpec(height=16, width=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 1.0)))
-    np.testing.assert_allclose(out[:, 0, 0], [(1.0 - 0.5) / 0.5, (0.0 - 0.5) / 0.25, 128 / 255 - 0.5], atol=1e-6)
+    spec = PreprocessSpec(height=16, width=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 1.0))
+    out = resize_normalize(img, spec)
+    expected = [(1.0 - 0.5) / 0.5, (0.0 - 0.5) / 0.25, 128 / 255 - 0.5]
+    np.testing.assert_allclose(out[:, 0, 0], expected, atol=1e-6)
 
 
 def test_resize_is_pillow_bilinear():
@@ -109,7 +111,7 @@ def test_preprocess_file_names_the_file(tmp_path):
     bad.write_bytes(b"hello")
     with pytest.raises(ImageDecodeError, match=r"x\.jpg"):
         preprocess_file(bad, SPEC)
-    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.jpg"):
         preprocess_file(tmp_path / "missing.jpg", SPEC)
 
 
