@@ -1,5 +1,15 @@
 """``reid export``: checkpoint → parity-gated ONNX files + calibrated manifest in ``models/NAME``.
 
+The model's type picks the files and the manifest (see :mod:`training.export.graphs`):
+
+* embedding / multidepth → kind ``embedding``, scoring cosine, correlation and euclidean on the embedding
+  (default cosine; euclidean for multidepth, the paper's ranking);
+* siamese → kind ``siamese``, the same plus ``softmax`` (the verification head; default);
+* pairwise (MLS) → kind ``pairwise`` with a ``pairwise`` section, scoring ``pairwise`` (the comparator's
+  score, calibrated on ``comparator.onnx`` outputs of held-out pairs; default) and ``cosine`` (the
+  descriptor, used for the search shortlist). Its held-out set is capped at ``max_pairwise_images`` and its
+  different-person pairs at ``max_pairwise_negatives``: every pair costs a comparator call.
+
 The folder is assembled in a staging directory beside the target and moved into place only after every
 graph passed ``onnx.checker`` and the parity gate and the manifest validated, so a failed export never leaves
 a half-written model behind.
@@ -7,6 +17,7 @@ a half-written model behind.
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import shutil
@@ -21,14 +32,21 @@ from service.inference.scoring import HeadWeights
 from service.manifest import (
     InputSpec,
     ModelManifest,
+    PairwiseSpec,
     Provenance,
+    ScoringMode,
     VerificationSpec,
     file_entry,
     load,
 )
 from training.data.datasets import ImageRecord, ReidSplit, build_dataset
-from training.export.calibrate import calibrate_scoring, onnx_embeddings
-from training.export.graphs import HEAD_WEIGHTS_FILE, write_graphs
+from training.export.calibrate import (
+    calibrate_pairwise,
+    calibrate_scoring,
+    onnx_embeddings,
+    onnx_encodings,
+)
+from training.export.graphs import HEAD_WEIGHTS_FILE, WrittenGraphs, write_graphs
 from training.export.onnx_io import DEFAULT_OPSET
 from training.export.parity import PARITY_BATCHES
 from training.models.heads import SAME_INDEX
@@ -54,6 +72,8 @@ class ExportOptions:
     target_fmr: float = 1e-3
     max_negatives: int = 200_000
     max_calibration_images: int = 4000
+    max_pairwise_images: int = 600
+    max_pairwise_negatives: int = 5000
     seed: int = 0
     synthetic: bool | None = None
     notes: str = ""
@@ -107,7 +127,11 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
     dataset = opts.dataset or cfg.dataset
     root = opts.root or Path(cfg.root)
     split = build_dataset(dataset, root, **(opts.dataset_options or cfg.dataset_options or {}))
-    held_out = _held_out(split, opts.max_calibration_images, opts.seed)
+    pairwise = cfg.model_kind == "pairwise"
+    limit = opts.max_calibration_images
+    if pairwise:
+        limit = min(limit, opts.max_pairwise_images)
+    held_out = _held_out(split, limit, opts.seed)
     parity_records = held_out[:: max(1, len(held_out) // max(PARITY_BATCHES))][: max(PARITY_BATCHES)]
     if len(parity_records) < max(PARITY_BATCHES):
         raise ValueError(f"{root}: need at least {max(PARITY_BATCHES)} held-out images for the parity gate")
@@ -120,19 +144,7 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
     try:
         written = write_graphs(model, staging, images, fp16=opts.fp16, opset=opts.opset)
         siamese = "verification_head" in written.files
-        embeddings = onnx_embeddings(staging / written.files["embedding"], [r.path for r in held_out], spec)
-        metrics = (*EMBEDDING_METRICS, "softmax") if siamese else EMBEDDING_METRICS
-        head = HeadWeights.from_npz(staging / HEAD_WEIGHTS_FILE, written.embedding_dim) if siamese else None
-        scoring, pair_counts = calibrate_scoring(
-            embeddings,
-            np.array([r.person_id for r in held_out]),
-            np.array([r.camera_id for r in held_out]),
-            metrics,
-            head=head,
-            target_fmr=opts.target_fmr,
-            max_negatives=opts.max_negatives,
-            seed=opts.seed,
-        )
+        scoring, pair_counts = _calibrate(written, staging, held_out, spec, opts)
         synthetic = (
             opts.synthetic if opts.synthetic is not None else dataset == "market1501" and _is_synth(root)
         )
@@ -141,19 +153,29 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
             if synthetic
             else ""
         )
-        run_metrics = {k: float(v) for k, v in (ckpt.get("metrics") or {}).items() if _is_number(v)}
+        run_metrics = _run_metrics(Path(opts.checkpoint), ckpt)
         manifest = ModelManifest(
             name=name,
             version=opts.version,
-            kind="siamese" if siamese else "embedding",
+            kind="pairwise" if pairwise else "siamese" if siamese else "embedding",
             description=_describe(cfg, siamese, opts.fp16),
             input=InputSpec(height=cfg.height, width=cfg.width, mean=tuple(cfg.mean), std=tuple(cfg.std)),
             files={role: file_entry(staging, f) for role, f in written.files.items()},  # type: ignore[misc]
             embedding_dim=written.embedding_dim,
-            normalize_embeddings=False,
-            default_metric="softmax" if siamese else "cosine",
+            normalize_embeddings=pairwise,  # the MLS descriptor is L2-normalised inside the graph
+            default_metric=_default_metric(cfg.model_kind, siamese),
             scoring=scoring,  # type: ignore[arg-type]
             verification=VerificationSpec(same_index=SAME_INDEX) if siamese else None,
+            pairwise=(
+                PairwiseSpec(
+                    encoding_dim=written.encoding_dim or 1,
+                    comparator_max_batch=written.comparator_max_batch,
+                    same_index=SAME_INDEX,
+                    shortlist=cfg.pairwise_shortlist,
+                )
+                if pairwise
+                else None
+            ),
             parity={**written.parity, **{k: float(v) for k, v in pair_counts.items()}},
             provenance=Provenance(
                 recipe=cfg.recipe,
@@ -175,7 +197,68 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
     return manifest
 
 
+def _calibrate(
+    written: WrittenGraphs,
+    staging: Path,
+    held_out: list[ImageRecord],
+    spec: PreprocessSpec,
+    opts: ExportOptions,
+) -> tuple[dict[str, ScoringMode], dict[str, int]]:
+    """Every scoring mode of the exported model, calibrated with the exported graphs on held-out images."""
+    paths = [r.path for r in held_out]
+    person_ids = np.array([r.person_id for r in held_out])
+    camera_ids = np.array([r.camera_id for r in held_out])
+    common: dict[str, Any] = {"target_fmr": opts.target_fmr, "seed": opts.seed}
+    if "encoder" in written.files:
+        encodings, descriptors = onnx_encodings(staging / written.files["encoder"], paths, spec)
+        scoring, counts = calibrate_scoring(
+            descriptors, person_ids, camera_ids, ("cosine",), max_negatives=opts.max_negatives, **common
+        )
+        scoring["pairwise"], pairwise_counts = calibrate_pairwise(
+            encodings, person_ids, camera_ids, staging / written.files["comparator"],
+            max_batch=written.comparator_max_batch, max_negatives=opts.max_pairwise_negatives, **common,
+        )
+        return {"pairwise": scoring["pairwise"], "cosine": scoring["cosine"]}, {**counts, **pairwise_counts}
+    siamese = "verification_head" in written.files
+    embeddings = onnx_embeddings(staging / written.files["embedding"], paths, spec)
+    metrics = (*EMBEDDING_METRICS, "softmax") if siamese else EMBEDDING_METRICS
+    head = HeadWeights.from_npz(staging / HEAD_WEIGHTS_FILE, written.embedding_dim) if siamese else None
+    return calibrate_scoring(
+        embeddings, person_ids, camera_ids, metrics, head=head, max_negatives=opts.max_negatives, **common
+    )
+
+
+def _default_metric(model_kind: str, siamese: bool) -> str:
+    if model_kind == "pairwise":
+        return "pairwise"
+    if model_kind == "multidepth":
+        return "euclidean"  # paper 001 ranks by Euclidean distance
+    return "softmax" if siamese else "cosine"
+
+
+#: Headline numbers copied from the run's final evaluation into the manifest's provenance.
+_REPORTED_METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+
+
+def _run_metrics(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, float]:
+    """The run's final evaluation (``metrics.json`` beside the checkpoint), else the checkpoint's own."""
+    report = checkpoint.parent / "metrics.json"
+    source: dict[str, Any] = ckpt.get("metrics") or {}
+    if report.is_file():
+        source = json.loads(report.read_text(encoding="utf-8"))
+    return {k: float(source[k]) for k in _REPORTED_METRICS if _is_number(source.get(k))}
+
+
 def _describe(cfg: Any, siamese: bool, fp16: bool) -> str:
+    if cfg.model_kind == "pairwise":
+        levels = ", ".join(level.upper() for level in cfg.mls_levels)
+        return f"{cfg.recipe}: multi-level similarity network ({levels}), encoder + comparator, " + (
+            f"{cfg.height}×{cfg.width}"
+        )
+    if cfg.model_kind == "multidepth":
+        return f"{cfg.recipe}: {cfg.backbone} multi-depth smoothed descriptor, {cfg.height}×{cfg.width}" + (
+            ", fp16" if fp16 else ""
+        )
     what = "siamese + verification head" if siamese else "embedding"
     return f"{cfg.recipe}: {cfg.backbone} {what}, {cfg.height}×{cfg.width}" + (", fp16" if fp16 else "")
 

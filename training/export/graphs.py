@@ -1,4 +1,17 @@
-"""Write a model's ONNX files into a folder and gate each one on parity with PyTorch."""
+"""Write a model's ONNX files into a folder and gate each one on parity with PyTorch.
+
+What is written depends on the model type:
+
+* :class:`~training.models.reid_model.EmbeddingModel` → ``embedding.onnx``;
+* :class:`~training.models.reid_model.SiameseModel` → ``embedding.onnx`` + ``verification_head.onnx`` +
+  ``head_weights.npz``;
+* :class:`~training.models.multidepth.MultiDepthVGG` (with a filter selection) → ``embedding.onnx`` holding
+  the selection and the box smoothing (an embedding model for the service);
+* :class:`~training.models.mls.MLSNet` (pairwise) → ``encoder.onnx`` (``images`` → ``encoding`` N×E,
+  ``descriptor`` N×256) + ``comparator.onnx`` (``encoding_a``, ``encoding_b`` → ``score``, ``probabilities``,
+  ``distance``), the comparator with the ``"padded"`` correlation, so it takes at most
+  :data:`COMPARATOR_MAX_BATCH` pairs per call.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +26,22 @@ from service.inference.scoring import HeadWeights, pair_scores
 from training.export.onnx_io import DEFAULT_OPSET, ExportError, assert_eval_mode, export_onnx
 from training.export.parity import check_parity, cpu_session
 from training.models.heads import SAME_INDEX
+from training.models.mls import (
+    COMPARATOR_INPUT_NAMES,
+    COMPARATOR_OUTPUT_NAMES,
+    ENCODER_OUTPUT_NAMES,
+    MLSComparatorExport,
+    MLSEncoderExport,
+    MLSNet,
+)
+from training.models.multidepth import DescriptorExport, MultiDepthVGG
 from training.models.reid_model import EmbeddingExport, VerificationHeadExport
 
 EMBEDDING_FILE = "embedding.onnx"
+ENCODER_FILE = "encoder.onnx"
+COMPARATOR_FILE = "comparator.onnx"
+#: Pairs per ``comparator.onnx`` call ("padded" correlation: fastest in onnxruntime; callers chunk).
+COMPARATOR_MAX_BATCH = 16
 VERIFICATION_FILE = "verification_head.onnx"
 HEAD_WEIGHTS_FILE = "head_weights.npz"
 #: Largest allowed |p(stored linear weights) − p(verification_head.onnx)|.
@@ -29,12 +55,15 @@ class WrittenGraphs:
     files: dict[str, str] = field(default_factory=dict)
     parity: dict[str, float] = field(default_factory=dict)
     embedding_dim: int = 0
+    encoding_dim: int | None = None  # pairwise models: length of one flat encoding
+    comparator_max_batch: int | None = None  # pairwise models: most pairs per comparator call
 
 
-def _numpy_fn(module: nn.Module):
+def _numpy_fn(module: nn.Module, output: int | None = None):
     def run(**inputs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return module(*(torch.from_numpy(v) for v in inputs.values())).float().numpy()
+            result = module(*(torch.from_numpy(v) for v in inputs.values()))
+        return (result if output is None else result[output]).float().numpy()
 
     return run
 
@@ -47,22 +76,37 @@ def write_graphs(
     fp16: bool = False,
     opset: int = DEFAULT_OPSET,
 ) -> WrittenGraphs:
-    """Export ``model`` (an EmbeddingModel or a SiameseModel) into ``folder`` and check parity.
+    """Export ``model`` into ``folder`` (files by model type: see the module docstring) and check parity.
 
     Args:
         model: The trained model, in eval mode (checked for every module).
         folder: Output folder (created).
         images: At least 7 preprocessed real images, float32 N × 3 × H × W.
-        fp16: Export float16 graphs (gated by cosine ≥ 0.999 instead of max |Δ| ≤ 1e-4).
+        fp16: Export float16 graphs (gated by cosine ≥ 0.999 instead of max |Δ| ≤ 1e-4); not for pairwise.
         opset: ONNX opset.
 
     Raises:
-        ExportError: Train-mode module, exporter failure, checker failure or a parity failure.
+        ExportError: Train-mode module, exporter failure, checker failure, a parity failure, or a multidepth
+            model without a filter selection.
+        ValueError: ``fp16`` for a pairwise model.
     """
     assert_eval_mode(model)
     folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, MLSNet):
+        if fp16:
+            raise ValueError("--fp16 is not supported for pairwise (MLS) models; export them in fp32")
+        return _write_pairwise(model, folder, images, opset=opset)
     out = WrittenGraphs()
-    embedder = EmbeddingExport(model).eval()
+    embedder: nn.Module
+    if isinstance(model, MultiDepthVGG):
+        if model.selected is None:
+            raise ExportError(
+                "the multidepth model has no filter selection: run `reid explore-filters --checkpoint "
+                "RUN/checkpoint.pt` first"
+            )
+        embedder = DescriptorExport(model).eval()
+    else:
+        embedder = EmbeddingExport(model).eval()
     example = torch.from_numpy(images[:2])
     export_onnx(
         embedder,
@@ -104,6 +148,44 @@ def write_graphs(
     np.savez(folder / HEAD_WEIGHTS_FILE, weight=weight.float().numpy(), bias=np.float32(bias.item()))
     out.files["head_weights"] = HEAD_WEIGHTS_FILE
     out.parity["head_weights_max_abs_diff"] = check_head_weights(folder, out.embedding_dim)
+    return out
+
+
+def _write_pairwise(model: MLSNet, folder: Path, images: np.ndarray, *, opset: int) -> WrittenGraphs:
+    """``encoder.onnx`` + ``comparator.onnx``, each output through the parity gate at batch 1 and 7."""
+    out = WrittenGraphs()
+    encoder = MLSEncoderExport(model).eval()
+    export_onnx(
+        encoder, (torch.from_numpy(images[:2]),), folder / ENCODER_FILE, input_names=["images"],
+        output_names=list(ENCODER_OUTPUT_NAMES), opset=opset,
+    )
+    for index, name in enumerate(ENCODER_OUTPUT_NAMES):
+        parity = check_parity(
+            folder / ENCODER_FILE, _numpy_fn(encoder, index), {"images": images}, fp16=False, output=index
+        )
+        out.parity.update(parity.as_dict(f"encoder_{name}"))
+    encoding, descriptor = cpu_session(folder / ENCODER_FILE).run(None, {"images": images})[:2]
+    out.files["encoder"] = ENCODER_FILE
+    out.embedding_dim, out.encoding_dim = int(descriptor.shape[1]), int(encoding.shape[1])
+
+    # The training-time grouped correlation would freeze the batch into the graph; "padded" keeps it dynamic
+    # up to COMPARATOR_MAX_BATCH pairs (same numbers, see DepthwiseCorrelation).
+    model.set_correlation_method("padded", max_batch=COMPARATOR_MAX_BATCH)
+    comparator = MLSComparatorExport(model).eval()
+    example = torch.from_numpy(encoding[:2])
+    export_onnx(
+        comparator, (example, example.flip(0)), folder / COMPARATOR_FILE,
+        input_names=list(COMPARATOR_INPUT_NAMES), output_names=list(COMPARATOR_OUTPUT_NAMES), opset=opset,
+    )
+    pairs = {"encoding_a": encoding, "encoding_b": np.roll(encoding, 1, axis=0)}
+    for index, name in enumerate(COMPARATOR_OUTPUT_NAMES[:2]):  # score, probabilities
+        parity = check_parity(
+            folder / COMPARATOR_FILE, _numpy_fn(comparator, index), pairs, fp16=False, output=index
+        )
+        out.parity.update(parity.as_dict(f"comparator_{name}"))
+    out.files["comparator"] = COMPARATOR_FILE
+    out.comparator_max_batch = COMPARATOR_MAX_BATCH
+    out.parity["fp16"] = 0.0
     return out
 
 

@@ -53,6 +53,7 @@ def check_parity(
     *,
     fp16: bool,
     batches: Sequence[int] = PARITY_BATCHES,
+    output: int = 0,
 ) -> ParityResult:
     """Compare onnxruntime with PyTorch on the first ``b`` rows of ``inputs`` for each batch size ``b``.
 
@@ -62,6 +63,8 @@ def check_parity(
         inputs: Graph input name → array with at least ``max(batches)`` rows.
         fp16: Apply the fp16 gate (cosine) instead of the fp32 gate (max |Δ|).
         batches: Batch sizes to check.
+        output: Which graph output ``torch_fn`` reproduces (graphs with several outputs are checked once per
+            output).
 
     Raises:
         ExportError: The outputs differ beyond the gate; the message names the file, batch and numbers.
@@ -74,7 +77,7 @@ def check_parity(
     worst_abs, worst_cos = 0.0, 1.0
     for b in batches:
         feed = {k: np.ascontiguousarray(v[:b]) for k, v in inputs.items()}
-        ort_out = session.run(None, feed)[0]
+        ort_out = session.run(None, feed)[output]
         ref = np.asarray(torch_fn(**feed))
         if ort_out.shape != ref.shape:
             raise ExportError(f"{name}: output shape {ort_out.shape} != torch {ref.shape} at batch {b}")

@@ -44,6 +44,9 @@ def test_export_round_trip(trained_run: Path, tmp_path: Path, fp16: bool, capsys
     for mode in manifest.scoring.values():
         assert mode.default_threshold == "fmr_1e-03" and "eer" in mode.thresholds
     assert manifest.provenance.synthetic and "synthetic" in manifest.provenance.notes
+    run_metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert manifest.provenance.metrics["rank1"] == pytest.approx(run_metrics["rank1"])
+    assert manifest.provenance.metrics["mAP"] == pytest.approx(run_metrics["mAP"])
     assert not list(tmp_path.glob(".*staging*"))  # nothing half-written is left behind
 
     assert main(["models", "check", str(out)]) == 0
