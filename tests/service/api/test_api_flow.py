@@ -6,8 +6,16 @@ import base64
 
 import pytest
 
+from service.manifest import load
+
 pytestmark = pytest.mark.anyio
 METRICS = ("softmax", "cosine", "correlation", "euclidean")
+
+
+async def _metrics(client) -> list[str]:
+    """The scoring modes the served model offers (an embedding model has no softmax head)."""
+    offered = (await client.get("/ready")).json()["metrics"]
+    return [m for m in METRICS if m in offered]
 
 
 def _files(images: list[bytes], field: str = "images") -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -49,8 +57,9 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
     settings = make_settings()
     async with serve(settings) as (_, client):
         assert (await client.get("/ready")).status_code == 200
+        metrics = await _metrics(client)
         ids = await _enrol_all(client, person_images)
-        for metric in METRICS:
+        for metric in metrics:
             for person, query in person_images.query.items():
                 matches = await _top(client, query, metric)
                 assert len(matches) == 12
@@ -60,7 +69,7 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
                 assert matches[0]["same_person"] is True
                 assert matches[4]["same_person"] is False
         persons = list(person_images.query)
-        for metric in METRICS:
+        for metric in metrics:
             same = await client.post(
                 "/verify",
                 files=[
@@ -85,7 +94,13 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
         r = await client.post(
             "/verify", json={"gallery_id_a": ids[persons[2]][0], "gallery_id_b": ids[persons[2]][1]}
         )
-        assert r.json()["same_person"] is True and r.json()["threshold"] is not None
+        body = r.json()
+        manifest = load(settings.models_dir / body["model"].split("@")[0])
+        mode = manifest.scoring[manifest.default_metric]
+        assert body["metric"] == manifest.default_metric
+        assert body["threshold"] == pytest.approx(mode.default_value())
+        score, threshold = body["score"], body["threshold"]
+        assert body["same_person"] is (score >= threshold if mode.higher_is_better else score <= threshold)
         r = await client.post(
             "/verify",
             json={
@@ -104,7 +119,7 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
         assert r.status_code == 200 and sorted(r.json()["deleted_ids"]) == sorted(ids[persons[1]])
         assert r.json()["gallery_size"] == 7
         gone = {deleted_image, *ids[persons[1]]}
-        for metric in METRICS:
+        for metric in metrics:
             for query in person_images.query.values():
                 matches = await _top(client, query, metric, top_k=100)
                 assert len(matches) == 7
@@ -116,7 +131,7 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
         ready = (await client.get("/ready")).json()
         assert ready["ready"] and ready["gallery_size"] == 7
         assert ready["startup"]["indexes_rebuilt"] == []  # consistent snapshots were loaded
-        for metric in METRICS:
+        for metric in metrics:
             for person, query in person_images.query.items():
                 matches = await _top(client, query, metric, top_k=100)
                 assert not gone & {m["id"] for m in matches}
@@ -132,16 +147,17 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
 async def test_missing_or_damaged_index_is_rebuilt_from_sqlite(make_settings, serve, person_images) -> None:
     settings = make_settings()
     async with serve(settings) as (_, client):
+        metrics = await _metrics(client)
         await _enrol_all(client, person_images)
     index_files = sorted((settings.data_dir / "indexes").glob("*.faiss"))
-    assert len(index_files) == 4
+    assert len(index_files) == len(metrics)
     index_files[0].unlink()
     index_files[1].write_bytes(index_files[1].read_bytes()[:100])  # truncated
     async with serve(settings) as (_, client):
         ready = (await client.get("/ready")).json()
         rebuilt = " ".join(ready["startup"]["indexes_rebuilt"])
         assert "missing" in rebuilt and "damaged" in rebuilt
-        for metric in METRICS:
+        for metric in metrics:
             for person, query in person_images.query.items():
                 assert (await _top(client, query, metric))[0]["person_id"] == person
 
