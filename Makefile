@@ -8,11 +8,12 @@ TORCH  := torch==2.13.0
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help install deploy-tools test test-slow lint run demo-models clean
+.PHONY: help install deploy-tools test test-slow reliability lint run demo-models clean
 
 help:
 	@echo "make test         create .venv, install torch (CPU) + .[cpu,train,dev], run ruff and pytest"
 	@echo "make test-slow    the long tests (marker 'slow')"
+	@echo "make reliability  the whole threat table (tests/reliability), printed with measured figures"
 	@echo "make demo-models  train + export the demo models into models/ (synthetic data, 2 CPU cores)"
 	@echo "make run          serve the demo models on http://$(HOST):$(PORT)"
 
@@ -45,6 +46,10 @@ test: install deploy-tools
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+# Every row of the threat table (tests/reliability/README.md), long variants and latency bounds included.
+reliability: install
+	$(BIN)/python benchmarks/reliability_report.py
 
 demo-models: install
 	$(BIN)/python -m training.demo_models --models-dir models

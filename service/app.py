@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI
 from service import __version__
 from service.api import embeddings, gallery, health, search, verify
 from service.api.deps import verify_api_key
-from service.api.errors import install_error_handlers
+from service.api.errors import install_error_handlers, problem_responses
 from service.api.limits import BodySizeLimitMiddleware
 from service.config import Settings, get_settings
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
@@ -62,9 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     protected = [Depends(verify_api_key)]
     app.include_router(health.open_router)
-    app.include_router(health.router, dependencies=protected)
+    app.include_router(health.router, dependencies=protected, responses=problem_responses(401))
+    errors = problem_responses(400, 401, 404, 409, 413, 415, 422, 503)  # every error is problem+json
     for module in (verify, search, embeddings, gallery):
-        app.include_router(module.router, dependencies=protected)
+        app.include_router(module.router, dependencies=protected, responses=errors)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app

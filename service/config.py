@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=20.0, gt=0, le=1024, description="Largest request body, in MiB.")
     max_pixels: int = Field(default=25_000_000, ge=64, description="Largest image width × height.")
     max_images_per_request: int = Field(default=64, ge=1, le=1024, description="Images in one request.")
+    shortlist: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Pairwise models: gallery entries shortlisted by descriptor and re-ranked by the "
+        "comparator per query (default: the manifest's pairwise.shortlist, 100).",
+    )
     index_type: IndexType = Field(default="flat", description="FAISS index: flat (exact) | ivf | hnsw.")
     ivf_nlist: int = Field(default=256, ge=1, description="IVF cells (capped by the gallery size).")
     ivf_nprobe: int = Field(default=16, ge=1, description="IVF cells visited per query.")

@@ -91,6 +91,8 @@ class ServiceState:
         metrics = [m for m in METRICS if m in manifest.scoring or m != "softmax"]
         if runtime.head_weights is None or (manifest.verification and not manifest.verification.exact_search):
             metrics = [m for m in metrics if m != "softmax"]
+        if runtime.pairwise is not None:  # the descriptor shortlist index, re-ranked by the comparator
+            metrics.append("pairwise")
         if self.settings.faiss_threads > 0:
             faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()
@@ -110,6 +112,7 @@ class ServiceState:
             head=runtime.head_weights,
             config=config,
             snapshot_every=self.settings.snapshot_every,
+            encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
         )
         gallery.open()
         self.gallery = gallery
@@ -143,7 +146,7 @@ class ServiceState:
                     for i in ids
                 ]
             )
-            gallery.set_embeddings(ids, runtime.embed(batch))
+            gallery.set_embeddings(ids, *runtime.split(runtime.embed(batch)))
         if with_image:
             logger.info("re-embedded %d stored images with %s", len(with_image), gallery.model_id)
 

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "baseline": "training.commands.baseline",
     "recipes": "training.commands.recipes",
     "train": "training.commands.train",
+    "explore-filters": "training.commands.explore_filters",
     "eval": "training.commands.evaluate",
     "export": "training.commands.export",
     "models": "training.commands.models",
@@ -30,6 +31,7 @@ COMMANDS: dict[str, str] = {
 
 #: one-line summaries, kept here so that ``reid --help`` imports no command module.
 SUMMARIES: dict[str, str] = {
+    "explore-filters": "select the discriminative smoothed filters of a multidepth model (paper 001)",
     "synth": "write a synthetic pedestrian dataset in the Market-1501 layout",
     "datasets": "list the supported datasets, or show the counts of one on disk",
     "baseline": "evaluate the colour-histogram baseline (the floor every trained model is compared with)",

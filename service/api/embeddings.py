@@ -20,15 +20,19 @@ router = APIRouter(tags=["embeddings"])
     openapi_extra=openapi_body(ImagesRequest, ("images",)),
 )
 async def embeddings(request: Request, ready: ReadyDep) -> EmbeddingsResponse:
-    """Return the model's embedding of every image, in request order (batched with concurrent requests)."""
+    """Return the model's embedding of every image, in request order (batched with concurrent requests).
+
+    For a pairwise model this is the L2-normalized descriptor its gallery shortlist searches.
+    """
     t0 = time.perf_counter()
     body = await parse_body(request, ImagesRequest, list_fields=("images",))
-    vectors, decode_ms, inference_ms = await embed_images(ready, body.images, "images")
+    rows, decode_ms, inference_ms = await embed_images(ready, body.images, "images")
+    vectors, _ = ready.runtime.split(rows)  # pairwise models: the descriptor, not the comparator encoding
     manifest = ready.runtime.manifest
     return EmbeddingsResponse(
         embeddings=vectors.astype(float).tolist(),
         dim=manifest.embedding_dim,
-        normalized=manifest.normalize_embeddings,
+        normalized=manifest.normalize_embeddings or manifest.kind == "pairwise",
         model=manifest.model_id,
         timings=Timings(
             decode_ms=decode_ms, inference_ms=inference_ms, total_ms=(time.perf_counter() - t0) * 1000.0

@@ -8,18 +8,56 @@ media types 415, validation errors 422, unknown ids 404, missing or wrong API ke
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.inference.preprocess import ImageDecodeError, ImageTooLargeError
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object (extension members may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(default="about:blank", description="Problem type URI ('about:blank': see title).")
+    title: str = Field(description="Short summary of the problem type.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request, and how to fix it.")
+    instance: str | None = Field(default=None, description="The request path.")
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed body or undecodable image.",
+    401: "Missing or invalid API key (when REID_API_KEYS is set).",
+    404: "Unknown gallery id or person.",
+    409: "The gallery entry has no embedding for the active model.",
+    413: "Body over REID_MAX_UPLOAD_MB, image over REID_MAX_PIXELS, or too many images.",
+    415: "Unsupported request media type or content encoding.",
+    422: "Request validation failed; `errors` lists each problem.",
+    503: "Not ready (`detail` says why) or the inference queue is full; see Retry-After.",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting error statuses as ``application/problem+json``."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {
+            "description": _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
+        for status in statuses
+    }
 
 
 class ProblemError(Exception):
@@ -99,6 +137,18 @@ def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str
     return f"{where}: {first['msg']}{more}", cleaned
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI paths allow on the request's path (HEAD with GET, as Starlette serves it)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            methods.update(m.upper() for m in operations)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error with problem+json."""
 
@@ -125,9 +175,13 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}"
-        return problem_response(
-            exc.status_code, detail, instance=request.url.path, headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+                detail = f"{request.method} is not allowed on {request.url.path}; use {headers['Allow']}"
+        return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

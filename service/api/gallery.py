@@ -10,11 +10,18 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import ReadyDep
 from service.api.errors import ProblemError
 from service.api.inputs import embed_images, openapi_body, parse_body
-from service.api.schemas import DeleteResponse, EnrolRequest, EnrolResponse, GalleryItem, GalleryPage
+from service.api.schemas import (
+    MAX_GALLERY_ID,
+    DeleteResponse,
+    EnrolRequest,
+    EnrolResponse,
+    GalleryItem,
+    GalleryPage,
+)
 from service.gallery.store import GalleryEntry, NewEntry
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
-GalleryId = Annotated[int, Path(ge=1, description="Gallery id.")]
+GalleryId = Annotated[int, Path(ge=1, le=MAX_GALLERY_ID, description="Gallery id.")]
 
 
 def _item(entry: GalleryEntry) -> GalleryItem:
@@ -39,7 +46,8 @@ def _item(entry: GalleryEntry) -> GalleryItem:
 async def enrol(request: Request, ready: ReadyDep) -> EnrolResponse:
     """Embed the images and add them to the gallery under ``person_id``; 201 with one id per image."""
     body = await parse_body(request, EnrolRequest, list_fields=("images",))
-    embeddings, _, _ = await embed_images(ready, body.images, "images")
+    rows, _, _ = await embed_images(ready, body.images, "images")
+    embeddings, encodings = ready.runtime.split(rows)  # pairwise models also keep the comparator encoding
     store_images = ready.state.settings.store_images
     entries = [
         NewEntry(
@@ -50,7 +58,7 @@ async def enrol(request: Request, ready: ReadyDep) -> EnrolResponse:
         )
         for img in body.images
     ]
-    ids = await run_in_threadpool(ready.gallery.add, entries, embeddings)
+    ids = await run_in_threadpool(ready.gallery.add, entries, embeddings, encodings)
     ready.state.metrics.gallery_size.set(ready.gallery.size)
     return EnrolResponse(
         ids=ids, person_id=body.person_id, gallery_size=ready.gallery.size, model=ready.gallery.model_id
@@ -61,7 +69,7 @@ async def enrol(request: Request, ready: ReadyDep) -> EnrolResponse:
 async def list_entries(
     ready: ReadyDep,
     person_id: Annotated[str | None, Query(max_length=128, description="Only this person's entries.")] = None,
-    offset: Annotated[int, Query(ge=0, description="Entries to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_GALLERY_ID, description="Entries to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size (1…1000).")] = 100,
 ) -> GalleryPage:
     """A page of entries, ordered by id."""

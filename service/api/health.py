@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import ServiceDep
-from service.api.errors import problem_response
+from service.api.errors import PROBLEM_JSON, Problem, problem_response
 from service.api.schemas import HealthResponse, ModelInfo, ModelsResponse, ReadyResponse
 
 open_router = APIRouter(tags=["health"])
@@ -24,7 +24,13 @@ async def health() -> HealthResponse:
     "/ready",
     response_model=ReadyResponse,
     summary="Readiness",
-    responses={503: {"model": ReadyResponse, "description": "Not ready; `reason` says why."}},
+    responses={
+        503: {
+            "description": "Not ready; `reason` says why (problem details with the readiness fields).",
+            "content": {PROBLEM_JSON: {"schema": {"allOf": [Problem.model_json_schema(),
+                                                              ReadyResponse.model_json_schema()]}}},
+        }
+    },
 )
 async def ready(service: ServiceDep) -> JSONResponse:
     """200 when the model and gallery are loaded and warmed up, else 503 problem+json with the reason."""
@@ -33,6 +39,7 @@ async def ready(service: ServiceDep) -> JSONResponse:
         ready=service.ready,
         reason=service.reason,
         model=runtime.manifest.model_id if runtime else None,
+        kind=runtime.kind if runtime else None,
         provider=runtime.provider if runtime else None,
         faiss_gpu=service.faiss_gpu,
         gallery_size=gallery.size if gallery else None,
@@ -59,6 +66,7 @@ async def models(service: ServiceDep) -> ModelsResponse:
     infos = [
         ModelInfo(
             name=name,
+            kind=None if isinstance(m, str) else m.kind,
             active=name == active_folder,
             manifest=None if isinstance(m, str) else m.model_dump(mode="json"),
             error=m if isinstance(m, str) else None,
@@ -67,6 +75,7 @@ async def models(service: ServiceDep) -> ModelsResponse:
     ]
     return ModelsResponse(
         active=runtime.manifest.model_id if runtime else None,
+        kind=runtime.kind if runtime else None,
         provider=runtime.provider if runtime else None,
         models=infos,
     )

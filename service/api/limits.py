@@ -3,7 +3,9 @@
 Starlette does not limit body or file-part size, so this pure ASGI middleware does: a declared
 ``Content-Length`` above the limit is refused before the app runs; otherwise every ``http.request`` chunk is
 counted and the first one past the limit raises :class:`RequestBodyTooLarge` (an HTTP 413) inside whatever is
-reading the body. The body is never buffered here.
+reading the body. The body is never buffered here. A body with a ``Content-Encoding`` other than
+``identity`` (a gzip bomb inflates far past any limit) is refused with 415 before it is read: the service
+never decompresses request bodies, and images are compressed already.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ class BodySizeLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        encoding = _header(scope, b"content-encoding")
+        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+            shown = encoding.decode("latin-1")[:64]
+            response = problem_response(
+                415,
+                f"request bodies with Content-Encoding {shown!r} are not accepted: send the body "
+                "uncompressed (images are compressed already)",
+                title="Unsupported Media Type",
+                instance=scope.get("path"),
+                headers={"Accept-Encoding": "identity", "Connection": "close"},
+            )
+            await response(scope, receive, send)
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
@@ -76,11 +91,18 @@ class BodySizeLimitMiddleware:
             await response(scope, receive, send)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", []):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if key == name:
+            return bytes(value)
     return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None

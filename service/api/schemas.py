@@ -13,9 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-Metric = Literal["softmax", "cosine", "correlation", "euclidean"]
+#: Gallery ids are SQLite int64 rowids: larger values are refused (422) instead of overflowing the driver.
+MAX_GALLERY_ID = 2**63 - 1
+Metric = Literal["softmax", "cosine", "correlation", "euclidean", "pairwise"]
 _METRIC_DOC = (
-    "Scoring mode: softmax | cosine | correlation | euclidean (default: the model's default metric)."
+    "Scoring mode: softmax | cosine | correlation | euclidean | pairwise (default: the model's default "
+    "metric). pairwise: the comparator of a pairwise model, over a descriptor shortlist in /search."
 )
 _THRESHOLD_DOC = "Decision threshold; default: the model's calibrated threshold for the metric."
 
@@ -41,6 +44,8 @@ def _json_object(value: object) -> object:
             return json.loads(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
     return value
 
 
@@ -61,8 +66,12 @@ class VerifyRequest(_Request):
 
     image_a: ImageData | None = Field(default=None, description="First image (or give gallery_id_a).")
     image_b: ImageData | None = Field(default=None, description="Second image (or give gallery_id_b).")
-    gallery_id_a: int | None = Field(default=None, ge=1, description="Gallery id used in place of image_a.")
-    gallery_id_b: int | None = Field(default=None, ge=1, description="Gallery id used in place of image_b.")
+    gallery_id_a: int | None = Field(
+        default=None, ge=1, le=MAX_GALLERY_ID, description="Gallery id used in place of image_a."
+    )
+    gallery_id_b: int | None = Field(
+        default=None, ge=1, le=MAX_GALLERY_ID, description="Gallery id used in place of image_b."
+    )
     metric: Metric | None = Field(default=None, description=_METRIC_DOC)
     threshold: float | None = Field(default=None, allow_inf_nan=False, description=_THRESHOLD_DOC)
 
@@ -164,7 +173,10 @@ class EmbeddingsResponse(BaseModel):
 
     embeddings: list[list[float]] = Field(description="One vector per image, in request order.")
     dim: int = Field(description="Vector length.")
-    normalized: bool = Field(description="True when the model L2-normalizes its embeddings.")
+    normalized: bool = Field(
+        description="True when the model L2-normalizes its embeddings (always, for a pairwise model's "
+        "descriptors)."
+    )
     model: str = Field(description="Model name@version.")
     timings: Timings = Field(description="Timings in milliseconds.")
 
@@ -218,6 +230,7 @@ class ReadyResponse(BaseModel):
     ready: bool = Field(description="True when model and gallery are loaded and warmed up.")
     reason: str = Field(description="'ready', or why not.")
     model: str | None = Field(description="Active model name@version.")
+    kind: str | None = Field(default=None, description="Active model kind: embedding | siamese | pairwise.")
     provider: str | None = Field(description="onnxruntime execution provider in use.")
     faiss_gpu: bool = Field(description="True when the FAISS indexes run on a GPU.")
     gallery_size: int | None = Field(description="Searchable gallery entries.")
@@ -229,6 +242,7 @@ class ModelInfo(BaseModel):
     """One model folder."""
 
     name: str = Field(description="Folder name.")
+    kind: str | None = Field(default=None, description="embedding | siamese | pairwise (null if invalid).")
     active: bool = Field(description="True for the model being served.")
     manifest: dict[str, Any] | None = Field(description="The manifest, when it is valid.")
     error: str | None = Field(description="Why the manifest is invalid, if it is.")
@@ -238,5 +252,6 @@ class ModelsResponse(BaseModel):
     """Model folders and the active provider."""
 
     active: str | None = Field(description="Active model name@version.")
+    kind: str | None = Field(default=None, description="Active model kind: embedding | siamese | pairwise.")
     provider: str | None = Field(description="onnxruntime execution provider in use.")
     models: list[ModelInfo] = Field(description="Every model folder found.")

@@ -29,6 +29,16 @@ def _stored(ready: Ready, gallery_id: int, field: str) -> np.ndarray:
     return vec
 
 
+def _encoding(ready: Ready, gallery_id: int) -> np.ndarray:
+    """The stored comparator encoding of an entry whose embedding :func:`_stored` already found."""
+    found, encodings = ready.gallery.encodings([gallery_id])
+    if len(found) == 0:
+        raise ProblemError(
+            409, f"gallery entry {gallery_id} has no comparator encoding for {ready.gallery.model_id}"
+        )
+    return encodings[0]
+
+
 @router.post(
     "/verify",
     response_model=VerifyResponse,
@@ -44,9 +54,12 @@ async def verify(request: Request, ready: ReadyDep) -> VerifyResponse:
     fields = [name for name, img in (("image_a", body.image_a), ("image_b", body.image_b)) if img is not None]
     decode_ms = inference_ms = 0.0
     embedded: dict[str, np.ndarray] = {}
+    encoded: dict[str, np.ndarray] = {}
     if images:  # both images go to the batcher together
-        emb, decode_ms, inference_ms = await embed_images(ready, images, fields)
+        rows, decode_ms, inference_ms = await embed_images(ready, images, fields)
+        emb, enc = ready.runtime.split(rows)
         embedded = dict(zip(fields, emb, strict=True))
+        encoded = dict(zip(fields, enc, strict=True)) if enc is not None else {}
     a = (
         embedded["image_a"]
         if body.image_a is not None
@@ -58,7 +71,12 @@ async def verify(request: Request, ready: ReadyDep) -> VerifyResponse:
         else _stored(ready, body.gallery_id_b or 0, "gallery_id_b")
     )
     t1 = time.perf_counter()
-    if metric == "softmax":  # through the verification head graph itself
+    if metric == "pairwise" and ready.runtime.pairwise is not None:  # through the comparator graph
+        enc_a = encoded["image_a"] if body.image_a is not None else _encoding(ready, body.gallery_id_a or 0)
+        enc_b = encoded["image_b"] if body.image_b is not None else _encoding(ready, body.gallery_id_b or 0)
+        scores = await run_in_threadpool(ready.runtime.pairwise.compare, enc_a[None, :], enc_b[None, :])
+        score = float(scores[0])
+    elif metric == "softmax":  # through the verification head graph itself
         prob = await run_in_threadpool(ready.runtime.same_probability, a[None, :], b[None, :])
         score = float(prob[0])
     else:

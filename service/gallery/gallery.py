@@ -44,6 +44,7 @@ class Gallery:
         head: Verification-head weights for exact softmax search.
         config: Index type and parameters.
         snapshot_every: Writes between index snapshots (a snapshot is also written on close).
+        encoding_dim: Length of the comparator encodings stored with each entry (pairwise models only).
     """
 
     def __init__(
@@ -56,8 +57,10 @@ class Gallery:
         head: HeadWeights | None,
         config: IndexConfig,
         snapshot_every: int = 100,
+        encoding_dim: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.encoding_dim = encoding_dim
         self.model_id = model_id
         self.dim = dim
         self.head = head
@@ -155,11 +158,26 @@ class Gallery:
         first = next(iter(self.indexes.values()), None)
         return first.size if first is not None else 0
 
-    def add(self, entries: list[NewEntry], embeddings: np.ndarray) -> list[int]:
-        """Store entries with their embeddings and index them; returns the new gallery ids."""
+    def _check_encodings(self, encodings: np.ndarray | None, rows: int) -> None:
+        if (encodings is None) != (self.encoding_dim is None):
+            raise ValueError(
+                "encodings are required for a pairwise model and only allowed there "
+                f"(encoding_dim={self.encoding_dim}, got {'none' if encodings is None else 'encodings'})"
+            )
+        if encodings is not None and encodings.shape != (rows, self.encoding_dim):
+            raise ValueError(
+                f"encodings have shape {encodings.shape}, expected ({rows}, {self.encoding_dim})"
+            )
+
+    def add(
+        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
+    ) -> list[int]:
+        """Store entries with their embeddings (and, for pairwise models, their comparator encodings, kept
+        as float16) and index them; returns the new gallery ids."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
+        self._check_encodings(encodings, len(embeddings))
         with self.lock.write():
-            ids = self.store.add(entries, self.model_id, embeddings)
+            ids = self.store.add(entries, self.model_id, embeddings, encodings)
             id_arr = np.asarray(ids, dtype=np.int64)
             for metric, index in self.indexes.items():
                 index.add(id_arr, gallery_vectors(metric, embeddings, self.head))
@@ -168,10 +186,13 @@ class Gallery:
             self._after_write()
         return ids
 
-    def set_embeddings(self, ids: list[int], embeddings: np.ndarray) -> None:
-        """Index re-computed embeddings of existing entries (after switching models)."""
+    def set_embeddings(
+        self, ids: list[int], embeddings: np.ndarray, encodings: np.ndarray | None = None
+    ) -> None:
+        """Index re-computed embeddings (and encodings) of existing entries (after switching models)."""
+        self._check_encodings(encodings, len(embeddings))
         with self.lock.write():
-            self.store.set_embeddings(ids, self.model_id, embeddings)
+            self.store.set_embeddings(ids, self.model_id, embeddings, encodings)
             for metric, index in self.indexes.items():
                 index.remove(ids)
                 index.add(np.asarray(ids, np.int64), gallery_vectors(metric, embeddings, self.head))
@@ -206,6 +227,12 @@ class Gallery:
     def embedding(self, entry_id: int) -> np.ndarray | None:
         """The stored embedding of an entry for the active model, or None."""
         return self.store.embedding(entry_id, self.model_id)
+
+    def encodings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored comparator encodings of ``ids`` (pairwise models): (ids found (M,), float32 (M, E))."""
+        if self.encoding_dim is None:
+            raise ValueError(f"model {self.model_id} is not pairwise: its gallery stores no encodings")
+        return self.store.encodings(ids, self.model_id, self.encoding_dim)
 
     def search(
         self,

@@ -8,7 +8,11 @@ from contextlib import contextmanager
 
 
 class ReadWriteLock:
-    """Many readers or one writer; a waiting writer blocks new readers (no writer starvation).
+    """Many readers or one writer, phase-fair: neither side starves.
+
+    A waiting writer blocks newly arriving readers (no writer starvation), and when a writer finishes, the
+    readers already waiting go in before the next writer (no reader starvation under a steady stream of
+    writes, e.g. a bulk enrolment while cameras search).
 
     Args:
         shared_reads: False makes readers exclusive too (faiss GPU indexes are not thread-safe).
@@ -19,6 +23,8 @@ class ReadWriteLock:
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._readers_waiting = 0
+        self._readers_turn = False  # set when a writer leaves with readers waiting
         self.shared_reads = shared_reads
 
     @contextmanager
@@ -29,8 +35,12 @@ class ReadWriteLock:
                 yield
             return
         with self._cond:
-            while self._writer or self._writers_waiting:
+            self._readers_waiting += 1
+            while self._writer or (self._writers_waiting and not self._readers_turn):
                 self._cond.wait()
+            self._readers_waiting -= 1
+            if self._readers_waiting == 0:
+                self._readers_turn = False
             self._readers += 1
         try:
             yield
@@ -45,7 +55,7 @@ class ReadWriteLock:
         """Hold the lock exclusively."""
         with self._cond:
             self._writers_waiting += 1
-            while self._writer or self._readers:
+            while self._writer or self._readers or self._readers_turn:
                 self._cond.wait()
             self._writers_waiting -= 1
             self._writer = True
@@ -54,4 +64,5 @@ class ReadWriteLock:
         finally:
             with self._cond:
                 self._writer = False
+                self._readers_turn = self._readers_waiting > 0
                 self._cond.notify_all()

@@ -1,7 +1,8 @@
 """The gallery's source of truth: one SQLite database (WAL).
 
 Rows hold the gallery id (int64, never reused: ``AUTOINCREMENT``), ``person_id``, ``camera_id``, JSON
-metadata, the creation time, optionally the image bytes, and one embedding per model id. Every write bumps
+metadata, the creation time, optionally the image bytes, and one embedding per model id (for pairwise models
+also the comparator's encoding, float16, in ``encodings``). Every write bumps
 a generation counter in the same transaction, and index snapshots record the generation, row count and
 checksum they reflect, so a stale or damaged index is detected at start-up and rebuilt.
 Deleted rows are overwritten (``secure_delete``) and the WAL is checkpointed after an erase, so a person's
@@ -34,6 +35,12 @@ CREATE TABLE IF NOT EXISTS embeddings (
     entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
     model_id TEXT NOT NULL,
     vector BLOB NOT NULL,
+    PRIMARY KEY (entry_id, model_id)
+);
+CREATE TABLE IF NOT EXISTS encodings (
+    entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    encoding BLOB NOT NULL,
     PRIMARY KEY (entry_id, model_id)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -109,10 +116,19 @@ class GalleryStore:
         with self._lock:
             return int(self._db.execute("SELECT value FROM counters WHERE name = 'generation'").fetchone()[0])
 
-    def add(self, entries: list[NewEntry], model_id: str, embeddings: np.ndarray) -> list[int]:
-        """Insert entries with their embeddings for ``model_id`` in one transaction; returns their ids."""
+    def add(
+        self,
+        entries: list[NewEntry],
+        model_id: str,
+        embeddings: np.ndarray,
+        encodings: np.ndarray | None = None,
+    ) -> list[int]:
+        """Insert entries with their embeddings (and pairwise encodings) for ``model_id`` in one transaction;
+        returns their ids."""
         if len(entries) != len(embeddings):
             raise ValueError(f"{len(entries)} entries but {len(embeddings)} embeddings")
+        if encodings is not None and len(encodings) != len(entries):
+            raise ValueError(f"{len(entries)} entries but {len(encodings)} encodings")
         created = datetime.now(timezone.utc).isoformat()
         ids: list[int] = []
         with self._tx():
@@ -128,17 +144,30 @@ class GalleryStore:
                     "INSERT INTO embeddings(entry_id, model_id, vector) VALUES (?, ?, ?)",
                     (new_id, model_id, np.asarray(vec, dtype=np.float32).tobytes()),
                 )
+            if encodings is not None:
+                self._put_encodings(ids, model_id, encodings)
             self._bump()
         return ids
 
-    def set_embeddings(self, ids: list[int], model_id: str, embeddings: np.ndarray) -> None:
-        """Store (or replace) the embeddings of existing entries for ``model_id``."""
+    def _put_encodings(self, ids: list[int], model_id: str, encodings: np.ndarray) -> None:
+        for entry_id, enc in zip(ids, encodings, strict=True):
+            self._db.execute(
+                "INSERT OR REPLACE INTO encodings(entry_id, model_id, encoding) VALUES (?, ?, ?)",
+                (int(entry_id), model_id, np.asarray(enc, dtype=np.float16).tobytes()),
+            )
+
+    def set_embeddings(
+        self, ids: list[int], model_id: str, embeddings: np.ndarray, encodings: np.ndarray | None = None
+    ) -> None:
+        """Store (or replace) the embeddings (and pairwise encodings) of existing entries for ``model_id``."""
         with self._tx():
             for entry_id, vec in zip(ids, embeddings, strict=True):
                 self._db.execute(
                     "INSERT OR REPLACE INTO embeddings(entry_id, model_id, vector) VALUES (?, ?, ?)",
                     (int(entry_id), model_id, np.asarray(vec, dtype=np.float32).tobytes()),
                 )
+            if encodings is not None:
+                self._put_encodings(ids, model_id, encodings)
             self._bump()
 
     def delete(self, ids: list[int]) -> list[int]:
@@ -238,6 +267,31 @@ class GalleryStore:
                 "SELECT vector FROM embeddings WHERE entry_id = ? AND model_id = ?", (int(entry_id), model_id)
             ).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
+
+    def encodings(self, ids: list[int], model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stored pairwise encodings of ``ids`` for ``model_id``: (ids found int64 (M,), float32 (M, dim)),
+        ordered by id; ids without an encoding (deleted meanwhile) are left out."""
+        found: list[int] = []
+        blobs: list[bytes] = []
+        unique = sorted({int(i) for i in ids})
+        with self._lock:
+            for start in range(0, len(unique), 500):  # stay under SQLite's bound-parameter limit
+                part = unique[start : start + 500]
+                rows = self._db.execute(
+                    f"SELECT entry_id, encoding FROM encodings WHERE model_id = ? AND entry_id IN "
+                    f"({','.join('?' * len(part))}) ORDER BY entry_id",
+                    [model_id, *part],
+                ).fetchall()
+                found.extend(int(r[0]) for r in rows)
+                blobs.extend(r[1] for r in rows)
+        bad = [i for i, blob in zip(found, blobs, strict=True) if len(blob) != 2 * dim]
+        if bad:
+            raise ValueError(
+                f"stored encodings of entries {bad[:5]} for {model_id} are not {dim} float16 values; "
+                "was the model re-exported under the same name@version?"
+            )
+        vecs = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(found), dim)
+        return np.array(found, dtype=np.int64), vecs.astype(np.float32)
 
     def missing_embeddings(self, model_id: str) -> list[tuple[int, bool]]:
         """Entries without an embedding for ``model_id``: (id, has stored image)."""

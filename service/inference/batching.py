@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,7 @@ class MicroBatcher:
         self.metrics = metrics
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None  # one inference thread: batches run one at a time
         self._expected = 0  # images announced or queued but not yet taken into a batch
 
     def announce(self, count: int) -> None:
@@ -84,6 +86,7 @@ class MicroBatcher:
     def start(self) -> None:
         """Start the worker task on the running event loop."""
         if self._worker is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-inference")
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="reid-micro-batcher")
 
     async def stop(self) -> None:
@@ -93,6 +96,9 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
@@ -157,6 +163,7 @@ class MicroBatcher:
         return batch
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
             self._observe_depth()
@@ -166,7 +173,7 @@ class MicroBatcher:
             start = time.perf_counter()
             try:
                 stacked = np.stack([job.image for job in live], axis=0)
-                outputs = await asyncio.to_thread(self.run_batch, stacked)
+                outputs = await loop.run_in_executor(self._thread, self.run_batch, stacked)
             except Exception as exc:  # a model failure fails the batch's requests, not the worker
                 logger.exception("inference failed for a batch of %d", len(live))
                 for job in live:

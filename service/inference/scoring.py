@@ -3,6 +3,8 @@
 * ``cosine``: L2-normalized inner product.
 * ``correlation``: mean-centred, then L2-normalized inner product (Pearson correlation).
 * ``euclidean``: L2 distance between the embeddings (lower is more similar).
+* ``pairwise``: the comparator's score (:mod:`service.inference.pairwise`); its index holds the L2-normalized
+  descriptors, searched by cosine for the shortlist the comparator re-ranks.
 * ``softmax``: p(same) of the verification head. Its same-minus-different logit is
   ``Σ wᵢ(qᵢ − gᵢ)² + b = [Σ wᵢqᵢ² + b] + ⟨(−2 w⊙q, 1), (g, Σ wᵢgᵢ²)⟩``, so storing the augmented gallery
   vector ``(g, Σ wᵢgᵢ²)`` in an inner-product index ranks the whole gallery by the head exactly, and
@@ -84,7 +86,7 @@ def index_dim(metric: str, dim: int) -> int:
 def gallery_vectors(metric: str, embeddings: np.ndarray, head: HeadWeights | None = None) -> np.ndarray:
     """Vectors to store in the metric's index for raw gallery embeddings (N, D)."""
     emb = np.asarray(embeddings, dtype=np.float32)
-    if metric == "cosine":
+    if metric in ("cosine", "pairwise"):  # pairwise: the descriptor shortlist is a cosine search
         return l2_normalize(emb)
     if metric == "correlation":
         return center_normalize(emb)
@@ -107,7 +109,7 @@ def query_vectors(
     """
     emb = np.asarray(embeddings, dtype=np.float32)
     zeros = np.zeros(len(emb), dtype=np.float64)
-    if metric in ("cosine", "correlation", "euclidean"):
+    if metric in ("cosine", "correlation", "euclidean", "pairwise"):
         return gallery_vectors(metric, emb), zeros
     if metric == "softmax":
         head = _need_head(head)
@@ -139,6 +141,8 @@ def pair_scores(metric: str, a: np.ndarray, b: np.ndarray, head: HeadWeights | N
         return np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=1)
     if metric == "softmax":
         return sigmoid(softmax_logits(a, b, _need_head(head)))
+    if metric == "pairwise":
+        raise ValueError("metric 'pairwise' is scored by comparator.onnx (PairwiseModel.compare), not here")
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 

@@ -1,4 +1,5 @@
-"""onnxruntime sessions for one model folder: provider selection, embedding, verification head.
+"""onnxruntime sessions for one model folder: provider selection, embedding, verification head (or the
+pairwise encoder and comparator, :mod:`service.inference.pairwise`).
 
 ``device="auto"`` asks for ``CUDAExecutionProvider`` when onnxruntime lists it and then checks
 ``session.get_providers()``: onnxruntime silently falls back to CPU when CUDA cannot be initialised, so the
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from service.inference.pairwise import PairwiseModel, split_rows
 from service.inference.preprocess import PreprocessSpec
 from service.inference.scoring import HeadWeights, softmax_logits
 from service.manifest import ModelManifest, load
@@ -80,10 +82,12 @@ class ModelRuntime:
     Attributes:
         manifest: The validated manifest.
         folder: The model folder.
-        embedding: Session of ``embedding.onnx`` (``images`` → ``embeddings``).
+        embedding: Session of ``embedding.onnx`` (``images`` → ``embeddings``); ``encoder.onnx`` for
+            pairwise models.
         head: Session of ``verification_head.onnx`` (siamese models only).
         head_weights: Weights of the head's same-minus-different logit (siamese models only).
         provider: The provider the embedding session actually runs on.
+        pairwise: Encoder and comparator (pairwise models only).
     """
 
     manifest: ModelManifest
@@ -92,6 +96,7 @@ class ModelRuntime:
     head: ort.InferenceSession | None
     head_weights: HeadWeights | None
     provider: str
+    pairwise: PairwiseModel | None = None
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "auto", intra_op_threads: int = 0) -> ModelRuntime:
@@ -103,8 +108,11 @@ class ModelRuntime:
         """
         folder = Path(folder)
         manifest = load(folder)
-        if manifest.kind not in ("embedding", "siamese"):
-            raise ValueError(f"{folder}: model kind {manifest.kind!r} is not served (embedding, siamese)")
+        if manifest.kind == "pairwise":
+            pairwise = PairwiseModel.load(manifest, folder, create_session, device, intra_op_threads)
+            provider = pairwise.encoder.get_providers()[0]
+            logger.info("pairwise model %s loaded on %s", manifest.model_id, provider)
+            return cls(manifest, folder, pairwise.encoder, None, None, provider, pairwise)
         embedding = create_session(manifest.file_path(folder, "embedding"), device, intra_op_threads)
         head = weights = None
         if manifest.kind == "siamese":
@@ -119,8 +127,20 @@ class ModelRuntime:
         """The preprocessing the model expects."""
         return self.manifest.input.to_spec()
 
+    @property
+    def kind(self) -> str:
+        """embedding | siamese | pairwise."""
+        return self.manifest.kind
+
     def embed(self, images: np.ndarray) -> np.ndarray:
-        """Run ``embedding.onnx`` on an (N, 3, H, W) float32 batch → (N, D) float32."""
+        """Run the model on an (N, 3, H, W) float32 batch (what the micro-batcher runs).
+
+        Returns:
+            (N, D) float32 embeddings; for pairwise models (N, D + E) rows ``[descriptor | encoding]``, taken
+            apart by :meth:`split`.
+        """
+        if self.pairwise is not None:
+            return self.pairwise.rows(images)
         (out,) = self.embedding.run(
             ["embeddings"], {"images": np.ascontiguousarray(images, dtype=np.float32)}
         )
@@ -130,6 +150,12 @@ class ModelRuntime:
                 f"embedding.onnx returned shape {out.shape}, expected (N, {self.manifest.embedding_dim})"
             )
         return out
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Outputs of :meth:`embed` → (embeddings or descriptors (N, D), encodings (N, E) or None)."""
+        if self.pairwise is None:
+            return rows, None
+        return split_rows(rows, self.manifest.embedding_dim, self.pairwise.encoding_dim)
 
     def same_probability(self, emb_a: np.ndarray, emb_b: np.ndarray) -> np.ndarray:
         """p(same person) for each pair of rows through ``verification_head.onnx`` → (N,) float32."""
@@ -144,10 +170,15 @@ class ModelRuntime:
     def warm_up(self, rng_seed: int = 0, pairs: int = 8, tolerance: float = 1e-4) -> float:
         """Run one inference (and check the head weights against the head graph); returns the max deviation.
 
+        Pairwise models: encode and compare random images and check the descriptors' norms instead.
+
         Raises:
             HeadMismatchError: The exact-search weights disagree with the verification head.
+            PairwiseContractError: The pairwise graphs break the manifest's contract.
         """
         spec = self.spec
+        if self.pairwise is not None:
+            return self.pairwise.warm_up(spec.height, spec.width, rng_seed)
         rng = np.random.default_rng(rng_seed)
         images = rng.standard_normal((2, 3, spec.height, spec.width)).astype(np.float32)
         emb = self.embed(images)

@@ -37,7 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--option", "-o", action="append", default=[], metavar="KEY=VALUE",
         help="dataset loader option, e.g. split_index=3 (repeatable)",
     )
-    parser.add_argument("--metric", default="cosine", choices=METRICS, help="distance for ranking")
+    parser.add_argument(
+        "--metric", choices=METRICS, help="distance for ranking (default: the run's eval_metric)"
+    )
+    parser.add_argument(
+        "--shortlist", type=int, help="pairwise models: descriptor shortlist re-ranked by the comparator "
+        "(default: the run's pairwise_shortlist, 100)"
+    )
     parser.add_argument("--p", type=float, default=3.0, help="exponent of the minkowski distance")
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
     parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
@@ -83,10 +89,12 @@ def run(args: argparse.Namespace) -> int:
     root = args.root or Path(cfg.root)
     options = parse_options(args.option) if args.option else (cfg.dataset_options if not args.dataset else {})
     split = build_dataset(dataset, root, **options)
+    shortlist = args.shortlist if args.shortlist is not None else cfg.pairwise_shortlist
     result = evaluate_model(
-        model, split.query, split.gallery, spec=preprocess_spec(cfg), device=device, metric=args.metric,
-        p=args.p, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size,
-        num_workers=args.num_workers, single_shot=is_single_shot(split),
+        model, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
+        metric=args.metric or cfg.eval_metric, p=args.p, rerank=args.rerank, flip=args.flip,
+        batch_size=args.batch_size, num_workers=args.num_workers, single_shot=is_single_shot(split),
+        shortlist=shortlist,
     )
     output = args.output or args.checkpoint.parent / f"eval-{dataset}"
     extra = {
@@ -102,8 +110,13 @@ def run(args: argparse.Namespace) -> int:
             k: {"mean": round(v["mean"], 4), "std": round(v["std"], 4)}
             for k, v in metrics["single_shot"].items() if k in keys
         }
-    if "softmax" in metrics:
-        summary["softmax"] = {k: round(float(metrics["softmax"][k]), 4) for k in keys}
+    for ranking in ("softmax", "descriptor"):  # Siamese head ranking; pairwise: descriptor-only ranking
+        if ranking in metrics:
+            summary[ranking] = {k: round(float(metrics[ranking][k]), 4) for k in keys}
+    summary["verification"] = {  # ROC AUC / balanced accuracy at the EER on the test split's pairs
+        mode: {k: round(float(v), 4) for k, v in values.items()}
+        for mode, values in metrics["verification"].items()
+    }
     summary["minutes"] = round((time.perf_counter() - started) / 60, 3)
     print(json.dumps(summary, indent=2))
     return 0

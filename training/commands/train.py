@@ -111,7 +111,7 @@ def _final_evaluation(trainer: Any, checkpoint: Any) -> dict[str, Any]:
     result = evaluate_model(
         model, split.query, split.gallery, spec=trainer.spec, device=device, metric=cfg.eval_metric,
         rerank=cfg.rerank, flip=cfg.flip_test, batch_size=max(cfg.batch_size, 64),
-        num_workers=cfg.num_workers, single_shot=is_single_shot(split),
+        num_workers=cfg.num_workers, single_shot=is_single_shot(split), shortlist=cfg.pairwise_shortlist,
     )
     extra = {"dataset": cfg.dataset, "root": str(cfg.root), "checkpoint": str(checkpoint),
              "checkpoint_epoch": int(ckpt["epoch"]) + 1}
@@ -120,7 +120,12 @@ def _final_evaluation(trainer: Any, checkpoint: Any) -> dict[str, Any]:
     keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
     out: dict[str, Any] = {k: round(float(metrics[k]), 4) for k in keys}
     out["tpr_at_fmr"] = metrics["tpr_at_fmr"].get(cfg.eval_metric, metrics["tpr_at_fmr"]["cosine"])
-    if "softmax" in metrics:
-        out["softmax"] = {k: round(float(metrics["softmax"][k]), 4) for k in keys}
+    for ranking in ("softmax", "descriptor"):  # Siamese head ranking; pairwise: descriptor-only ranking
+        if ranking in metrics:
+            out[ranking] = {k: round(float(metrics[ranking][k]), 4) for k in keys}
+    out["verification"] = {  # ROC AUC / balanced accuracy at the EER on the test split's pairs
+        mode: {k: round(float(v), 4) for k, v in values.items()}
+        for mode, values in metrics["verification"].items()
+    }
     out["eval_minutes"] = round((time.perf_counter() - started) / 60, 3)
     return out

@@ -18,14 +18,21 @@ from torch import nn
 from training.engine.config import TrainConfig
 
 CHECKPOINT_FORMAT = "reid-checkpoint/1"
+#: Checkpoint key of a multidepth model's filter selection (written by ``reid explore-filters``).
+SELECTION_KEY = "selected_filters"
 
 
 def architecture_name(cfg: TrainConfig) -> str:
     """A short string that differs whenever the parameter layout differs.
 
-    Examples: ``embedding:osnet_x0_25``, ``embedding:resnet50+reduce512``, ``siamese:efficientnet_b0+bnneck``.
+    Examples: ``embedding:osnet_x0_25``, ``embedding:resnet50+reduce512``, ``siamese:efficientnet_b0+bnneck``,
+    ``pairwise:mls+l2+l3``, ``multidepth:vgg16+pool3+pool4+pool5``.
     """
     name = f"{cfg.model_kind}:{cfg.backbone}"
+    if cfg.model_kind == "pairwise":
+        return name + "".join(f"+{level}" for level in cfg.mls_levels)
+    if cfg.model_kind == "multidepth":
+        return name + "".join(f"+{layer}" for layer in cfg.multidepth_layers)
     if cfg.model_kind == "embedding" and cfg.embedding_dim is not None:
         name += f"+reduce{cfg.embedding_dim}"
     if cfg.model_kind == "siamese":
@@ -44,8 +51,10 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         num_classes: Number of training identities (size of the identity classifier).
 
     Returns:
-        An :class:`~training.models.reid_model.EmbeddingModel` or
-        :class:`~training.models.reid_model.SiameseModel`, in training mode.
+        An :class:`~training.models.reid_model.EmbeddingModel`, a
+        :class:`~training.models.reid_model.SiameseModel`, an :class:`~training.models.mls.MLSNet` (kind
+        ``pairwise``; ``num_classes`` is unused) or a :class:`~training.models.multidepth.MultiDepthVGG`, in
+        training mode.
 
     Raises:
         ValueError: Unknown backbone (lists the valid ones), an option the backbone does not take, or
@@ -57,6 +66,19 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if cfg.model_kind == "pairwise":
+        from training.models.mls import MLSNet
+
+        parts = {str(k): int(v) for k, v in cfg.mls_part_sizes.items()} or None
+        return MLSNet(levels=cfg.mls_levels, input_size=(cfg.height, cfg.width), part_sizes=parts)
+    if cfg.model_kind == "multidepth":
+        from training.models.multidepth import MultiDepthVGG
+
+        return MultiDepthVGG(
+            num_classes=num_classes, backbone=cfg.backbone, layers=cfg.multidepth_layers,
+            filter_size=cfg.filter_size, pretrained=cfg.pretrained,
+            map_size=(cfg.height, cfg.width) if cfg.multidepth_image_resolution else None,
+        )
     options: dict[str, Any] = {}
     if cfg.last_stride is not None:
         options["last_stride"] = cfg.last_stride
@@ -75,6 +97,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         dropout=cfg.siamese_dropout,
         embedding=cfg.siamese_embedding,
         pool=cfg.pooling,
+        relu=cfg.siamese_relu,
     )
 
 
@@ -139,6 +162,24 @@ def save_checkpoint(
     return path
 
 
+def store_selection(path: str | Path, selected: dict[str, list[int]]) -> Path:
+    """Add a multidepth filter selection to a checkpoint (atomically); :func:`load_model` applies it.
+
+    Raises:
+        FileNotFoundError / ValueError: See :func:`read_checkpoint`; or the checkpoint is not multidepth.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    kind = ckpt["config"].get("model_kind")
+    if kind != "multidepth":
+        raise ValueError(f"{path}: filter selection needs a multidepth checkpoint, got model_kind {kind!r}")
+    ckpt[SELECTION_KEY] = {str(layer): [int(i) for i in idx] for layer, idx in selected.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and check a checkpoint dict.
 
@@ -199,7 +240,8 @@ def load_model(
 ) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint, from its own config, in eval mode.
 
-    The stored ``pretrained`` path is ignored: the checkpoint already holds every weight.
+    The stored ``pretrained`` path is ignored: the checkpoint already holds every weight. A multidepth model
+    gets the filter selection ``reid explore-filters`` stored in the checkpoint, if any.
 
     Returns:
         ``(model in eval mode, the run's TrainConfig, the raw checkpoint dict)``.
@@ -213,6 +255,8 @@ def load_model(
     cfg.pretrained = None
     model = build_model(cfg, int(ckpt["num_classes"]))
     load_weights(model, ckpt, architecture=architecture_name(cfg), source=str(path))
+    if ckpt.get(SELECTION_KEY) is not None:
+        model.set_selection(ckpt[SELECTION_KEY])  # type: ignore[operator]
     model.to(map_location)
     model.eval()
     return model, cfg, ckpt

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODEL_KINDS: tuple[str, ...] = ("embedding", "siamese")
+#: embedding: backbone → BN neck (ID / triplet / center); siamese: shared backbone + square-layer verification
+#: head (+ ID); pairwise: the multi-level similarity network (encoder + comparator, paper 002); multidepth: a
+#: VGG identity classifier whose smoothed multi-depth maps become the descriptor (paper 001).
+MODEL_KINDS: tuple[str, ...] = ("embedding", "siamese", "pairwise", "multidepth")
+#: model kinds trained on image pairs (sampler "pairs"); the others use PK batches.
+PAIR_KINDS: tuple[str, ...] = ("siamese", "pairwise")
+MLS_LEVELS: tuple[tuple[str, ...], ...] = (("l2", "l3"), ("l2", "l3", "l4"))
 SAMPLERS: tuple[str, ...] = ("pk", "pairs")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
 SCHEDULERS: tuple[str, ...] = ("step", "cosine")
@@ -28,7 +34,7 @@ SIAMESE_EMBEDDINGS: tuple[str, ...] = ("pooled", "bnneck")
 EVAL_METRICS: tuple[str, ...] = ("cosine", "euclidean", "correlation", "cityblock", "minkowski")
 _NON_NEGATIVE: tuple[str, ...] = (
     "weight_decay", "momentum", "warmup_epochs", "id_weight", "triplet_weight", "center_weight",
-    "verification_weight", "contrastive_weight", "pad", "zoom", "width_shift", "color_jitter",
+    "verification_weight", "contrastive_weight", "stn_weight", "pad", "zoom", "width_shift", "color_jitter",
 )
 
 
@@ -54,6 +60,15 @@ class TrainConfig:
     pooling: str = "avg"
     siamese_dropout: float = 0.5
     siamese_embedding: str = "pooled"
+    siamese_relu: bool = False  # ReLU after the square layer (the fusion paper's layer list; an identity)
+    # --- pairwise (MLS, model_kind "pairwise"; the backbone field must be "mls")
+    mls_levels: tuple[str, ...] = ("l2", "l3")
+    mls_part_sizes: dict[str, Any] = field(default_factory=dict)  # {} keeps 10 / 5 / 5 (l2 / l3 / l4)
+    pairwise_shortlist: int = 100  # evaluation: gallery items re-ranked by the comparator per query
+    # --- multidepth (model_kind "multidepth")
+    multidepth_layers: tuple[str, ...] = ("pool3", "pool4", "pool5")
+    filter_size: int = 20  # box filter side l
+    multidepth_image_resolution: bool = False  # resize maps to height × width before smoothing (else native)
     # --- input (the preprocessing contract the export step writes into the manifest)
     height: int = 256
     width: int = 128
@@ -65,6 +80,7 @@ class TrainConfig:
     center_weight: float = 0.0
     verification_weight: float = 0.0
     contrastive_weight: float = 0.0
+    stn_weight: float = 0.0  # L1 prior on the STN rotation / shear terms (pairwise only)
     label_smoothing: float = 0.1
     triplet_margin: float | None = 0.3  # None: soft-margin triplet
     contrastive_margin: float = 1.0
@@ -119,6 +135,8 @@ class TrainConfig:
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         self.milestones = tuple(int(v) for v in self.milestones)
+        self.mls_levels = tuple(str(v) for v in self.mls_levels)
+        self.multidepth_layers = tuple(str(v) for v in self.multidepth_layers)
         self.validate()
 
     def validate(self) -> None:
@@ -137,7 +155,7 @@ class TrainConfig:
         _choice("eval_metric", self.eval_metric, EVAL_METRICS)
         for name in ("height", "width"):
             _at_least(name, getattr(self, name), 8)
-        for name in ("p", "epochs", "batch_size", "pairs_per_epoch"):
+        for name in ("p", "epochs", "batch_size", "pairs_per_epoch", "pairwise_shortlist", "filter_size"):
             _at_least(name, getattr(self, name), 1)
         _at_least("k", self.k, 2 if self.triplet_weight > 0 else 1)
         for name in ("num_workers", "threads", "eval_every", "seed"):
@@ -171,22 +189,36 @@ class TrainConfig:
             raise ValueError(f"target_fmr must be in (0, 1), got {self.target_fmr}")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {list(self.milestones)}")
-        if self.model_kind == "embedding" and (self.verification_weight > 0 or self.contrastive_weight > 0):
-            raise ValueError(
-                "verification_weight and contrastive_weight need model_kind 'siamese', "
-                f"got model_kind {self.model_kind!r}"
-            )
-        if self.model_kind == "siamese" and (self.triplet_weight > 0 or self.center_weight > 0):
-            raise ValueError("triplet_weight and center_weight need model_kind 'embedding' (PK batches)")
-        expected_sampler = "pairs" if self.model_kind == "siamese" else "pk"
-        if self.sampler != expected_sampler:
-            raise ValueError(
-                f"model_kind {self.model_kind!r} needs sampler {expected_sampler!r}, got {self.sampler!r}"
-            )
+        self._validate_kind()
         weights = (self.id_weight, self.triplet_weight, self.center_weight, self.verification_weight,
-                   self.contrastive_weight)
+                   self.contrastive_weight, self.stn_weight)
         if not any(w > 0 for w in weights):
             raise ValueError("at least one loss weight must be > 0")
+
+    def _validate_kind(self) -> None:
+        """The losses, sampler and kind-specific fields each model kind allows."""
+        kind = self.model_kind
+        if kind not in PAIR_KINDS and (self.verification_weight > 0 or self.contrastive_weight > 0):
+            raise ValueError(
+                f"verification_weight and contrastive_weight need model_kind {' or '.join(PAIR_KINDS)}, "
+                f"got model_kind {kind!r}"
+            )
+        if kind != "embedding" and (self.triplet_weight > 0 or self.center_weight > 0):
+            raise ValueError("triplet_weight and center_weight need model_kind 'embedding' (PK batches)")
+        if kind != "pairwise" and self.stn_weight > 0:
+            raise ValueError(f"stn_weight needs model_kind 'pairwise', got model_kind {kind!r}")
+        if kind == "pairwise":
+            if self.id_weight > 0:
+                raise ValueError("model_kind 'pairwise' (MLS) has no identity classifier: set id_weight 0")
+            if self.backbone != "mls":
+                raise ValueError(f"model_kind 'pairwise' needs backbone 'mls', got {self.backbone!r}")
+            if self.mls_levels not in MLS_LEVELS:
+                raise ValueError(f"mls_levels must be one of {MLS_LEVELS}, got {self.mls_levels}")
+        if kind == "multidepth" and self.id_weight <= 0:
+            raise ValueError("model_kind 'multidepth' trains an identity classifier: id_weight must be > 0")
+        expected_sampler = "pairs" if kind in PAIR_KINDS else "pk"
+        if self.sampler != expected_sampler:
+            raise ValueError(f"model_kind {kind!r} needs sampler {expected_sampler!r}, got {self.sampler!r}")
 
     def loss_weights(self) -> dict[str, float]:
         """The non-zero loss weights by loss name (``id``, ``triplet``, ``center``, ``verification``, …)."""
@@ -196,6 +228,7 @@ class TrainConfig:
             "center": self.center_weight,
             "verification": self.verification_weight,
             "contrastive": self.contrastive_weight,
+            "stn": self.stn_weight,
         }
         return {name: w for name, w in weights.items() if w > 0}
 

@@ -4,9 +4,9 @@
 The Market-1501 recipes follow the Siamese bag-of-tricks paper (``papers/003_…``), which trains BoT ResNet-50,
 OSNet x0.25 and MobileNetV3-Large with the same pipeline: ID loss (label smoothing 0.1) + batch-hard triplet
 + 0.0005 · center loss, P = 16 × K = 4 batches, 256×128 inputs, Adam with a warm-up from 3.5e-5 to 3.5e-4,
-120 epochs with steps at 40 and 70, random erasing + flip + pad-crop, last stride 1 (ResNet). Two Siamese
-recipes follow ``papers/000_…`` (EfficientNet + square-layer verification) and ``papers/004_…`` (ID +
-verification fusion).
+120 epochs with steps at 40 and 70, random erasing + flip + pad-crop, last stride 1 (ResNet). The recipes
+of the other four papers (``siamese-efficientnet-b0``, ``fusion-resnet50``, ``fusion-vgg16``, ``mls-l2l3``,
+``mls-l2l3l4``, ``multidepth-vgg16``) live in :mod:`training.engine.paper_recipes`, registered below.
 """
 
 from __future__ import annotations
@@ -57,12 +57,14 @@ class Recipe:
         paper: The paper (file in ``papers/``) the recipe follows.
         description: One line: what it trains and why.
         defaults: TrainConfig fields the recipe sets (all others keep the dataclass defaults).
+        notes: What was chosen where the paper is vague (printed by ``reid recipes -v``).
     """
 
     name: str
     paper: str
     description: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    notes: str = ""
 
     def config(self) -> TrainConfig:
         """The recipe's config before command-line overrides."""
@@ -72,32 +74,37 @@ class Recipe:
 _RECIPES: dict[str, Recipe] = {}
 
 
-def _register(recipe: Recipe) -> None:
+def register(recipe: Recipe) -> None:
+    """Add a recipe to the registry, validating its config now rather than at training time.
+
+    Raises:
+        ValueError: The name is taken, or the recipe's config is invalid.
+    """
     if recipe.name in _RECIPES:
         raise ValueError(f"recipe {recipe.name!r} is registered twice")
     recipe.config()  # fail at import, not at training time, if a recipe is invalid
     _RECIPES[recipe.name] = recipe
 
 
-_register(Recipe(
+register(Recipe(
     name="bot-resnet50",
     paper=BOT_PAPER,
     description="BoT baseline: ResNet-50 (last stride 1), BN neck, ID + triplet + center, 256×128",
     defaults={**_BOT, "backbone": "resnet50", "last_stride": 1, "output_dir": "runs/bot-resnet50"},
 ))
-_register(Recipe(
+register(Recipe(
     name="osnet-x1_0",
     paper=BOT_PAPER,
     description="OSNet x1.0 (2.2 M params) trained with the BoT pipeline, 256×128, 120 epochs",
     defaults={**_BOT, "backbone": "osnet_x1_0", "output_dir": "runs/osnet-x1_0"},
 ))
-_register(Recipe(
+register(Recipe(
     name="osnet-x0_25",
     paper=BOT_PAPER,
     description="OSNet x0.25 (0.2 M params) trained with the BoT pipeline, 256×128, 120 epochs",
     defaults={**_BOT, "backbone": "osnet_x0_25", "output_dir": "runs/osnet-x0_25"},
 ))
-_register(Recipe(
+register(Recipe(
     name="mobilenetv3-large",
     paper=BOT_PAPER,
     description="MobileNetV3-Large (960-d pooled feature) trained with the BoT pipeline, 256×128, 120 epochs",
@@ -127,13 +134,13 @@ _CPU_DEMO: dict[str, Any] = {
     "cache_images": True,
     "amp": False,
 }
-_register(Recipe(
+register(Recipe(
     name="demo-osnet-cpu",
     paper=BOT_PAPER,
     description="CPU demo: OSNet x0.25, BoT losses, 64×32, synthetic benchmark; ~10 minutes on 2 CPU cores",
     defaults={**_BOT, **_CPU_DEMO, "output_dir": "runs/demo-osnet-cpu"},
 ))
-_register(Recipe(
+register(Recipe(
     name="demo-siamese-cpu",
     paper="000 / 004 Siamese square-layer verification + identification",
     description="CPU demo: Siamese OSNet x0.25, verification + ID loss on pairs, 64×32; ~10 min on 2 cores",
@@ -156,76 +163,6 @@ _register(Recipe(
         "output_dir": "runs/demo-siamese-cpu",
     },
 ))
-_register(Recipe(
-    name="siamese-efficientnet-b0",
-    paper="000 EfficientNet Siamese, square-layer verification",
-    description="Siamese EfficientNet-B0, (f1 − f2)² → dropout → 2-way softmax, 160×80, RMSprop, CUHK01",
-    defaults={
-        "dataset": "cuhk01",
-        "root": "data/cuhk01",
-        "model_kind": "siamese",
-        "backbone": "efficientnet_b0",
-        "height": 160,
-        "width": 80,
-        "id_weight": 0.0,
-        "triplet_weight": 0.0,
-        "verification_weight": 1.0,
-        "sampler": "pairs",
-        "batch_size": 48,
-        "pairs_per_epoch": 20000,
-        "optimizer": "rmsprop",
-        "momentum": 0.0,
-        "lr": 1e-4,
-        "weight_decay": 0.0,
-        "warmup_epochs": 0.0,
-        "milestones": (),
-        "epochs": 18,
-        "flip": 0.5,
-        "pad": 0,
-        "erasing": 0.0,
-        "zoom": 0.1,
-        "width_shift": 0.1,
-        "eval_every": 3,
-        "output_dir": "runs/siamese-efficientnet-b0",
-    },
-))
-_register(Recipe(
-    name="idverif-resnet50",
-    paper="004 identification + verification fusion",
-    description="Siamese ResNet-50, 3·verification + identification loss, SGD, pairs 1:1 growing to 3:1",
-    defaults={
-        "dataset": "market1501",
-        "model_kind": "siamese",
-        "backbone": "resnet50",
-        "height": 256,
-        "width": 128,
-        "id_weight": 1.0,
-        "label_smoothing": 0.0,
-        "triplet_weight": 0.0,
-        "verification_weight": 3.0,
-        "sampler": "pairs",
-        "batch_size": 64,
-        "pairs_per_epoch": 12800,
-        "pair_ratio_start": 1.0,
-        "pair_ratio_growth": 1.01,
-        "pair_ratio_cap": 3.0,
-        "optimizer": "sgd",
-        "lr": 1e-3,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "warmup_epochs": 0.0,
-        "scheduler": "step",
-        "milestones": (65,),  # 1e-3 → 1e-4 for the last 10 of 75 epochs
-        "gamma": 0.1,
-        "epochs": 75,
-        "pad": 10,
-        "erasing": 0.0,
-        "eval_every": 5,
-        "output_dir": "runs/idverif-resnet50",
-    },
-))
-
-
 def recipe_names() -> list[str]:
     """Registered recipe names, in registration order."""
     return list(_RECIPES)
@@ -249,3 +186,7 @@ def resolve_config(recipe: str, overrides: Mapping[str, Any] | None = None) -> T
         ValueError: Unknown recipe or field (lists the valid ones), or an invalid value.
     """
     return apply_overrides(get_recipe(recipe).config(), dict(overrides or {}))
+
+
+# The papers' recipes register themselves into the registry above (import at the end: they use `register`).
+from training.engine import paper_recipes  # noqa: E402, F401

@@ -20,7 +20,13 @@ from torch import nn
 
 from training.engine.evaluator import EvaluationResult, softmax_same_probability
 from training.evaluation import plots
-from training.evaluation.calibration import DEFAULT_FMR_TARGETS, calibrate, roc_curve, threshold_at_fmr
+from training.evaluation.calibration import (
+    DEFAULT_FMR_TARGETS,
+    calibrate,
+    equal_error_rate,
+    roc_curve,
+    threshold_at_fmr,
+)
 from training.evaluation.distances import compute_distance
 
 #: Embedding scoring modes calibrated for every model (the manifest's names).
@@ -113,6 +119,19 @@ def calibrate_result(
     return calibration, scores
 
 
+def verification_summary(same: np.ndarray, diff: np.ndarray, higher_is_better: bool) -> dict[str, float]:
+    """ROC AUC and verification accuracy of one scoring mode on the calibration pairs.
+
+    ``roc_auc`` is the area under the ROC (trapezoids); ``accuracy_eer`` the balanced accuracy
+    ``(TPR + 1 − FMR) / 2`` at the equal-error threshold (the pairs are unbalanced, so plain accuracy would
+    mostly count the negatives); ``eer`` the equal-error rate.
+    """
+    curve = roc_curve(same, diff, higher_is_better)
+    eer = equal_error_rate(same, diff, higher_is_better)
+    auc = float(np.sum(np.diff(curve.fpr) * (curve.tpr[1:] + curve.tpr[:-1]) / 2))
+    return {"roc_auc": auc, "accuracy_eer": (eer.tpr + 1.0 - eer.fmr) / 2, "eer": float(eer.eer)}
+
+
 def write_report(
     result: EvaluationResult,
     output_dir: str | Path,
@@ -142,6 +161,10 @@ def write_report(
     metrics["tpr_at_fmr"] = {
         mode: {key: value["tpr"] for key, value in table.items()}
         for mode, table in calibration["roc"].items()
+    }
+    metrics["verification"] = {
+        mode: verification_summary(same, diff, calibration["scoring"][mode]["higher_is_better"])
+        for mode, (same, diff) in scores.items()
     }
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -160,6 +160,8 @@ class Trainer:
             losses["verification"] = VerificationLoss()
         if "contrastive" in weights:
             losses["contrastive"] = ContrastiveLoss(margin=cfg.contrastive_margin)
+        if "stn" in weights:
+            losses["stn"] = _Penalty()  # the model computes the STN prior; the loss just weights it
         center = None
         if "center" in weights:
             feat_dim = int(self.model.embedding_dim)  # type: ignore[arg-type]
@@ -186,24 +188,32 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def _loss_terms(self, batch: list[Any]) -> tuple[dict[str, Tensor], int]:
         dev = self.ctx.device
-        if self.cfg.model_kind == "embedding":
+        kind = self.cfg.model_kind
+        inputs: dict[str, tuple[Tensor, ...]]
+        if kind in ("embedding", "multidepth"):
             images, pids = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
             out = self.net(images)
-            logits, features = out.logits.float(), out.features.float()
-            inputs: dict[str, tuple[Tensor, ...]] = {
-                "id": (logits, pids), "triplet": (features, pids), "center": (features, pids),
+            if kind == "multidepth":  # an identity classifier: the forward pass returns the logits
+                inputs = {"id": (out.float(), pids)}
+            else:
+                logits, features = out.logits.float(), out.features.float()
+                inputs = {"id": (logits, pids), "triplet": (features, pids), "center": (features, pids)}
+            return {name: loss(*inputs[name]) for name, loss in self.losses.items()}, images.shape[0]
+        images_a, images_b = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+        same = batch[4].to(dev)
+        out = self.net(images_a, images_b)
+        if kind == "pairwise":  # MLSOutput: comparison logits, ranking descriptors, STN prior
+            inputs = {
+                "verification": (out.logits.float(), same),
+                "contrastive": (out.descriptor_a.float(), out.descriptor_b.float(), same),
+                "stn": (out.stn_penalty.float(),),
             }
-            count = images.shape[0]
         else:
-            images_a, images_b = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
             pids = torch.cat((batch[2], batch[3])).to(dev)
-            same = batch[4].to(dev)
-            out = self.net(images_a, images_b)
             inputs = {"verification": (out.verif_logits.float(), same), "contrastive": (out.f1, out.f2, same)}
             if out.id_logits1 is not None and out.id_logits2 is not None:
                 inputs["id"] = (torch.cat((out.id_logits1, out.id_logits2)).float(), pids)
-            count = 2 * images_a.shape[0]
-        return {name: loss(*inputs[name]) for name, loss in self.losses.items()}, count
+        return {name: loss(*inputs[name]) for name, loss in self.losses.items()}, 2 * images_a.shape[0]
 
     def _step(self, batch: list[Any]) -> tuple[dict[str, float], int]:
         cfg = self.cfg
@@ -311,7 +321,7 @@ class Trainer:
             result = evaluate_model(
                 self.model, self.split.query, self.split.gallery, spec=self.spec, device=self.ctx.device,
                 metric=self.cfg.eval_metric, batch_size=max(self.cfg.batch_size, 64),
-                num_workers=self.cfg.num_workers,
+                num_workers=self.cfg.num_workers, shortlist=self.cfg.pairwise_shortlist,
             )
             metrics = {"rank1": result.metrics["rank1"], "mAP": result.metrics["mAP"]}
             row.update(metrics)
@@ -335,6 +345,13 @@ class Trainer:
             scaler=self.scaler, metrics=metrics,
             best_score=self.best_score if self.best_score != float("-inf") else None,
         )
+
+
+class _Penalty(nn.Module):
+    """A loss term the model already computed (the MLS STN rotation prior): returned as is."""
+
+    def forward(self, penalty: Tensor) -> Tensor:
+        return penalty
 
 
 class _RunLog:

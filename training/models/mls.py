@@ -216,6 +216,10 @@ class MLSNet(nn.Module):
             rotation_l1=torch.stack(rotation, dim=1).mean(dim=1),
         )
 
+    def embed(self, images: Tensor) -> Tensor:
+        """The L2-normalised ranking descriptors ``N × 256`` (what the service shortlists with)."""
+        return self.encode(images).descriptor
+
     def _rank_descriptor(self, parts: dict[str, Tensor]) -> Tensor:
         positions = []
         for level, level_parts in parts.items():

@@ -154,6 +154,16 @@ class MultiDepthVGG(nn.Module):
         pieces = [self.smooth(maps[layer][:, self.selected[layer]]).flatten(1) for layer in self.layers]
         return torch.cat(pieces, dim=1)
 
+    def embed(self, images: Tensor) -> Tensor:
+        """The ranking features: :meth:`descriptor` once filters are selected, else the GAP feature.
+
+        Before ``explore_filters`` has run (validation during training) the descriptor does not exist yet, so
+        the pooled final map — the classifier's input — stands in for it.
+        """
+        if self.selected is None:
+            return self.backbone(images).mean(dim=(2, 3))
+        return self.descriptor(images)
+
     def _layer_channels(self) -> dict[str, int]:
         was_training = self.backbone.training
         self.backbone.eval()

@@ -76,7 +76,7 @@ def test_cli_flags_override_the_recipe() -> None:
 
 
 def test_config_json_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cfg = resolve_config("idverif-resnet50", {"dataset_options": '{"a": [1, 2]}'})
+    cfg = resolve_config("fusion-resnet50", {"dataset_options": '{"a": [1, 2]}'})
     path = cfg.save(tmp_path / "config.json")
     assert TrainConfig.load(path) == cfg
     with pytest.raises(ValueError, match=r"unknown config field"):

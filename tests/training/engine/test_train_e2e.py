@@ -86,7 +86,7 @@ def test_resume_into_another_architecture_fails(tiny_market: Path, tmp_path: Pat
 def test_siamese_run_calibrates_softmax(tiny_market: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "siamese"
-    code = main(["train", "--recipe", "idverif-resnet50", "--root", str(tiny_market), "--output", str(run),
+    code = main(["train", "--recipe", "fusion-resnet50", "--root", str(tiny_market), "--output", str(run),
                  "--no-progress", *TINY_FLAGS, "--epochs", "1", "--batch_size", "8",
                  "--pairs_per_epoch", "32", "--eval_every", "0"])
     assert code == 0

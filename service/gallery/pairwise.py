@@ -1,0 +1,109 @@
+"""Search for pairwise models: a FAISS shortlist by descriptor, re-ranked by the comparator.
+
+For each query the ``pairwise`` index (L2-normalized descriptors, inner product = cosine) gives the best
+``shortlist`` gallery entries that pass the filters (filters apply before the cut, see
+:meth:`Gallery.search`); the comparator then scores the query's encoding against each shortlisted entry's
+stored encoding, and the shortlist is sorted by that score. With ``shortlist`` ≥ the gallery size this is
+exhaustive comparator scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from service.gallery.gallery import Gallery, Match
+
+#: Scores (N,) of encoding pairs (rows of two (N, E) arrays); higher = same person.
+Compare = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def rerank(
+    shortlist: list[Match],
+    query_encoding: np.ndarray,
+    gallery_ids: np.ndarray,
+    gallery_encodings: np.ndarray,
+    compare: Compare,
+    top_k: int,
+) -> list[Match]:
+    """Score one query's shortlisted entries with the comparator and sort them.
+
+    Args:
+        shortlist: The query's shortlisted matches (their scores are replaced).
+        query_encoding: (E,) encoding of the query.
+        gallery_ids: (M,) ids whose encodings are given; shortlisted ids not among them are dropped (they
+            were deleted after the shortlist was taken).
+        gallery_encodings: (M, E) encodings of ``gallery_ids``.
+        compare: The comparator.
+        top_k: Results kept.
+
+    Returns:
+        At most ``top_k`` matches, highest comparator score first (ties: lower id first).
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    row_of = {int(i): r for r, i in enumerate(gallery_ids.tolist())}
+    kept = [m for m in shortlist if m.id in row_of]
+    if not kept:
+        return []
+    rows = np.array([row_of[m.id] for m in kept], dtype=np.int64)
+    query = np.asarray(query_encoding, dtype=np.float32).reshape(1, -1)
+    query = np.broadcast_to(query, (len(kept), query.shape[1]))  # no copy: compare copies per chunk
+    scores = np.asarray(compare(query, gallery_encodings[rows]), dtype=np.float64)
+    ids = np.array([m.id for m in kept], dtype=np.int64)
+    order = np.lexsort((ids, -scores))[:top_k]
+    return [
+        Match(id=kept[i].id, person_id=kept[i].person_id, camera_id=kept[i].camera_id, score=float(scores[i]))
+        for i in order.tolist()
+    ]
+
+
+def pairwise_search(
+    gallery: Gallery,
+    compare: Compare,
+    descriptors: np.ndarray,
+    encodings: np.ndarray,
+    *,
+    top_k: int,
+    shortlist: int,
+    exclude_camera_id: str | None = None,
+    person_ids: list[str] | None = None,
+) -> list[list[Match]]:
+    """Rank the gallery for each query by the comparator over its descriptor shortlist.
+
+    Queries are re-ranked one at a time, so memory stays at one shortlist of encodings (encodings of
+    multi-level models are large: tens of thousands of values each).
+
+    Args:
+        gallery: A gallery with a ``pairwise`` index and stored encodings.
+        compare: The comparator (``PairwiseModel.compare``, which chunks by ``comparator_max_batch``).
+        descriptors: (Q, D) query descriptors.
+        encodings: (Q, E) query encodings.
+        top_k: Results per query.
+        shortlist: Entries shortlisted per query by descriptor (raised to ``top_k`` when smaller).
+        exclude_camera_id: Skip gallery entries from this camera (before the shortlist is cut).
+        person_ids: Keep only these persons (before the shortlist is cut).
+
+    Raises:
+        ValueError: ``shortlist`` or ``top_k`` below 1, mismatched query arrays, or a gallery without a
+            ``pairwise`` index.
+    """
+    if shortlist < 1:
+        raise ValueError(f"shortlist must be >= 1, got {shortlist}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if len(descriptors) != len(encodings):
+        raise ValueError(f"{len(descriptors)} query descriptors but {len(encodings)} query encodings")
+    shortlists = gallery.search(
+        "pairwise",
+        descriptors,
+        max(shortlist, top_k),
+        exclude_camera_id=exclude_camera_id,
+        person_ids=person_ids,
+    )
+    results: list[list[Match]] = []
+    for row, query in zip(shortlists, encodings, strict=True):
+        found, gallery_encodings = gallery.encodings([m.id for m in row])
+        results.append(rerank(row, query, found, gallery_encodings, compare, top_k))
+    return results
