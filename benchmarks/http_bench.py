@@ -6,9 +6,10 @@
 2. A gallery of ``--gallery-size`` random embeddings written straight into a fresh data folder (no HTTP).
 3. The ceiling: the same work in-process, one request after another — decode + preprocess the JPEG, embed
    (batch 1, or 2 for verify), search the index / score the pair — with the service's own classes.
-4. ``reid serve`` with batching on (``REID_MAX_BATCH``) and off (1): ``/search``, ``/verify`` and
-   ``/embeddings`` at each concurrency, a bounded number of requests and seconds per level
-   (:func:`benchmarks.http_batching._level`).
+4. ``reid serve`` with batching on (``REID_MAX_BATCH``) and off (1), both running: ``/search``, ``/verify``
+   and ``/embeddings`` at each concurrency, a bounded number of requests and seconds per level
+   (:func:`benchmarks.http_batching._level`), the two servers' levels alternating ``--rounds`` times (the
+   median round is reported) so that a shared machine's load drifts onto both alike.
 
 Ratios reported: ``/search`` requests/s at concurrency 8 over the bare search loop, and ``/embeddings``
 requests/s with batching on over off at concurrency 32.
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -81,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--batching", type=str_list, default=["on", "off"])
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="times each level runs, alternating batching on / off; the median round is reported (1…9)",
+    )
+    parser.add_argument(
         "--client",
         default="raw",
         choices=("raw", "httpx"),
@@ -98,6 +106,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError(f"unknown endpoint(s) {sorted(bad)}; valid: {', '.join(ENDPOINTS)}")
     if set(args.batching) - {"on", "off"}:
         raise ValueError(f"--batching takes on and/or off, got {args.batching}")
+    if not 1 <= args.rounds <= 9:
+        raise ValueError(f"--rounds must be in 1..9, got {args.rounds}")
     if args.gallery_size < 1 or args.max_seconds <= 0:
         raise ValueError("--gallery-size must be >= 1 and --max-seconds > 0")
 
@@ -312,44 +322,64 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "REID_FAISS_THREADS": "1",
             "REID_INDEX_TYPE": "flat",
         }
-        for label in args.batching:
-            max_batch = args.max_batch if label == "on" else 1
-            with _environ(env):
-                proc, base = http_batching._serve(server_args, max_batch, data_dir)
-            try:
-                report.setdefault("server_ready", httpx.get(base + "/ready").json())
-                for endpoint in args.endpoints:
-                    spec = ENDPOINTS[endpoint]
-                    for concurrency in args.concurrency:
-                        result = asyncio.run(
-                            http_batching._level(
-                                base,
-                                image,
-                                concurrency,
-                                args.requests,
-                                args.max_seconds,
-                                path=spec["path"],
-                                fields=spec["fields"],
-                                data=spec["data"],
-                                client=args.client,
-                                server_pid=proc.pid,
+        servers: dict[str, tuple[Any, str]] = {}
+        try:
+            for label in args.batching:  # both servers up at once: their levels alternate (see --rounds)
+                max_batch = args.max_batch if label == "on" else 1
+                own_data = tmp / f"data-{label}"  # one gallery copy per server (each snapshots on exit)
+                shutil.copytree(data_dir, own_data)
+                with _environ(env):
+                    servers[label] = http_batching._serve(server_args, max_batch, own_data)
+                report.setdefault("server_ready", httpx.get(servers[label][1] + "/ready").json())
+            rows: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+            for endpoint in args.endpoints:
+                spec = ENDPOINTS[endpoint]
+                for concurrency in args.concurrency:
+                    for _ in range(args.rounds):
+                        for label, (proc, base) in servers.items():
+                            result = asyncio.run(
+                                http_batching._level(
+                                    base,
+                                    image,
+                                    concurrency,
+                                    args.requests,
+                                    args.max_seconds,
+                                    path=spec["path"],
+                                    fields=spec["fields"],
+                                    data=spec["data"],
+                                    client=args.client,
+                                    server_pid=proc.pid,
+                                )
                             )
-                        )
-                        report["http"].append(
-                            {
-                                "endpoint": endpoint,
-                                "batching": label,
-                                "max_batch": max_batch,
-                                "load_average_1m": load_average(),
-                                **result,
-                            }
-                        )
-            finally:
+                            rows.setdefault((endpoint, label, concurrency), []).append(
+                                {
+                                    "endpoint": endpoint,
+                                    "batching": label,
+                                    "max_batch": args.max_batch if label == "on" else 1,
+                                    "load_average_1m": load_average(),
+                                    **result,
+                                }
+                            )
+        finally:
+            for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
+        for label in args.batching:
+            for endpoint in args.endpoints:
+                for concurrency in args.concurrency:
+                    report["http"].append(_median_row(rows[(endpoint, label, concurrency)]))
     report["targets"] = targets(report)
     report["load_average_end"] = load_average()
     return report
+
+
+def _median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median requests/s, with every round's requests/s alongside."""
+    ordered = sorted(runs, key=lambda r: r["requests_per_s"] or 0.0)
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        row["rounds_requests_per_s"] = [r["requests_per_s"] for r in runs]
+    return row
 
 
 def targets(report: dict[str, Any]) -> dict[str, Any]:
