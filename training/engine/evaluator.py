@@ -227,10 +227,13 @@ def shortlist_distances(
     candidates = np.argsort(descriptor_distmat, axis=1, kind="stable")[:, :k]
     rows = np.repeat(np.arange(num_q), k)
     cols = candidates.ravel()
-    scores = comparator_scores(
-        model, query_encodings[torch.from_numpy(rows)], gallery_encodings[torch.from_numpy(cols)],
-        device=device, batch_size=batch_size,
-    )
+    scores = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), batch_size):  # gather encodings per batch: Q·k of them would not fit
+        index = slice(start, start + batch_size)
+        scores[index] = comparator_scores(
+            model, query_encodings[torch.from_numpy(rows[index])],
+            gallery_encodings[torch.from_numpy(cols[index])], device=device, batch_size=batch_size,
+        )
     distmat = 10.0 + descriptor_distmat.astype(np.float64)
     distmat[rows, cols] = -scores
     return distmat
