@@ -35,6 +35,7 @@ from service.manifest import (
     PairwiseSpec,
     Provenance,
     ScoringMode,
+    ScoringName,
     VerificationSpec,
     file_entry,
     load,
@@ -228,7 +229,7 @@ def _calibrate(
     )
 
 
-def _default_metric(model_kind: str, siamese: bool) -> str:
+def _default_metric(model_kind: str, siamese: bool) -> ScoringName:
     if model_kind == "pairwise":
         return "pairwise"
     if model_kind == "multidepth":
