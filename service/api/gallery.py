@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -9,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ReadyDep
 from service.api.errors import ProblemError
-from service.api.inputs import embed_images, openapi_body, parse_body
+from service.api.inputs import embed_images, openapi_body, parse_body, run_index_call
 from service.api.schemas import (
     MAX_GALLERY_ID,
     DeleteResponse,
@@ -58,7 +59,7 @@ async def enrol(request: Request, ready: ReadyDep) -> EnrolResponse:
         )
         for img in body.images
     ]
-    ids = await run_in_threadpool(ready.gallery.add, entries, embeddings, encodings)
+    ids = await run_index_call(ready, functools.partial(ready.gallery.add, entries, embeddings, encodings))
     ready.state.metrics.gallery_size.set(ready.gallery.size)
     return EnrolResponse(
         ids=ids, person_id=body.person_id, gallery_size=ready.gallery.size, model=ready.gallery.model_id
@@ -89,7 +90,7 @@ async def get_entry(ready: ReadyDep, gallery_id: GalleryId) -> GalleryItem:
 @router.delete("/{gallery_id}", response_model=DeleteResponse, summary="Delete one gallery entry")
 async def delete_entry(ready: ReadyDep, gallery_id: GalleryId) -> DeleteResponse:
     """Delete an entry (row, embeddings, stored image and index vectors) at once; 404 when unknown."""
-    deleted = await run_in_threadpool(ready.gallery.delete, [gallery_id])
+    deleted = await run_index_call(ready, functools.partial(ready.gallery.delete, [gallery_id]))
     if not deleted:
         raise ProblemError(404, f"no gallery entry with id {gallery_id}")
     ready.state.metrics.gallery_size.set(ready.gallery.size)
@@ -102,7 +103,7 @@ async def erase_person(
     person_id: Annotated[str, Query(min_length=1, max_length=128, description="The person to erase.")],
 ) -> DeleteResponse:
     """Delete all of a person's entries, vectors and stored images; 404 when the person has none."""
-    deleted = await run_in_threadpool(ready.gallery.erase_person, person_id)
+    deleted = await run_index_call(ready, functools.partial(ready.gallery.erase_person, person_id))
     if not deleted:
         raise ProblemError(404, f"no gallery entries for person_id {person_id!r}")
     ready.state.metrics.gallery_size.set(ready.gallery.size)

@@ -204,7 +204,7 @@ async def embed_images(
 
 
 async def run_index_call(ready: Ready, call: Callable[[], T]) -> T:
-    """Run a faiss call (search) in a worker thread with the service's faiss thread count.
+    """Run a faiss call (search, add, remove) in a worker thread with the service's faiss thread count.
 
     OpenMP's thread count is a per-thread setting: ``faiss.omp_set_num_threads`` at start-up only reaches the
     thread that made the call, and a thread-pool worker would search with one OpenMP thread per core (on

@@ -108,8 +108,8 @@ def open_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
         )
     try:
         img.load()
-        oriented: Image.Image = ImageOps.exif_transpose(img) or img
-        return _to_rgb(oriented)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to rotate
+        return _to_rgb(img)
     except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt streams surface here
         raise ImageDecodeError(f"the {img.format} image could not be decoded: {exc}") from exc
 
