@@ -1,13 +1,27 @@
-"""``reid eval``: evaluate a checkpoint on a dataset — CMC, mAP, mINP, plots and calibrated thresholds.
+"""``reid eval``: evaluate a checkpoint on a dataset — CMC, mAP, mINP, plots and calibrated thresholds —
+or a set of per-split checkpoints under a named paper protocol.
 
 Examples::
 
     reid eval --checkpoint runs/demo/checkpoint.pt --dataset market1501 --root data/synthetic
     reid eval --checkpoint runs/bot/checkpoint.pt --dataset market1501 --root data/market1501 --rerank --flip
     reid eval --checkpoint runs/x/checkpoint.pt --dataset viper --root data/viper -o split_index=3
+    reid eval --list-protocols
+    reid eval --protocol cuhk03-classic --root data/cuhk03 \\
+        --checkpoint 'runs/mls-l2l3/cuhk03-classic/split{split}/checkpoint.pt' --splits 0-4
 
-Writes metrics.json, calibration.json, cmc.png, ranks.png, distances.png and roc.png into ``--output``
-(default: ``eval-<dataset>`` beside the checkpoint) and prints the headline numbers as JSON.
+One checkpoint: writes metrics.json, calibration.json, cmc.png, ranks.png, distances.png and roc.png into
+``--output`` (default: ``eval-<dataset>`` beside the checkpoint) and prints the headline numbers as JSON.
+
+``--protocol NAME`` (see :mod:`training.evaluation.paper_protocols`): the protocol fixes the dataset and its
+loader options; split K is evaluated with the checkpoint whose path is ``--checkpoint`` with ``{split}``
+replaced by K (each model must be trained on its own split: a model trained on split 0 has seen the other
+splits' test identities, so a path without ``{split}`` is refused for more than one split, and a checkpoint
+whose training images include the split's test images is refused too). Per split the headline metrics (the
+single-shot mean where the protocol is single-shot) are kept; their mean ± sample std over the splits goes to
+``protocol.json`` in ``--output`` (default: ``protocol-NAME/`` in the deepest folder of ``--checkpoint``
+without ``{split}``) with the papers' published rows, and a JSON summary puts the rows next to ours. No
+plots or calibration are written in this mode.
 """
 
 from __future__ import annotations
@@ -23,14 +37,31 @@ DESCRIPTION = (
     "Rebuild the model stored in a checkpoint, rank the gallery for every query of the dataset's test split "
     "and report CMC rank-1/5/10/20, mAP and mINP (mean ± std over repeated single-shot galleries for CUHK01, "
     "CUHK03-classic and VIPeR), with optional k-reciprocal re-ranking and flip test-time augmentation. "
-    "Also calibrates verification thresholds on the query × gallery pairs."
+    "Also calibrates verification thresholds on the query × gallery pairs. "
+    "With --protocol NAME (see --list-protocols) the paper protocol fixes dataset and splits: one checkpoint "
+    "per split ('{split}' in --checkpoint), mean ± std over the splits in protocol.json, printed next to the "
+    "papers' published rows."
 )
 METRICS = ("cosine", "euclidean", "correlation", "cityblock", "minkowski")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``eval`` arguments to ``parser``."""
-    parser.add_argument("--checkpoint", required=True, type=Path, help="RUN/checkpoint.pt of reid train")
+    parser.add_argument(
+        "--checkpoint", help="RUN/checkpoint.pt of reid train; with --protocol it may contain {split}, "
+        "replaced by each split index (e.g. 'runs/x/split{split}/checkpoint.pt')",
+    )
+    parser.add_argument(
+        "--protocol", metavar="NAME",
+        help="named paper protocol (dataset, options, splits; see --list-protocols)",
+    )
+    parser.add_argument(
+        "--splits", metavar="LIST",
+        help="with --protocol: split indices, e.g. '0-4' or '0,3,7' (default: all of them)",
+    )
+    parser.add_argument(
+        "--list-protocols", action="store_true", help="print the paper protocols and their published rows"
+    )
     parser.add_argument("--dataset", help="dataset name (default: the one the model was trained on)")
     parser.add_argument("--root", type=Path, help="dataset folder (default: the training root)")
     parser.add_argument(
@@ -47,7 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p", type=float, default=3.0, help="exponent of the minkowski distance")
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
     parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
-    parser.add_argument("--output", type=Path, help="report folder (default: CHECKPOINT_DIR/eval-DATASET)")
+    parser.add_argument(
+        "--output", type=Path,
+        help="report folder (default: CHECKPOINT_DIR/eval-DATASET; with --protocol: protocol-NAME/)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--num-workers", type=int, default=0)
@@ -69,10 +103,28 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print a JSON summary."""
+    """Evaluate and print a JSON summary (or list the protocols)."""
     import os
 
+    if args.list_protocols:
+        from training.evaluation.paper_protocols import format_protocols
+
+        print(format_protocols())
+        return 0
+    if args.checkpoint is None:
+        raise ValueError("--checkpoint is required (or --list-protocols)")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see `reid train`
+    if args.protocol is not None:
+        return _run_protocol(args)
+    if args.splits is not None:
+        raise ValueError(f"--splits {args.splits} needs --protocol NAME (see --list-protocols)")
+    return _run_single(args, Path(args.checkpoint))
+
+
+def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
+    """One checkpoint on one dataset: the full report (metrics, calibration, plots)."""
     from training.data.datasets import build_dataset
     from training.engine.checkpoint import load_model
     from training.engine.distributed import select_device
@@ -80,11 +132,9 @@ def run(args: argparse.Namespace) -> int:
     from training.engine.report import write_report
     from training.engine.trainer import preprocess_spec
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     started = time.perf_counter()
     device = select_device(args.device)
-    model, cfg, ckpt = load_model(args.checkpoint, map_location=device)
+    model, cfg, ckpt = load_model(checkpoint, map_location=device)
     dataset = args.dataset or cfg.dataset
     root = args.root or Path(cfg.root)
     options = parse_options(args.option) if args.option else (cfg.dataset_options if not args.dataset else {})
@@ -96,9 +146,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, num_workers=args.num_workers, single_shot=is_single_shot(split),
         shortlist=shortlist,
     )
-    output = args.output or args.checkpoint.parent / f"eval-{dataset}"
+    output = args.output or checkpoint.parent / f"eval-{dataset}"
     extra = {
-        "dataset": dataset, "root": str(root), "dataset_options": options, "checkpoint": str(args.checkpoint),
+        "dataset": dataset, "root": str(root), "dataset_options": options, "checkpoint": str(checkpoint),
         "checkpoint_epoch": int(ckpt["epoch"]) + 1, "architecture": ckpt["architecture"],
     }
     target_fmr = args.target_fmr if args.target_fmr is not None else cfg.target_fmr
@@ -118,5 +168,149 @@ def run(args: argparse.Namespace) -> int:
         for mode, values in metrics["verification"].items()
     }
     summary["minutes"] = round((time.perf_counter() - started) / 60, 3)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, float]:
+    """The six headline metrics of one ranking: the single-shot mean where it was computed."""
+    from training.evaluation.paper_protocols import METRIC_KEYS
+
+    single_shot = metrics.get("single_shot")
+    if single_shot is not None:
+        return {k: float(single_shot[k]["mean"]) for k in METRIC_KEYS}
+    return {k: float(metrics[k]) for k in METRIC_KEYS}
+
+
+def _check_training_split(
+    cfg: Any, root: Path, split: Any, options: dict[str, Any], checkpoint: Path, split_index: int,
+    protocol: str,
+) -> None:
+    """Refuse a checkpoint whose training images include test images of this split (same dataset only).
+
+    Images are compared by file name, which in these datasets names one person's image uniquely and is the
+    same in both CUHK03 variants (a model trained on ``detected`` split 0 is caught on ``labeled`` split 1).
+    """
+    from training.data.datasets import build_dataset
+
+    if cfg.dataset != split.name or dict(cfg.dataset_options) == options:
+        return  # another dataset (cross-dataset evaluation), or trained on exactly this split
+    trained_on = {r.path.name for r in build_dataset(cfg.dataset, root, **cfg.dataset_options).train}
+    test_names = {r.path.name for r in [*split.query, *split.gallery]}
+    seen = len(test_names & trained_on)
+    if seen:
+        raise ValueError(
+            f"split {split_index}: {checkpoint} was trained on {seen} of this split's {len(test_names)} test "
+            f"images (its dataset_options {dict(cfg.dataset_options)}); train one model per split, e.g. "
+            f"reid train --protocol {protocol} --split {split_index}"
+        )
+
+
+def _run_protocol(args: argparse.Namespace) -> int:
+    """Evaluate one checkpoint per split of a paper protocol; write protocol.json and print a summary."""
+    from training.data.datasets import build_dataset
+    from training.engine.checkpoint import load_model
+    from training.engine.distributed import select_device
+    from training.engine.evaluator import evaluate_model, is_single_shot
+    from training.engine.trainer import preprocess_spec
+    from training.evaluation.paper_protocols import (
+        RANKINGS,
+        compare_with_papers,
+        default_output,
+        get_protocol,
+        parse_splits,
+        split_checkpoints,
+    )
+    from training.evaluation.protocols import aggregate_runs
+
+    protocol = get_protocol(args.protocol)
+    if args.dataset is not None:
+        raise ValueError(
+            f"--dataset {args.dataset} conflicts with --protocol {protocol.name}, which fixes the dataset "
+            f"({protocol.dataset})"
+        )
+    if args.option:
+        raise ValueError(
+            f"-o/--option {' '.join(args.option)} conflicts with --protocol {protocol.name}, which fixes the "
+            f"loader options ({dict(protocol.options)} + the split index)"
+        )
+    splits = parse_splits(args.splits, protocol.num_splits)
+    checkpoints = split_checkpoints(args.checkpoint, splits)
+    missing = [str(path) for path in checkpoints if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"checkpoint(s) not found: {', '.join(missing)}")
+    started = time.perf_counter()
+    device = select_device(args.device)
+    per_split: list[dict[str, Any]] = []
+    for split_index, checkpoint in zip(splits, checkpoints, strict=True):
+        model, cfg, ckpt = load_model(checkpoint, map_location=device)
+        if per_split and ckpt["architecture"] != per_split[0]["architecture"]:
+            raise ValueError(
+                f"split {split_index}: {checkpoint} is a {ckpt['architecture']} but split {splits[0]} is a "
+                f"{per_split[0]['architecture']}; aggregate the splits of one model"
+            )
+        root = args.root or Path(cfg.root)
+        options = protocol.dataset_options(split_index)
+        split = build_dataset(protocol.dataset, root, **options)
+        _check_training_split(cfg, root, split, options, checkpoint, split_index, protocol.name)
+        result = evaluate_model(
+            model, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
+            metric=args.metric or cfg.eval_metric, p=args.p, rerank=args.rerank, flip=args.flip,
+            batch_size=args.batch_size, num_workers=args.num_workers, single_shot=is_single_shot(split),
+            shortlist=args.shortlist if args.shortlist is not None else cfg.pairwise_shortlist,
+        )
+        metrics = result.metrics
+        rankings = {"default": _headline(metrics)}
+        rankings.update({r: _headline(metrics[r]) for r in RANKINGS[1:] if r in metrics})
+        per_split.append({
+            "split_index": split_index, "checkpoint": str(checkpoint),
+            "checkpoint_epoch": int(ckpt["epoch"]) + 1, "recipe": cfg.recipe,
+            "architecture": ckpt["architecture"], "root": str(root),
+            "dataset_options": options, "trained_on": {"dataset": cfg.dataset, **dict(cfg.dataset_options)},
+            "metric": metrics["metric"], "single_shot": is_single_shot(split),
+            "num_query": metrics["num_query"], "num_gallery": metrics["num_gallery"], "rankings": rankings,
+        })
+    common = [r for r in RANKINGS if all(r in s["rankings"] for s in per_split)]
+    aggregate = {r: aggregate_runs([s["rankings"][r] for s in per_split]) for r in common}
+    comparison = compare_with_papers(protocol, aggregate)
+    output = args.output or default_output(args.checkpoint, protocol.name)
+    output.mkdir(parents=True, exist_ok=True)
+    report = {
+        "protocol": protocol.as_dict(),
+        "settings": {
+            "checkpoint": args.checkpoint, "splits": list(splits), "device": str(device),
+            "metric": args.metric, "rerank": args.rerank, "flip": args.flip, "shortlist": args.shortlist,
+            "per_split_value": "single-shot mean over 10 gallery draws (the same draw when the loader keeps "
+            "one gallery image per person)" if protocol.single_shot else "full gallery",
+            "aggregate": "mean and sample std (ddof 1) over the splits; std 0 for one split; fractions",
+        },
+        "splits": per_split,
+        "aggregate": aggregate,
+        "comparison": comparison,
+        "minutes": round((time.perf_counter() - started) / 60, 3),
+    }
+    (output / "protocol.json").write_text(json.dumps(report, indent=2) + "\n")
+    summary = {
+        "protocol": protocol.name,
+        "output": str(output / "protocol.json"),
+        "splits": list(splits),
+        "recipe": per_split[0]["recipe"],
+        "aggregate_percent": {
+            ranking: {
+                k: {"mean": round(100 * v["mean"], 2), "std": round(100 * v["std"], 2)}
+                for k, v in values.items()
+            }
+            for ranking, values in aggregate.items()
+        },
+        "papers": [  # published rows next to ours; same_recipe: the row's recipe is the evaluated one
+            {
+                **{k: row[k] for k in ("paper", "model", "recipes", "ranking")},
+                "metrics_percent": row["metrics_percent"], "ours_percent": row["ours_percent"],
+                "same_recipe": per_split[0]["recipe"] in row["recipes"],
+            }
+            for row in comparison
+        ],
+        "minutes": report["minutes"],
+    }
     print(json.dumps(summary, indent=2))
     return 0

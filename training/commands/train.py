@@ -6,6 +6,12 @@ Examples::
     reid train --recipe bot-resnet50 --root data/market1501 --pretrained weights/resnet50.pth --epochs 60
     reid train --recipe bot-resnet50 --root data/market1501 --output runs/bot --resume    # continue last.pt
     torchrun --nproc_per_node=2 -m training.cli train --recipe osnet-x0_25 --root data/market1501
+    reid train --recipe mls-l2l3 --protocol cuhk03-classic --split 3 --root data/cuhk03
+
+``--protocol NAME --split K`` (``reid eval --list-protocols``) trains on split K of a paper protocol: it sets
+``dataset`` and ``dataset_options`` (the protocol's options + the split index) and, unless given, ``root``
+(the protocol's ``data/<dataset>``) and the run folder (``<recipe output_dir>/NAME/splitK``, the layout
+``reid eval --protocol NAME --checkpoint '.../NAME/split{split}/checkpoint.pt'`` reads back).
 
 Every field of :class:`training.engine.config.TrainConfig` is a flag (``--lr 3e-4``, ``--milestones 40,70``,
 ``--triplet_margin none``). The run folder receives config.json, log.csv, last.pt, checkpoint.pt (best),
@@ -39,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", dest="output_dir", default=argparse.SUPPRESS, help="run folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--skip-eval", action="store_true", help="train only: no final evaluation")
+    parser.add_argument(
+        "--protocol", metavar="NAME",
+        help="paper protocol (see `reid eval --list-protocols`): sets dataset, dataset_options with the "
+        "split index, and (unless given) root and the run folder RECIPE_OUTPUT/NAME/splitK",
+    )
+    parser.add_argument(
+        "--split", type=int, metavar="K", help="with --protocol: the split to train on (default 0)"
+    )
     overrides = parser.add_argument_group("config overrides (any TrainConfig field)")
     for name in field_names():
         if name in ("recipe", "output_dir"):
@@ -55,7 +69,41 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     names = [name for name in field_names() if name != "recipe"]
     overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    if args.protocol is not None:
+        overrides.update(protocol_overrides(args.recipe, args.protocol, args.split, overrides))
+    elif args.split is not None:
+        raise ValueError(f"--split {args.split} needs --protocol NAME (see `reid eval --list-protocols`)")
     return resolve_config(args.recipe, overrides)
+
+
+def protocol_overrides(recipe: str, name: str, split: int | None, given: dict[str, Any]) -> dict[str, Any]:
+    """Config fields set by ``--protocol NAME --split K``; ``given`` are the fields set by other flags.
+
+    Raises:
+        ValueError: Unknown protocol or recipe, split out of range, or ``--dataset`` / ``--dataset_options``
+            given too (the protocol sets them).
+    """
+    from pathlib import Path
+
+    from training.engine.recipes import get_recipe
+    from training.evaluation.paper_protocols import get_protocol
+
+    protocol = get_protocol(name)
+    for flag in ("dataset", "dataset_options"):
+        if flag in given:
+            raise ValueError(
+                f"--{flag} conflicts with --protocol {name}, which sets dataset {protocol.dataset} with "
+                f"options {dict(protocol.options)} + the split index"
+            )
+    split_index = 0 if split is None else split
+    out: dict[str, Any] = {
+        "dataset": protocol.dataset, "dataset_options": protocol.dataset_options(split_index),
+    }
+    if "root" not in given:
+        out["root"] = protocol.default_root
+    if "output_dir" not in given:
+        out["output_dir"] = str(Path(get_recipe(recipe).config().output_dir) / name / f"split{split_index}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
