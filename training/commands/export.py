@@ -46,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="dataset loader option (repeatable), e.g. split_index=0",
     )
-    parser.add_argument("--target-fmr", type=float, default=1e-3, help="false-match rate to calibrate at")
+    parser.add_argument(
+        "--target-fmr", type=float, default=None,
+        help="false-match rate of the default threshold (default: the run's target_fmr, normally 1e-3)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for the calibration pairs")
 
 

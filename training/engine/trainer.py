@@ -308,8 +308,10 @@ class Trainer:
         if log is not None:
             log.close()
         best, last = self.out / BEST_CHECKPOINT, self.out / LAST_CHECKPOINT
-        if ctx.is_main and not best.is_file() and last.is_file():
-            shutil.copyfile(self.out / LAST_CHECKPOINT, self.out / BEST_CHECKPOINT)
+        never_validated = self.best_score == float("-inf")  # eval_every = 0: the last epoch is the result
+        if ctx.is_main and last.is_file() and (never_validated or not best.is_file()):
+            # (also after --resume, where checkpoint.pt of the earlier segment would otherwise stay)
+            shutil.copyfile(last, best)
         return TrainResult(
             output_dir=self.out, checkpoint=self.out / BEST_CHECKPOINT, epochs_completed=last_epoch + 1,
             best_metrics=self.best_metrics, train_minutes=minutes, stopped_by_budget=stopped,

@@ -21,7 +21,7 @@ import json
 import logging
 import platform
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class ExportOptions:
     dataset: str | None = None
     root: Path | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
-    target_fmr: float = 1e-3
+    target_fmr: float | None = None  # None: the run's target_fmr (TrainConfig, default 1e-3)
     max_negatives: int = 200_000
     max_calibration_images: int = 4000
     max_pairwise_images: int = 600
@@ -121,14 +121,17 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
         ValueError / DatasetError: Bad options or dataset.
     """
     from training.engine.checkpoint import load_model
+    from training.engine.trainer import preprocess_spec
 
     model, cfg, ckpt = load_model(opts.checkpoint, map_location="cpu")
     model.eval()
-    spec = PreprocessSpec(height=cfg.height, width=cfg.width, mean=tuple(cfg.mean), std=tuple(cfg.std))
+    spec = preprocess_spec(cfg)  # the run's preprocessing contract, as training used it
     dataset = opts.dataset or cfg.dataset
     root = opts.root or Path(cfg.root)
     split = build_dataset(dataset, root, **(opts.dataset_options or cfg.dataset_options or {}))
     pairwise = cfg.model_kind == "pairwise"
+    if opts.target_fmr is None:
+        opts = replace(opts, target_fmr=cfg.target_fmr)
     limit = opts.max_calibration_images
     if pairwise:
         limit = min(limit, opts.max_pairwise_images)
@@ -160,7 +163,7 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
             version=opts.version,
             kind="pairwise" if pairwise else "siamese" if siamese else "embedding",
             description=_describe(cfg, siamese, opts.fp16),
-            input=InputSpec(height=cfg.height, width=cfg.width, mean=tuple(cfg.mean), std=tuple(cfg.std)),
+            input=InputSpec(height=spec.height, width=spec.width, mean=spec.mean, std=spec.std),
             files={role: file_entry(staging, f) for role, f in written.files.items()},  # type: ignore[misc]
             embedding_dim=written.embedding_dim,
             normalize_embeddings=pairwise,  # the MLS descriptor is L2-normalised inside the graph

@@ -73,6 +73,18 @@ def test_train_resume_and_eval(tiny_market: Path, tmp_path: Path, capsys: pytest
     assert evaluated["mAP"] == pytest.approx(written["mAP"], abs=1e-4)
 
 
+def test_resume_without_validation_makes_the_last_epoch_the_checkpoint(
+    tiny_market: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert _train(tiny_market, run, "--epochs", "1", "--eval_every", "0", "--skip-eval") == 0
+    assert read_checkpoint(run / "checkpoint.pt")["epoch"] == 0
+    assert _train(tiny_market, run, "--epochs", "2", "--eval_every", "0", "--resume", "--skip-eval") == 0
+    capsys.readouterr()
+    # without validation checkpoint.pt is the last epoch, also after --resume (it was the first segment's)
+    assert read_checkpoint(run / "checkpoint.pt")["epoch"] == read_checkpoint(run / "last.pt")["epoch"] == 1
+
+
 def test_resume_into_another_architecture_fails(tiny_market: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
