@@ -1,12 +1,13 @@
-"""``make demo-models``: build the two shipped demo models from scratch, reproducibly, on CPU.
+"""``make demo-models``: build the three shipped demo models from scratch, reproducibly, on CPU.
 
 1. Generate the default synthetic benchmark (``reid synth`` defaults, seed 0) into ``data/synth-default``.
-2. Train ``demo-osnet-cpu`` (OSNet embedding model) and ``demo-siamese-cpu`` (Siamese net with a square-layer
-   verification head) on it with fixed seeds.
-3. Export both through the parity gate and calibration into ``models/demo-osnet`` and ``models/demo-siamese``.
+2. Train ``demo-osnet-cpu`` (OSNet embedding model), ``demo-siamese-cpu`` (Siamese net with a square-layer
+   verification head) and ``demo-mls-cpu`` (multi-level similarity pairwise model) on it with fixed seeds.
+3. Export each through the parity gate and calibration into ``models/demo-osnet``, ``models/demo-siamese`` and
+   ``models/demo-mls`` (``encoder.onnx`` + ``comparator.onnx``).
 
-Both models are trained on synthetic pedestrians only: they demonstrate the pipeline and the service, they are
-not for real cameras (their manifests say so).
+All three models are trained on synthetic pedestrians only: they demonstrate the pipeline and the service,
+they are not for real cameras (their manifests say so).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 from training.cli import main as reid
 
 #: model folder name → training recipe.
-DEMO_MODELS: dict[str, str] = {"demo-osnet": "demo-osnet-cpu", "demo-siamese": "demo-siamese-cpu"}
+DEMO_MODELS: dict[str, str] = {
+    "demo-osnet": "demo-osnet-cpu", "demo-siamese": "demo-siamese-cpu", "demo-mls": "demo-mls-cpu",
+}
 
 
 def _step(argv: list[str]) -> None:

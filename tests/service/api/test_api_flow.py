@@ -9,11 +9,11 @@ import pytest
 from service.manifest import load
 
 pytestmark = pytest.mark.anyio
-METRICS = ("softmax", "cosine", "correlation", "euclidean")
+METRICS = ("softmax", "pairwise", "cosine", "correlation", "euclidean")
 
 
 async def _metrics(client) -> list[str]:
-    """The scoring modes the served model offers (an embedding model has no softmax head)."""
+    """The scoring modes the served model offers (softmax: Siamese models; pairwise: comparator models)."""
     offered = (await client.get("/ready")).json()["metrics"]
     return [m for m in METRICS if m in offered]
 
@@ -57,6 +57,8 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
     settings = make_settings()
     async with serve(settings) as (_, client):
         assert (await client.get("/ready")).status_code == 200
+        ready = (await client.get("/ready")).json()
+        ready_scoring = load(settings.models_dir / ready["model"].split("@")[0]).scoring
         metrics = await _metrics(client)
         ids = await _enrol_all(client, person_images)
         for metric in metrics:
@@ -64,10 +66,21 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
                 matches = await _top(client, query, metric)
                 assert len(matches) == 12
                 assert matches[0]["person_id"] == person, (metric, person, matches[:3])
+                top = [(m["person_id"], round(m["score"], 3)) for m in matches[:6]]
+                if ready["kind"] == "pairwise" and metric != "pairwise":
+                    # A pairwise model's descriptor only shortlists for the comparator (demo-mls: rank-1 82 %
+                    # alone, 87 % re-ranked): held to a correct first match and no false accept; only the
+                    # modes its manifest calibrates (cosine) decide, the others give no decision.
+                    if metric not in ready_scoring:
+                        assert all(m["same_person"] is None for m in matches), (metric, top)
+                        continue
+                    assert matches[0]["same_person"] is True, (metric, person, top)
+                    assert not any(m["same_person"] for m in matches if m["person_id"] != person), top
+                    continue
                 # the person's 4 images occupy the first 4 ranks, and the decision says so
-                assert {m["person_id"] for m in matches[:4]} == {person}
-                assert matches[0]["same_person"] is True
-                assert matches[4]["same_person"] is False
+                assert {m["person_id"] for m in matches[:4]} == {person}, (metric, person, top)
+                assert matches[0]["same_person"] is True, (metric, person, top)
+                assert matches[4]["same_person"] is False, (metric, person, top)
         persons = list(person_images.query)
         for metric in metrics:
             same = await client.post(
@@ -79,7 +92,7 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
                 data={"metric": metric},
             )
             assert same.status_code == 200, same.text
-            assert same.json()["same_person"] is True and same.json()["metric"] == metric
+            assert same.json()["metric"] == metric
             diff = await client.post(
                 "/verify",
                 json={
@@ -89,7 +102,12 @@ async def test_enrol_search_verify_delete_erase_and_restart(make_settings, serve
                 },
             )
             assert diff.status_code == 200, diff.text
-            assert diff.json()["same_person"] is False
+            if metric in ready_scoring:
+                assert same.json()["same_person"] is True and diff.json()["same_person"] is False
+            else:  # not calibrated for this model (a pairwise model's extra descriptor distances): score only
+                assert same.json()["same_person"] is None and diff.json()["same_person"] is None
+                higher = metric != "euclidean"
+                assert (same.json()["score"] > diff.json()["score"]) is higher, (same.json(), diff.json())
         # default metric and threshold come from the manifest; a request threshold overrides it
         r = await client.post(
             "/verify", json={"gallery_id_a": ids[persons[2]][0], "gallery_id_b": ids[persons[2]][1]}

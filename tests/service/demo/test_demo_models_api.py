@@ -3,8 +3,9 @@
 The tests are the ones in ``tests/service/api/test_api_flow.py`` and ``tests/service/test_service_live.py``
 (enrol 3 people × 4 images, search with a held-out image of each → its person first, verify same / different,
 delete and erase → never returned again, also after a restart; one live uvicorn run). Importing them here
-collects them again with this module's fixtures: the real ``models/demo-siamese`` and ``models/demo-osnet``
-instead of the tiny graphs, and synthetic pedestrians instead of coloured squares.
+collects them again with this module's fixtures: the real ``models/demo-siamese`` (siamese),
+``models/demo-osnet`` (embedding) and ``models/demo-mls`` (pairwise: descriptor shortlist re-ranked by the
+comparator) instead of the tiny graphs, and synthetic pedestrians instead of coloured squares.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def models_dir() -> Path:
     return MODELS
 
 
-@pytest.fixture(scope="module", params=["demo-siamese", "demo-osnet"])
+@pytest.fixture(scope="module", params=["demo-siamese", "demo-osnet", "demo-mls"])
 def model_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
