@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=False,
-        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        # annotated int | None, but only passed to asyncio.wait_for: fractional seconds work
+        timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
     )
     service = app.state.service
     server = _make_server(
@@ -97,7 +98,7 @@ def _make_server(base: type, config: Any, *, on_shutdown: Callable[[], None], dr
     """A uvicorn server that marks the service as shutting down on the first SIGTERM/SIGINT and, with
     ``drain_s`` > 0, keeps the listener open that long (answering 503) before uvicorn's graceful shutdown."""
 
-    class DrainingServer(base):  # type: ignore[misc,valid-type]
+    class DrainingServer(base):
         drain_deadline: float | None = None
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
