@@ -35,8 +35,9 @@ from typing import Any
 HELP = "evaluate a checkpoint on a dataset (CMC, mAP, mINP, plots)"
 DESCRIPTION = (
     "Rebuild the model stored in a checkpoint, rank the gallery for every query of the dataset's test split "
-    "and report CMC rank-1/5/10/20, mAP and mINP (mean ± std over repeated single-shot galleries for CUHK01, "
-    "CUHK03-classic and VIPeR), with optional k-reciprocal re-ranking and flip test-time augmentation. "
+    "and report CMC rank-1/5/10/20, mAP and mINP (single shot for CUHK01, CUHK03-classic and VIPeR: their "
+    "loaders draw one gallery image per person for each split), with optional k-reciprocal re-ranking and "
+    "flip test-time augmentation. "
     "Also calibrates verification thresholds on the query × gallery pairs. "
     "With --protocol NAME (see --list-protocols) the paper protocol fixes dataset and splits: one checkpoint "
     "per split ('{split}' in --checkpoint), mean ± std over the splits in protocol.json, printed next to the "
