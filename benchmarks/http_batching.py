@@ -220,7 +220,7 @@ def _serve(args: argparse.Namespace, max_batch: int, data_dir: Path) -> tuple[su
     cmd = [
         sys.executable,
         "-m",
-        "training",
+        "service",
         "serve",
         "--host",
         "127.0.0.1",

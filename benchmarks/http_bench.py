@@ -127,7 +127,14 @@ def export_backbone_model(root: Path, backbone: str, height: int, width: int) ->
     import torch
 
     from benchmarks.embed_speed import build_model
-    from service.manifest import InputSpec, ModelManifest, Provenance, ScoringMode, Threshold, file_entry
+    from service.contract.manifest import (
+        InputSpec,
+        ModelManifest,
+        Provenance,
+        ScoringMode,
+        Threshold,
+        file_entry,
+    )
     from training.export.onnx_io import export_onnx
 
     name = f"bench-{backbone}"
@@ -186,7 +193,7 @@ def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str, str]:
 
 def _service_metrics(runtime: Any) -> list[str]:
     """The metrics the service indexes for this model (as ``service.state`` chooses them)."""
-    from service.inference.scoring import METRICS
+    from service.contract.scoring import METRICS
 
     manifest = runtime.manifest
     metrics = list(METRICS)
@@ -230,8 +237,8 @@ def fill_gallery(runtime: Any, data_dir: Path, size: int) -> None:
 
 def bare_loop(runtime: Any, gallery: Any, image: bytes, endpoint: str, n: int) -> dict[str, Any]:
     """The in-process ceiling: one request's work, ``n`` times in a row."""
-    from service.inference.preprocess import preprocess_bytes
-    from service.inference.scoring import pair_scores
+    from service.contract.preprocess import preprocess_bytes
+    from service.contract.scoring import pair_scores
 
     spec = runtime.spec
     metric = runtime.manifest.default_metric

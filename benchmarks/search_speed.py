@@ -7,7 +7,7 @@ Indexes are built as :mod:`service.gallery.index` builds them (inner product ove
 gallery identities. Latency is one query per call (what ``/search`` does); ``qps_batch`` is all queries in one
 call. Recall@k is the mean fraction of the exact top-k (from ``flat``) each index returns.
 
-The exact softmax-head search (:mod:`service.inference.scoring`: augmented gallery vectors in an inner-product
+The exact softmax-head search (:mod:`service.contract.scoring`: augmented gallery vectors in an inner-product
 index) is checked against brute force (the head's logit ``Σ w(q − g)² + b`` over every gallery vector).
 
     python benchmarks/search_speed.py                            # 10k and 100k, dims 512 and 2048
@@ -239,7 +239,7 @@ def bench_softmax(size: int, dim: int, args: argparse.Namespace) -> dict[str, An
     """Exact softmax-head search (augmented vectors, inner product) against brute-force head logits."""
     import faiss
 
-    from service.inference.scoring import HeadWeights, gallery_vectors, index_scores, query_vectors
+    from service.contract.scoring import HeadWeights, gallery_vectors, index_scores, query_vectors
 
     rng = np.random.default_rng([args.seed, size, dim, 7])
     gallery, queries = clustered_embeddings(size, dim, min(args.queries, 50), args)

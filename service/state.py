@@ -17,13 +17,13 @@ import faiss
 import numpy as np
 
 from service.config import Settings
+from service.contract.manifest import ModelManifest, discover, load
+from service.contract.preprocess import preprocess_bytes
+from service.contract.scoring import METRICS
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig, faiss_gpu_available
 from service.inference.batching import MicroBatcher
-from service.inference.preprocess import preprocess_bytes
-from service.inference.scoring import METRICS
 from service.inference.sessions import ModelRuntime
-from service.manifest import ModelManifest, discover, load
 from service.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.cli import main
+from service.cli import main
 from training.data.synthetic.market import SynthConfig, generate_market_dataset
 
 
@@ -54,7 +54,7 @@ def test_non_image_file(market: Path, tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_manifest_with_bad_checksum(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from service.manifest import InputSpec, ModelManifest, Provenance, ScoringMode, file_entry
+    from service.contract.manifest import InputSpec, ModelManifest, Provenance, ScoringMode, file_entry
 
     folder = tmp_path / "model"
     folder.mkdir()

@@ -15,7 +15,7 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_importing_every_service_module_leaves_torch_out():
     names = [m.name for m in pkgutil.walk_packages(service.__path__, prefix="service.")]
-    assert "service.manifest" in names and "service.inference.preprocess" in names
+    assert "service.contract.manifest" in names and "service.contract.preprocess" in names
     code = (
         "import importlib, sys\n"
         f"for name in {names!r}:\n"
@@ -31,7 +31,7 @@ def test_importing_every_service_module_leaves_torch_out():
 def test_cli_help_and_serve_help_do_not_import_torch():
     code = (
         "import sys, contextlib, io\n"
-        "from training.cli import main\n"
+        "from service.cli import main\n"
         "for argv in (['--help'], ['serve', '--help'], ['datasets']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        try:\n"

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.cli import main as reid
+from service.cli import main as reid
 
 #: model folder name → training recipe.
 DEMO_MODELS: dict[str, str] = {

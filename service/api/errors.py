@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.inference.preprocess import ImageDecodeError, ImageTooLargeError
+from service.contract.preprocess import ImageDecodeError, ImageTooLargeError
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)

@@ -21,14 +21,14 @@ from starlette.formparsers import MultiPartException
 
 from service.api.deps import Ready
 from service.api.errors import ProblemError, image_error
-from service.inference.batching import BatcherStoppedError, QueueFullError
-from service.inference.preprocess import (
+from service.contract.manifest import HIGHER_IS_BETTER
+from service.contract.preprocess import (
     ImageDecodeError,
     ImageTooLargeError,
     PreprocessSpec,
     preprocess_bytes,
 )
-from service.manifest import HIGHER_IS_BETTER
+from service.inference.batching import BatcherStoppedError, QueueFullError
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from service.api.deps import Ready, ReadyDep
 from service.api.errors import ProblemError
 from service.api.inputs import embed_images, openapi_body, parse_body, resolve_metric
 from service.api.schemas import Timings, VerifyRequest, VerifyResponse
-from service.inference.scoring import is_same, pair_scores
+from service.contract.scoring import is_same, pair_scores
 
 router = APIRouter(tags=["verify"])
 

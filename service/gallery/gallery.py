@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from service.contract.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
 from service.gallery.index import IndexConfig, VectorIndex
 from service.gallery.rwlock import ReadWriteLock
 from service.gallery.store import GalleryStore, NewEntry
-from service.inference.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
 
 logger = logging.getLogger(__name__)
 DB_FILE = "gallery.sqlite3"

@@ -1,5 +1,5 @@
 """Pairwise models: ``encoder.onnx`` (image → encoding + descriptor) and ``comparator.onnx`` (two encodings →
-score), as described by :class:`service.manifest.PairwiseSpec`.
+score), as described by :class:`service.contract.manifest.PairwiseSpec`.
 
 The micro-batcher runs one function per batch that returns one row per image, so the encoder's two outputs
 travel together as rows ``[descriptor (D) | encoding (E)]`` (:meth:`PairwiseModel.rows`) and are taken apart
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.manifest import ModelManifest, PairwiseSpec
+from service.contract.manifest import ModelManifest, PairwiseSpec
 
 logger = logging.getLogger(__name__)
 

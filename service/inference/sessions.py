@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from service.contract.manifest import ModelManifest, load
+from service.contract.preprocess import PreprocessSpec
+from service.contract.scoring import HeadWeights, softmax_logits
 from service.inference.pairwise import PairwiseModel, split_rows
-from service.inference.preprocess import PreprocessSpec
-from service.inference.scoring import HeadWeights, softmax_logits
-from service.manifest import ModelManifest, load
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from training.cli import main as reid
+from service.cli import main as reid
 
 
 def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:

@@ -245,7 +245,7 @@ class LiveServer:
 def start_server(
     models: Path, model: str, data_dir: Path, log_dir: Path, env: dict[str, str] | None = None
 ) -> LiveServer:
-    """Start ``python -m training serve`` with its own TMPDIR; stdout and stderr go to a log file."""
+    """Start ``python -m service serve`` with its own TMPDIR; stdout and stderr go to a log file."""
     port = free_port()
     tmp_dir = log_dir / f"tmp-{port}"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +260,7 @@ def start_server(
     )
     full_env.update(env or {})
     cmd = [
-        sys.executable, "-m", "training", "serve", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--models-dir", str(models), "--model", model, "--data-dir", str(data_dir), "--log-level", "info",
     ]  # fmt: skip
     with open(log_path, "wb") as log:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import service.api.deps as deps
-from service.manifest import file_entry, load
+from service.contract.manifest import file_entry, load
 from tests.reliability.conftest import Figure
 
 pytestmark = pytest.mark.anyio

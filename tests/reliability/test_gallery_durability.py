@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 
 from service.config import Settings
+from service.contract.scoring import HeadWeights
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
 from service.gallery.store import NewEntry
-from service.inference.scoring import HeadWeights
 from service.metrics import ServiceMetrics
 from service.state import ServiceState
 from tests.reliability.conftest import API_KEY, Figure, start_server

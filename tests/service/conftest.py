@@ -25,9 +25,7 @@ from PIL import Image
 
 from service.app import create_app
 from service.config import Settings
-from service.inference.preprocess import preprocess_bytes
-from service.inference.scoring import HeadWeights, pair_scores
-from service.manifest import (
+from service.contract.manifest import (
     HIGHER_IS_BETTER,
     InputSpec,
     ModelManifest,
@@ -37,6 +35,8 @@ from service.manifest import (
     VerificationSpec,
     file_entry,
 )
+from service.contract.preprocess import preprocess_bytes
+from service.contract.scoring import HeadWeights, pair_scores
 
 EMBED_DIM = 16
 INPUT_H, INPUT_W = 32, 16

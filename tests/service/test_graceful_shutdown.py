@@ -19,7 +19,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from service.manifest import file_entry, load
+from service.contract.manifest import file_entry, load
 from tests.service.conftest import EMBED_DIM, INPUT_H, INPUT_W, PersonImages
 
 API_KEY = "shutdown-key"
@@ -92,7 +92,7 @@ def _start(models: Path, data: Path, port: int) -> subprocess.Popen[str]:
         REID_SHUTDOWN_DRAIN_S=str(DRAIN_S),
         REID_GRACEFUL_TIMEOUT_S=str(GRACEFUL_S),
     )
-    cmd = [sys.executable, "-m", "training", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--models-dir", str(models), "--model", "slow-embedding", "--data-dir", str(data)]
     cmd += ["--log-level", "info"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

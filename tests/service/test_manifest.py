@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.manifest import (
+from service.contract.manifest import (
     FileEntry,
     InputSpec,
     ManifestError,

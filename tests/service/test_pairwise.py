@@ -18,10 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from service.gallery.gallery import Match
-from service.gallery.pairwise import rerank
-from service.inference.preprocess import preprocess_bytes
-from service.manifest import (
+from service.contract.manifest import (
     InputSpec,
     ModelManifest,
     PairwiseSpec,
@@ -30,6 +27,9 @@ from service.manifest import (
     Threshold,
     file_entry,
 )
+from service.contract.preprocess import preprocess_bytes
+from service.gallery.gallery import Match
+from service.gallery.pairwise import rerank
 
 pytestmark = pytest.mark.anyio
 DESC_DIM, POOLED = 16, 8

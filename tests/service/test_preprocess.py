@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.inference.preprocess import (
+from service.contract.preprocess import (
     ImageDecodeError,
     ImageTooLargeError,
     PreprocessSpec,

@@ -33,7 +33,7 @@ def test_importing_every_service_module_leaves_torch_out() -> None:
         "import importlib, sys\n"
         f"for name in {names!r}:\n"
         "    importlib.import_module(name)\n"
-        "import training.commands.serve\n"
+        "import service.commands.serve\n"
         "print('TORCH=' + ','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -47,7 +47,7 @@ def test_live_uvicorn_end_to_end(models_dir: Path, model_name: str, person_image
     cmd = [
         sys.executable,
         "-m",
-        "training",
+        "service",
         "serve",
         "--host",
         "127.0.0.1",

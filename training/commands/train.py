@@ -5,7 +5,7 @@ Examples::
     reid train --recipe demo-osnet-cpu --root data/synthetic --output runs/demo
     reid train --recipe bot-resnet50 --root data/market1501 --pretrained weights/resnet50.pth --epochs 60
     reid train --recipe bot-resnet50 --root data/market1501 --output runs/bot --resume    # continue last.pt
-    torchrun --nproc_per_node=2 -m training.cli train --recipe osnet-x0_25 --root data/market1501
+    torchrun --nproc_per_node=2 -m service.cli train --recipe osnet-x0_25 --root data/market1501
     reid train --recipe mls-l2l3 --protocol cuhk03-classic --split 3 --root data/cuhk03
 
 ``--protocol NAME --split K`` (``reid eval --list-protocols``) trains on split K of a paper protocol: it sets

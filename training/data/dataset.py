@@ -1,6 +1,6 @@
 """Torch datasets over :class:`ImageRecord` lists, decoding through the one shared preprocessing path.
 
-Every image goes through :func:`service.inference.preprocess.preprocess_file` — the exact decode → RGB →
+Every image goes through :func:`service.contract.preprocess.preprocess_file` — the exact decode → RGB →
 bilinear resize → normalize the service applies to uploaded bytes — and only then becomes a tensor, so a
 model is trained and evaluated on the same pixels it will see when served. Training augmentation
 (:class:`training.data.transforms.TrainTransform`) runs afterwards, on the normalized tensor.
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from service.inference.preprocess import PreprocessSpec, preprocess_file
+from service.contract.preprocess import PreprocessSpec, preprocess_file
 from training.data.datasets.base import ImageRecord
 
 ImageTransform = Callable[[Tensor], Tensor]

@@ -1,6 +1,6 @@
 """Training augmentation on preprocessed tensors (C × H × W float32, already decoded, resized and normalized).
 
-Augmentation runs AFTER :mod:`service.inference.preprocess`, so training and serving share one decode → resize
+Augmentation runs AFTER :mod:`service.contract.preprocess`, so training and serving share one decode → resize
 → normalize implementation. Because the tensor is normalized with the ImageNet mean / std, a value of 0 is the
 mean colour: padding, shifts, zoom-out borders and erasing fill with 0 (BoT erases with the mean too). Colour
 jitter un-normalizes with the spec's mean / std, jitters in [0, 1], clamps and re-normalizes.
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from service.inference.preprocess import PreprocessSpec
+from service.contract.preprocess import PreprocessSpec
 
 PAD_MODES: tuple[str, ...] = ("constant", "reflect")
 ERASING_FILLS: tuple[str, ...] = ("zero", "random")

@@ -1,6 +1,6 @@
 """Device selection, seeding and the DistributedDataParallel process group.
 
-``torchrun --nproc_per_node=N -m training.cli train ...`` sets ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``;
+``torchrun --nproc_per_node=N -m service.cli train ...`` sets ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``;
 :func:`setup` then joins the process group (gloo on CPU, nccl on CUDA). Without them, it is a single process.
 """
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from service.inference.preprocess import PreprocessSpec
+from service.contract.preprocess import PreprocessSpec
 from training.data.dataset import ReidImageDataset
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.evaluation.distances import compute_distance

@@ -5,8 +5,8 @@ for Siamese models), the score distributions of same-person and different-person
 *test* split — persons never seen in training — on embeddings without flip TTA (what the service computes).
 Same-person pairs are those across different cameras (the Market protocol drops same-camera matches);
 different-person pairs are sampled down to ``max_negatives``. ``calibration.json`` holds one
-:class:`~service.manifest.ScoringMode` per mode (thresholds at FMR 1e-2 / 1e-3 / 1e-4 and the EER; the
-default is the one at ``target_fmr``), which the export step copies into the manifest.
+:class:`~service.contract.manifest.ScoringMode` per mode (thresholds at FMR 1e-2 / 1e-3 / 1e-4 and the EER;
+the default is the one at ``target_fmr``), which the export step copies into the manifest.
 """
 
 from __future__ import annotations

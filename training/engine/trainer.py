@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from service.inference.preprocess import PreprocessSpec
+from service.contract.preprocess import PreprocessSpec
 from training.data.dataset import ReidImageDataset, ReidPairDataset
 from training.data.datasets import build_dataset
 from training.data.samplers import PairSampler, PKSampler, RatioSchedule

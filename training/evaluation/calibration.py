@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from service.manifest import HIGHER_IS_BETTER, ScoringMode, Threshold
+from service.contract.manifest import HIGHER_IS_BETTER, ScoringMode, Threshold
 from training.evaluation.distances import METRICS
 from training.evaluation.distances import higher_is_better as _distance_higher_is_better
 
@@ -119,7 +119,7 @@ def threshold_at_fmr(
         higher_is_better: Direction of the score (see the module docstring for the decision rule).
 
     Returns:
-        The manifest's :class:`~service.manifest.Threshold` (threshold, tpr, fmr, target_fmr), in the
+        The manifest's :class:`~service.contract.manifest.Threshold` (threshold, tpr, fmr, target_fmr), in the
         caller's score units.
 
     Raises:
@@ -200,7 +200,7 @@ def calibrate(
         target_fmr: False-match rate of the default threshold, in (0, 1).
 
     Returns:
-        A :class:`~service.manifest.ScoringMode` with thresholds ``f"fmr_{target_fmr:.0e}"`` (e.g.
+        A :class:`~service.contract.manifest.ScoringMode` with thresholds ``f"fmr_{target_fmr:.0e}"`` (e.g.
         ``"fmr_1e-03"``, the default) and ``"eer"``.
 
     Raises:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.inference.preprocess import open_image_file
+from service.contract.preprocess import open_image_file
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.evaluation.metrics import RankResult, evaluate_rank
 

@@ -1,6 +1,6 @@
 """Thresholds for the manifest, measured with the exported graph on identities the model never trained on.
 
-The scores are computed by :func:`service.inference.scoring.pair_scores` — the very function the service
+The scores are computed by :func:`service.contract.scoring.pair_scores` — the very function the service
 applies a threshold to — from embeddings produced by the exported ONNX graph, so a stored threshold means
 exactly the same thing at serving time.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.inference.preprocess import PreprocessSpec, preprocess_file, stack_batch
-from service.inference.scoring import HeadWeights, pair_scores
-from service.manifest import ScoringMode
+from service.contract.manifest import ScoringMode
+from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
+from service.contract.scoring import HeadWeights, pair_scores
 from training.evaluation.calibration import calibrate, make_pairs
 from training.export.parity import cpu_session
 

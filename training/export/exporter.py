@@ -27,9 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from service.inference.preprocess import PreprocessSpec, preprocess_file, stack_batch
-from service.inference.scoring import HeadWeights
-from service.manifest import (
+from service.contract.manifest import (
     InputSpec,
     ModelManifest,
     PairwiseSpec,
@@ -40,6 +38,8 @@ from service.manifest import (
     file_entry,
     load,
 )
+from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
+from service.contract.scoring import HeadWeights
 from training.data.datasets import ImageRecord, ReidSplit, build_dataset
 from training.export.calibrate import (
     calibrate_pairwise,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.inference.scoring import HeadWeights, pair_scores
+from service.contract.scoring import HeadWeights, pair_scores
 from training.export.onnx_io import DEFAULT_OPSET, ExportError, assert_eval_mode, export_onnx
 from training.export.parity import check_parity, cpu_session
 from training.models.heads import SAME_INDEX

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from service.manifest import load
+from service.contract.manifest import load
 
 pytestmark = pytest.mark.anyio
 METRICS = ("softmax", "pairwise", "cosine", "correlation", "euclidean")

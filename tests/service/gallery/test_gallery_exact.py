@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.contract.scoring import HeadWeights, center_normalize, l2_normalize, sigmoid
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
 from service.gallery.store import NewEntry
-from service.inference.scoring import HeadWeights, center_normalize, l2_normalize, sigmoid
 from service.inference.sessions import ModelRuntime
 
 N_GALLERY, N_QUERY, DIM = 1000, 5, 16

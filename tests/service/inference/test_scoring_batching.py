@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from service.config import Settings
-from service.gallery.rwlock import ReadWriteLock
-from service.inference.batching import MicroBatcher, QueueFullError
-from service.inference.scoring import (
+from service.contract.scoring import (
     HeadWeights,
     gallery_vectors,
     index_scores,
@@ -20,6 +18,8 @@ from service.inference.scoring import (
     query_vectors,
     sigmoid,
 )
+from service.gallery.rwlock import ReadWriteLock
+from service.inference.batching import MicroBatcher, QueueFullError
 
 
 def test_pair_scores_hand_computed() -> None:

@@ -24,7 +24,7 @@ from fake_trees import (
 )
 from PIL import Image
 
-from training.cli import main
+from service.cli import main
 from training.data.datasets import DatasetError, ImageRecord, ReidSplit, build_dataset, dataset_registry
 
 ALL_DATASETS = ["cuhk01", "cuhk03", "dukemtmc", "folder", "market1501", "msmt17", "viper"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.cli import main
+from service.cli import main
 from training.data.datasets import build_dataset
 from training.data.synthetic import (
     SUBSETS,

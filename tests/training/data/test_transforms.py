@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.inference.preprocess import PreprocessSpec
+from service.contract.preprocess import PreprocessSpec
 from training.data.transforms import (
     AugmentConfig,
     TrainTransform,

@@ -102,7 +102,7 @@ def test_cosine_schedule_known_values() -> None:
 
 
 def test_reid_recipes_lists_one_line_each_with_its_paper(capsys: pytest.CaptureFixture[str]) -> None:
-    from training.cli import main
+    from service.cli import main
 
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from service.inference.preprocess import PreprocessSpec, preprocess_file
+from service.contract.preprocess import PreprocessSpec, preprocess_file
 from training.data.dataset import ReidImageDataset, ReidPairDataset
 from training.data.datasets.base import ImageRecord
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from service.cli import main
 from tests.training.engine.conftest import tiny_market  # noqa: F401  (fixture)
-from training.cli import main
 from training.data.samplers import RatioSchedule
 from training.engine.checkpoint import build_model, load_model, read_checkpoint
 from training.engine.config import TrainConfig

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.manifest import ScoringMode
+from service.cli import main
+from service.contract.manifest import ScoringMode
 from tests.training.engine.conftest import TINY_FLAGS
-from training.cli import main
 from training.engine.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
@@ -114,7 +114,7 @@ def test_torchrun_two_processes_gloo(tiny_market: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     torchrun = str(Path(sys.executable).parent / "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "training.cli", "train",
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "service.cli", "train",
            "--recipe", "demo-osnet-cpu", "--root", str(tiny_market), "--output", str(run), "--no-progress",
            *TINY_FLAGS, "--epochs", "1", "--device", "cpu", "--skip-eval"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -3,7 +3,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from service.manifest import ScoringMode
+from service.contract.manifest import ScoringMode
 from training.evaluation.calibration import (
     calibrate,
     equal_error_rate,

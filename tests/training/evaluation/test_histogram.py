@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.cli import main
+from service.cli import main
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.data.synthetic import SynthConfig, generate_market_dataset
 from training.evaluation.histogram import (

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.cli import main
 from tests.training.data.fake_trees import (
     make_cuhk01_tree,
     make_market_tree,
@@ -17,7 +18,6 @@ from tests.training.data.fake_trees import (
     write_cuhk03_mat,
 )
 from tests.training.engine.conftest import TINY_FLAGS
-from training.cli import main
 from training.commands.train import protocol_overrides
 from training.data.datasets import build_dataset
 from training.engine.evaluator import is_single_shot

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference.scoring import HeadWeights, pair_scores
-from service.manifest import load
-from training.cli import main
+from service.cli import main
+from service.contract.manifest import load
+from service.contract.scoring import HeadWeights, pair_scores
 from training.data.datasets import build_dataset
 from training.data.synthetic.market import SynthConfig, generate_market_dataset
 from training.evaluation.calibration import make_pairs

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from service.inference.preprocess import preprocess_file, stack_batch
-from service.manifest import load
+from service.cli import main
+from service.contract.manifest import load
+from service.contract.preprocess import preprocess_file, stack_batch
 from tests.training.engine.conftest import tiny_market  # noqa: F401  (fixture)
 from tests.training.engine.test_paper_recipes import RUN_FLAGS, tiny_flags
-from training.cli import main
 from training.data.datasets import build_dataset
 from training.engine.checkpoint import load_model
 from training.export.graphs import COMPARATOR_MAX_BATCH

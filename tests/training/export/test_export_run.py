@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from service.inference.preprocess import PreprocessSpec, preprocess_bytes
-from service.manifest import load
+from service.cli import main
+from service.contract.manifest import load
+from service.contract.preprocess import PreprocessSpec, preprocess_bytes
 from tests.training.engine.conftest import TINY_FLAGS, tiny_market  # noqa: F401  (fixture)
-from training.cli import main
 from training.data.dataset import ReidImageDataset
 from training.data.datasets import build_dataset
 from training.engine.checkpoint import load_model

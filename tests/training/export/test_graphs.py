@@ -7,8 +7,8 @@ import onnx
 import pytest
 import torch
 
-from service.inference.preprocess import PreprocessSpec, preprocess_file, stack_batch
-from service.inference.scoring import HeadWeights, pair_scores
+from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
+from service.contract.scoring import HeadWeights, pair_scores
 from training.export.graphs import check_head_weights, write_graphs
 from training.export.onnx_io import ExportError
 from training.export.parity import check_parity, cpu_session

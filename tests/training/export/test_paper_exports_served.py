@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
+from service.cli import main
 from service.config import Settings
-from service.manifest import HIGHER_IS_BETTER, ModelManifest, load
+from service.contract.manifest import HIGHER_IS_BETTER, ModelManifest, load
 from tests.service.conftest import PersonImages, running, synthetic_pedestrian_images
 from tests.training.engine.conftest import tiny_market  # noqa: F401  (fixture)
 from tests.training.engine.test_paper_recipes import RUN_FLAGS, tiny_flags
-from training.cli import main
 from training.engine.paper_recipes import PAPER_RECIPES
 
 pytestmark = pytest.mark.anyio

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.manifest import ManifestError, discover, load
+    from service.contract.manifest import ManifestError, discover, load
 
     if args.action in (None, "list"):
         models_dir = getattr(args, "dir", Path("models"))

@@ -1,7 +1,7 @@
 """The model-folder contract: ``models/<name>/manifest.json`` plus the files it names.
 
 This pydantic model is the only thing the training half (which writes it) and the service (which reads it)
-share, together with :mod:`service.inference.preprocess`. It is validated when written and when read, and
+share, together with :mod:`service.contract.preprocess`. It is validated when written and when read, and
 ``load`` checks every file's sha256. Errors name the folder, the file and the field.
 """
 
@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from service.inference.preprocess import PreprocessSpec
+from service.contract.preprocess import PreprocessSpec
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -52,7 +52,7 @@ class _Strict(BaseModel):
 
 
 class InputSpec(_Strict):
-    """How images are preprocessed before the model (see :mod:`service.inference.preprocess`)."""
+    """How images are preprocessed before the model (see :mod:`service.contract.preprocess`)."""
 
     height: int = Field(ge=8, le=2048, description="Input height in pixels.")
     width: int = Field(ge=8, le=2048, description="Input width in pixels.")

@@ -1,7 +1,9 @@
 """The ``reid`` command.
 
-Every subcommand lives in its own module under :mod:`training.commands` and is imported only when that
-subcommand runs (or its ``--help`` is asked for). This keeps ``reid serve`` and ``reid --help`` free of torch.
+Every subcommand lives in its own module and is imported only when that subcommand runs (or its ``--help`` is
+asked for). The torch-free ones (``serve``, ``models``) live in :mod:`service.commands`, so a serving-only
+install (``pip install ".[cpu]"``, no torch) owns the command; the rest live in :mod:`training.commands`
+and need the ``train`` extra. ``reid --help`` imports no command module.
 
 A command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 """
@@ -24,8 +26,8 @@ COMMANDS: dict[str, str] = {
     "explore-filters": "training.commands.explore_filters",
     "eval": "training.commands.evaluate",
     "export": "training.commands.export",
-    "models": "training.commands.models",
-    "serve": "training.commands.serve",
+    "models": "service.commands.models",
+    "serve": "service.commands.serve",
     "bench": "training.commands.bench",
 }
 

@@ -1,0 +1,1 @@
+"""Torch-free ``reid`` subcommands owned by a serving-only install (``serve``, ``models``)."""
