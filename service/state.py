@@ -20,9 +20,9 @@ from service.config import Settings
 from service.contract.manifest import ModelManifest, discover, load
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import METRICS
-from service.gallery.factory import GallerySpec, create_gallery
+from service.gallery.factory import create_gallery
 from service.gallery.index import faiss_gpu_available
-from service.gallery.protocol import GalleryStore
+from service.gallery.protocol import GallerySpec, GalleryStore
 from service.inference.batching import MicroBatcher
 from service.inference.sessions import ModelRuntime
 from service.metrics import ServiceMetrics

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from service.config import Settings
-from service.contract.scoring import HeadWeights
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
-from service.gallery.protocol import GalleryStore
-
-
-@dataclass(frozen=True)
-class GallerySpec:
-    """What the active model asks of the gallery.
-
-    Attributes:
-        model_id: ``name@version`` of the active model.
-        dim: Embedding length.
-        metrics: Scoring metrics to index (``softmax`` needs ``head``; ``pairwise`` needs ``encoding_dim``).
-        head: Verification-head weights for exact softmax search.
-        encoding_dim: Length of the comparator encodings kept per entry (pairwise models only).
-    """
-
-    model_id: str
-    dim: int
-    metrics: list[str]
-    head: HeadWeights | None = None
-    encoding_dim: int | None = None
+from service.gallery.protocol import GallerySpec, GalleryStore
 
 
 def create_gallery(settings: Settings, spec: GallerySpec, *, use_gpu: bool = False) -> GalleryStore:

@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from service.contract.scoring import HeadWeights
+
 
 @dataclass(frozen=True)
 class Match:
@@ -51,6 +53,25 @@ class NewEntry:
     camera_id: str | None
     metadata: dict[str, Any]
     image: bytes | None
+
+
+@dataclass(frozen=True)
+class GallerySpec:
+    """What the active model asks of the gallery.
+
+    Attributes:
+        model_id: ``name@version`` of the active model.
+        dim: Embedding length.
+        metrics: Scoring metrics to index (``softmax`` needs ``head``; ``pairwise`` needs ``encoding_dim``).
+        head: Verification-head weights for exact softmax search.
+        encoding_dim: Length of the comparator encodings kept per entry (pairwise models only).
+    """
+
+    model_id: str
+    dim: int
+    metrics: list[str]
+    head: HeadWeights | None = None
+    encoding_dim: int | None = None
 
 
 class GalleryUnavailableError(RuntimeError):
