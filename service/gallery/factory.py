@@ -24,6 +24,24 @@ def create_gallery(settings: Settings, spec: GallerySpec, *, use_gpu: bool = Fal
         hnsw_ef_search=settings.hnsw_ef_search,
         use_gpu=use_gpu,
     )
+    if settings.gallery == "milvus":
+        if settings.store_images:
+            raise ValueError(
+                "REID_STORE_IMAGES=true is not supported with REID_GALLERY=milvus: the shared gallery "
+                "keeps no image bytes (no object store is configured). Turn REID_STORE_IMAGES off "
+                "(re-enrol after a model change) or use REID_GALLERY=embedded"
+            )
+        from service.gallery.milvus import MilvusGallery  # pymilvus only when chosen
+        from service.gallery.milvus_client import MilvusConfig
+
+        connection = MilvusConfig(
+            uri=settings.milvus_uri,
+            token=settings.milvus_token,
+            db=settings.milvus_db,
+            prefix=settings.milvus_collection_prefix,
+            timeout_s=settings.milvus_timeout_s,
+        )
+        return MilvusGallery(connection, spec, config)
     return Gallery(
         settings.data_dir,
         model_id=spec.model_id,

@@ -15,7 +15,7 @@ import numpy as np
 
 from service.contract.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
 from service.gallery.index import IndexConfig, VectorIndex
-from service.gallery.protocol import GalleryEntry, Match, NewEntry
+from service.gallery.protocol import GalleryEntry, Match, NewEntry, check_encodings
 from service.gallery.rwlock import ReadWriteLock
 from service.gallery.store import SqliteStore
 
@@ -177,24 +177,13 @@ class Gallery:
         first = next(iter(self.indexes.values()), None)
         return first.size if first is not None else 0
 
-    def _check_encodings(self, encodings: np.ndarray | None, rows: int) -> None:
-        if (encodings is None) != (self.encoding_dim is None):
-            raise ValueError(
-                "encodings are required for a pairwise model and only allowed there "
-                f"(encoding_dim={self.encoding_dim}, got {'none' if encodings is None else 'encodings'})"
-            )
-        if encodings is not None and encodings.shape != (rows, self.encoding_dim):
-            raise ValueError(
-                f"encodings have shape {encodings.shape}, expected ({rows}, {self.encoding_dim})"
-            )
-
     def add(
         self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
     ) -> list[int]:
         """Store entries with their embeddings (and, for pairwise models, their comparator encodings, kept
         as float16) and index them; returns the new gallery ids."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
-        self._check_encodings(encodings, len(embeddings))
+        check_encodings(self.encoding_dim, encodings, len(embeddings))
         with self.lock.write():
             ids = self.store.add(entries, self.model_id, embeddings, encodings)
             id_arr = np.asarray(ids, dtype=np.int64)
@@ -209,7 +198,7 @@ class Gallery:
         self, ids: list[int], embeddings: np.ndarray, encodings: np.ndarray | None = None
     ) -> None:
         """Index re-computed embeddings (and encodings) of existing entries (after switching models)."""
-        self._check_encodings(encodings, len(embeddings))
+        check_encodings(self.encoding_dim, encodings, len(embeddings))
         with self.lock.write():
             self.store.set_embeddings(ids, self.model_id, embeddings, encodings)
             for metric, index in self.indexes.items():

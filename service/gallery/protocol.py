@@ -74,6 +74,21 @@ class GallerySpec:
     encoding_dim: int | None = None
 
 
+def check_encodings(encoding_dim: int | None, encodings: np.ndarray | None, rows: int) -> None:
+    """Encodings are given exactly for pairwise models, one row of ``encoding_dim`` values per entry.
+
+    Raises:
+        ValueError: Encodings missing for a pairwise model, given for another, or of the wrong shape.
+    """
+    if (encodings is None) != (encoding_dim is None):
+        raise ValueError(
+            "encodings are required for a pairwise model and only allowed there "
+            f"(encoding_dim={encoding_dim}, got {'none' if encodings is None else 'encodings'})"
+        )
+    if encodings is not None and encodings.shape != (rows, encoding_dim):
+        raise ValueError(f"encodings have shape {encodings.shape}, expected ({rows}, {encoding_dim})")
+
+
 class GalleryUnavailableError(RuntimeError):
     """The store cannot be reached right now (a shared store's server is down); retry later."""
 

@@ -1,0 +1,149 @@
+"""The Milvus layout of the shared gallery: collection names, schemas, indexes, filter expressions and paging.
+
+Milvus 2.3 allows one vector field per collection, so the gallery is one collection per kind of vector:
+
+* ``<prefix>_entries``: every entry (id, ``person_id``, ``camera_id``, metadata, created) whatever the
+  model. Its ids come from Milvus' own allocator (``auto_id``: the root coordinator hands out int64 ids that
+  are unique across every client), so workers and replicas never collide. Milvus needs a vector field in
+  every collection: this one carries a 2-value placeholder that is never searched.
+* ``<prefix>_<model key>_<kind>``, per model id: ``raw`` (the embeddings, L2: it answers ``euclidean`` and
+  ``/verify`` by gallery id), ``cosine``, ``correlation``, ``softmax`` (the augmented vectors of the exact
+  head search, inner product, always FLAT), ``pairwise`` (descriptor shortlist) and ``encodings`` (the
+  comparator encodings, rounded through float16 as in the embedded store, never searched). Each repeats
+  ``person_id`` and ``camera_id`` so filters run inside Milvus' search, before the top-k cut. The model key is
+  a hash (collection names allow letters, digits and ``_``); the description holds the model id and kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from service.gallery.index import IndexConfig
+
+#: Milvus' largest top-k, query window (offset + limit) and vector length (2.3).
+MAX_TOP_K = 16_384
+QUERY_WINDOW = 16_384
+MAX_DIM = 32_768
+#: UTF-8 bytes of a 128-character person or camera id.
+ID_BYTES = 512
+PLACEHOLDER_DIM = 2
+#: Collection kinds per model: raw embeddings, one per searchable metric, and the comparator encodings.
+RAW, ENCODINGS = "raw", "encodings"
+
+
+def model_key(model_id: str) -> str:
+    """A collection-name-safe key of a model id."""
+    return "m" + hashlib.sha256(model_id.encode("utf-8")).hexdigest()[:12]
+
+
+def collection_name(prefix: str, model_id: str, kind: str) -> str:
+    """The collection of one model's vectors of one kind."""
+    return f"{prefix}_{model_key(model_id)}_{kind}"
+
+
+def owned(prefix: str, name: str) -> bool:
+    """Whether a collection name is one of this layout's under ``prefix`` (not another prefix's)."""
+    return re.fullmatch(rf"{re.escape(prefix)}_(entries|m[0-9a-f]{{12}}_[a-z]+)", name) is not None
+
+
+def entries_name(prefix: str) -> str:
+    """The collection of every entry."""
+    return f"{prefix}_entries"
+
+
+def describe(model_id: str, kind: str) -> str:
+    """The description stored with a model collection (read back by :func:`parse_description`)."""
+    return json.dumps({"model_id": model_id, "kind": kind})
+
+
+def parse_description(text: str) -> tuple[str, str] | None:
+    """(model id, kind) of a collection this module created, else None."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or "model_id" not in data or "kind" not in data:
+        return None
+    return str(data["model_id"]), str(data["kind"])
+
+
+def quote(value: str) -> str:
+    """A string literal for a Milvus boolean expression."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def search_filter(exclude_camera_id: str | None, person_ids: list[str] | None) -> str:
+    """The boolean expression of the search filters ('' for none)."""
+    parts: list[str] = []
+    if exclude_camera_id is not None:
+        parts.append(f"(has_camera == false or camera_id != {quote(exclude_camera_id)})")
+    if person_ids:
+        parts.append(f"person_id in [{', '.join(quote(p) for p in person_ids)}]")
+    return " and ".join(parts)
+
+
+def ids_filter(ids: list[int]) -> str:
+    """``id in [...]``."""
+    return f"id in [{', '.join(str(int(i)) for i in ids)}]"
+
+
+def metric_type(kind: str) -> str:
+    """Milvus metric of a collection kind: squared L2 for raw embeddings, inner product otherwise."""
+    return "L2" if kind in (RAW, ENCODINGS) else "IP"
+
+
+def index_params(kind: str, config: IndexConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(index build parameters, search parameters) of a kind's vector field.
+
+    Softmax (exact head search) and the never-searched encodings are always FLAT; the others follow
+    ``REID_INDEX_TYPE`` (FLAT, IVF_FLAT, HNSW).
+    """
+    index_type = "flat" if kind in ("softmax", ENCODINGS) else config.index_type
+    if index_type == "ivf":
+        return {"index_type": "IVF_FLAT", "params": {"nlist": config.ivf_nlist}}, {
+            "nprobe": config.ivf_nprobe
+        }
+    if index_type == "hnsw":
+        build = {"index_type": "HNSW", "params": {"M": config.hnsw_m, "efConstruction": 200}}
+        return build, {"ef": config.hnsw_ef_search}
+    return {"index_type": "FLAT", "params": {}}, {}
+
+
+def add_label_fields(schema: Any, data_type: Any) -> None:
+    """The fields every collection repeats so that searches filter inside Milvus."""
+    schema.add_field("id", data_type.INT64, is_primary=True)
+    schema.add_field("person_id", data_type.VARCHAR, max_length=ID_BYTES)
+    schema.add_field("camera_id", data_type.VARCHAR, max_length=ID_BYTES)
+    schema.add_field("has_camera", data_type.BOOL)
+
+
+def scoped(expr: str, after: int) -> str:
+    """``expr`` restricted to ids above ``after``."""
+    return f"({expr}) and id > {after}" if expr else f"id > {after}"
+
+
+def walk_ids(
+    query: Callable[[str, int], list[dict[str, Any]]], expr: str, start_after: int = -1
+) -> Iterator[list[int]]:
+    """Every id matching ``expr``, ascending, in batches of :data:`QUERY_WINDOW` (Milvus returns a query's
+    rows by primary key when a limit is given, so ``id > last`` pages through any number of rows).
+
+    Args:
+        query: ``(filter, limit) → rows`` with an ``id`` per row.
+        expr: The filter ('' for all rows).
+        start_after: Only ids above this.
+    """
+    last = start_after
+    while True:
+        rows = query(scoped(expr, last), QUERY_WINDOW)
+        ids = sorted(int(r["id"]) for r in rows)
+        if not ids:
+            return
+        yield ids
+        if len(ids) < QUERY_WINDOW:
+            return
+        last = ids[-1]
