@@ -177,7 +177,7 @@ class MilvusGallery:
         if offset >= total:
             return [], total
         last, skip = -1, offset
-        while skip + limit > QUERY_WINDOW:  # skip by primary key: Milvus caps offset + limit
+        while skip > 0 and skip + limit > QUERY_WINDOW:  # skip by primary key: Milvus caps offset + limit
             rows = self.db.query(self._entries, scoped(expr, last), ["id"], limit=min(skip, QUERY_WINDOW))
             if not rows:
                 return [], total
