@@ -34,7 +34,8 @@ DESCRIPTION = (
     "Train a model from a recipe (see `reid recipes`); any config field can be overridden with "
     "--<field> VALUE, a field of the model family's section (model_kind) with --<family>.<field> "
     "VALUE (old flat names such as --siamese_dropout still work). At the end the best checkpoint is "
-    "evaluated on the test split (CMC, mAP, mINP, plots) and its verification thresholds are calibrated; a JSON summary is printed."
+    "evaluated on the test split (CMC, mAP, mINP, plots) and its verification thresholds are calibrated; "
+    "a JSON summary is printed."
 )
 
 
