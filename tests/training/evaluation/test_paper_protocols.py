@@ -20,8 +20,8 @@ from tests.training.data.fake_trees import (
 from tests.training.engine.conftest import TINY_FLAGS
 from training.commands.train import protocol_overrides
 from training.data.datasets import build_dataset
-from training.engine.evaluator import is_single_shot
 from training.engine.recipes import recipe_names
+from training.evaluation.evaluator import is_single_shot
 from training.evaluation.paper_protocols import (
     PaperRow,
     compare_with_papers,
