@@ -112,8 +112,8 @@ def test_family_sections_flags_and_old_flat_names(tmp_path) -> None:  # type: ig
 def test_reid_train_takes_section_flags_and_old_names() -> None:
     parser = argparse.ArgumentParser()
     train_command.add_arguments(parser)
-    args = parser.parse_args(["--recipe", "mls-l2l3", "--pairwise.shortlist", "7", "--mls_part_sizes", "l2=4"])
-    cfg = train_command.config_from_args(args)
+    argv = ["--recipe", "mls-l2l3", "--pairwise.shortlist", "7", "--mls_part_sizes", "l2=4"]
+    cfg = train_command.config_from_args(parser.parse_args(argv))
     assert cfg.pairwise.shortlist == 7 and cfg.pairwise.part_sizes == {"l2": 4}
 
 

@@ -124,7 +124,7 @@ def test_fusion_pair_ratio_grows_negatives() -> None:
 
 def test_config_rejects_kind_mismatches() -> None:
     base = get_recipe("mls-l2l3").config().to_dict()
-    with pytest.raises(ValueError, match="id_weight needs model_kind .embedding. or .siamese. or"):
+    with pytest.raises(ValueError, match="id_weight needs model_kind 'embedding' or 'siamese' or"):
         TrainConfig.from_dict({**base, "id_weight": 1.0})
     with pytest.raises(ValueError, match="builds its own network 'mls'; backbone 'vgg16' does not apply"):
         TrainConfig.from_dict({**base, "backbone": "vgg16"})
