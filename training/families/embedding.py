@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from service.contract.manifest import ScoringMode
 from service.contract.preprocess import PreprocessSpec
+from service.contract.scoring import HeadWeights
 from training.evaluation.evaluator import EvalSettings, EvaluationResult, evaluate_embeddings
 from training.export.calibrate import calibrate_scoring, onnx_embeddings
 from training.export.graphs import WrittenGraphs, write_embedding_graph
@@ -70,6 +71,12 @@ class ImageEmbeddingFamily(Family):
     """Base of the families whose model embeds one image (``model.embed(images)``)."""
 
     default_metric: ClassVar[str] = "cosine"
+    #: The scoring modes the export calibrates (the manifest's ``scoring``).
+    scoring_metrics: ClassVar[tuple[str, ...]] = EMBEDDING_METRICS
+
+    def calibration_head(self, written: WrittenGraphs, folder: Path) -> HeadWeights | None:
+        """The verification head's weights the ``softmax`` mode needs, where the export wrote them."""
+        return None
 
     def embedder(self, model: nn.Module) -> nn.Module:
         """The module exported as ``embedding.onnx`` (images → embeddings), in eval mode.
@@ -100,9 +107,10 @@ class ImageEmbeddingFamily(Family):
     ) -> tuple[dict[str, ScoringMode], dict[str, int]]:
         paths, person_ids, camera_ids = held_out_arrays(held_out)
         embeddings = onnx_embeddings(folder / written.files["embedding"], paths, spec)
+        head = self.calibration_head(written, folder)
         return calibrate_scoring(
-            embeddings, person_ids, camera_ids, EMBEDDING_METRICS, max_negatives=opts.max_negatives,
-            target_fmr=opts.target_fmr, seed=opts.seed,  # type: ignore[arg-type]
+            embeddings, person_ids, camera_ids, self.scoring_metrics, head=head,
+            max_negatives=opts.max_negatives, target_fmr=opts.target_fmr, seed=opts.seed,  # type: ignore[arg-type]
         )
 
     def manifest_fields(self, cfg: TrainConfig, written: WrittenGraphs, fp16: bool) -> dict[str, Any]:

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from service.contract.manifest import ScoringMode, VerificationSpec
-from service.contract.preprocess import PreprocessSpec
+from service.contract.manifest import VerificationSpec
 from service.contract.scoring import HeadWeights, gallery_vectors, index_scores, query_vectors
 from training.evaluation.evaluator import (
     EvalSettings,
@@ -27,7 +26,6 @@ from training.evaluation.evaluator import (
     extract_features,
     rank_metrics,
 )
-from training.export.calibrate import calibrate_scoring, onnx_embeddings
 from training.export.graphs import (
     HEAD_WEIGHTS_FILE,
     WrittenGraphs,
@@ -38,7 +36,6 @@ from training.families.embedding import (
     EMBEDDING_METRICS,
     ImageEmbeddingFamily,
     build_backbone_of,
-    held_out_arrays,
 )
 from training.families.registry import register_family
 from training.models.heads import SAME_INDEX
@@ -47,7 +44,6 @@ from training.models.reid_model import SIAMESE_EMBEDDINGS, SiameseModel
 if TYPE_CHECKING:
     from training.data.datasets import ImageRecord
     from training.engine.config import TrainConfig
-    from training.export.exporter import ExportOptions
 
 
 @dataclass
@@ -120,6 +116,7 @@ class SiameseFamily(ImageEmbeddingFamily):
         "siamese_dropout": "dropout", "siamese_embedding": "embedding", "siamese_relu": "relu",
     }
     default_metric = "softmax"
+    scoring_metrics = (*EMBEDDING_METRICS, "softmax")
 
     def architecture(self, cfg: TrainConfig) -> str:
         options: SiameseOptions = self.options(cfg)
@@ -180,17 +177,8 @@ class SiameseFamily(ImageEmbeddingFamily):
         write_verification_head(head, folder, embeddings, written, opset=opset)
         return written
 
-    def calibrate(
-        self, written: WrittenGraphs, folder: Path, held_out: list[ImageRecord], spec: PreprocessSpec,
-        opts: ExportOptions,
-    ) -> tuple[dict[str, ScoringMode], dict[str, int]]:
-        paths, person_ids, camera_ids = held_out_arrays(held_out)
-        embeddings = onnx_embeddings(folder / written.files["embedding"], paths, spec)
-        head = HeadWeights.from_npz(folder / HEAD_WEIGHTS_FILE, written.embedding_dim)
-        return calibrate_scoring(
-            embeddings, person_ids, camera_ids, (*EMBEDDING_METRICS, "softmax"), head=head,
-            max_negatives=opts.max_negatives, target_fmr=opts.target_fmr, seed=opts.seed,  # type: ignore[arg-type]
-        )
+    def calibration_head(self, written: WrittenGraphs, folder: Path) -> HeadWeights | None:
+        return HeadWeights.from_npz(folder / HEAD_WEIGHTS_FILE, written.embedding_dim)
 
     def describe(self, cfg: TrainConfig) -> str:
         return f"{cfg.backbone} siamese + verification head"
