@@ -215,12 +215,10 @@ def _run_protocol(args: argparse.Namespace) -> int:
     from training.evaluation.paper_protocols import (
         RANKINGS,
         compare_with_papers,
-        default_output,
         get_protocol,
-        parse_splits,
-        split_checkpoints,
     )
     from training.evaluation.protocols import aggregate_runs
+    from training.evaluation.splits import default_output, parse_splits, split_checkpoints
 
     protocol = get_protocol(args.protocol)
     if args.dataset is not None:

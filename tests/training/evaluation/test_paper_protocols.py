@@ -25,12 +25,10 @@ from training.evaluation.evaluator import is_single_shot
 from training.evaluation.paper_protocols import (
     PaperRow,
     compare_with_papers,
-    default_output,
     get_protocol,
-    parse_splits,
     protocol_names,
-    split_checkpoints,
 )
+from training.evaluation.splits import default_output, parse_splits, split_checkpoints
 
 RUN_FLAGS = [*TINY_FLAGS, "--epochs", "1", "--eval_every", "0", "--no-progress", "--skip-eval"]
 
