@@ -21,6 +21,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from training.engine.checkpoint import load_model
     from training.engine.trainer import preprocess_spec
     from training.families.multidepth import MultiDepthFamily, store_selection
-    from training.models.multidepth import filter_margins
+    from training.models.multidepth import MultiDepthVGG, filter_margins
 
     for name in ("triplets", "top_k", "batch_size"):
         if getattr(args, name) < 1:
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             q, s, d = (torch.stack([images[t[k]][0] for t in chunk]) for k in range(3))
             yield q, s, d
 
-    margins = filter_margins(model, batches())
+    margins = filter_margins(cast(MultiDepthVGG, model), batches())  # the family builds MultiDepthVGG
     selected: dict[str, list[int]] = {}
     report: dict[str, dict[str, object]] = {}
     for layer, (d_s, d_d) in margins.items():

@@ -109,12 +109,13 @@ def extract_features(
         ReidImageDataset(records, spec), batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
     chunks: list[np.ndarray] = []
+    net: Any = model
     try:
         for images, *_ in loader:
             images = images.to(device)
-            features = model.embed(images).float()
+            features = net.embed(images).float()
             if flip:
-                features = (features + model.embed(images.flip(-1)).float()) / 2
+                features = (features + net.embed(images.flip(-1)).float()) / 2
             chunks.append(features.cpu().numpy())
     finally:
         model.train(was_training)

@@ -148,9 +148,9 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
             name=name,
             version=opts.version,
             input=InputSpec(height=spec.height, width=spec.width, mean=spec.mean, std=spec.std),
-            files={role: file_entry(staging, f) for role, f in written.files.items()},  # type: ignore[misc]
+            files={role: file_entry(staging, f) for role, f in written.files.items()},
             embedding_dim=written.embedding_dim,
-            scoring=scoring,  # type: ignore[arg-type]
+            scoring=scoring,
             parity={**written.parity, **{k: float(v) for k, v in pair_counts.items()}},
             provenance=Provenance(
                 recipe=cfg.recipe,

@@ -25,6 +25,7 @@ from training.export.calibrate import calibrate_scoring, onnx_embeddings
 from training.export.graphs import WrittenGraphs, write_embedding_graph
 from training.export.onnx_io import assert_eval_mode
 from training.families.registry import Family, register_family
+from training.models.backbones import Backbone
 from training.models.reid_model import EmbeddingExport
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def held_out_arrays(held_out: list[ImageRecord]) -> tuple[list[Path], np.ndarray
     )
 
 
-def build_backbone_of(cfg: TrainConfig) -> nn.Module:
+def build_backbone_of(cfg: TrainConfig) -> Backbone:
     """``cfg.backbone`` with its options (``last_stride``) and ``cfg.pretrained`` weights.
 
     Raises:
