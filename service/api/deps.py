@@ -16,6 +16,7 @@ from service.api.errors import ProblemError
 from service.config import Settings
 from service.gallery.gallery import Gallery
 from service.inference.batching import MicroBatcher
+from service.inference.executor import ModelExecutor
 from service.inference.sessions import ModelRuntime
 from service.state import ServiceState
 
@@ -69,18 +70,25 @@ class Ready:
     runtime: ModelRuntime
     gallery: Gallery
     batcher: MicroBatcher
+    executor: ModelExecutor
 
 
 async def require_ready(service: ServiceDep) -> Ready:
     """The loaded model and gallery; 503 with the reason while the service is not ready."""
-    if not service.ready or service.runtime is None or service.gallery is None or service.batcher is None:
+    if (
+        not service.ready
+        or service.runtime is None
+        or service.gallery is None
+        or service.batcher is None
+        or service.executor is None
+    ):
         raise ProblemError(
             503,
             f"the service is not ready: {service.reason}",
             title="Service not ready",
             headers={"Retry-After": str(service.settings.retry_after_s)},
         )
-    return Ready(service, service.runtime, service.gallery, service.batcher)
+    return Ready(service, service.runtime, service.gallery, service.batcher, service.executor)
 
 
 ReadyDep = Annotated[Ready, Depends(require_ready)]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.contract.preprocess import ImageDecodeError, ImageTooLargeError
+from service.inference.executor import InferenceStoppedError
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)
@@ -161,6 +162,17 @@ def install_error_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             headers=exc.headers,
             extra=exc.extra,
+        )
+
+    @app.exception_handler(InferenceStoppedError)
+    async def _stopped(request: Request, exc: InferenceStoppedError) -> JSONResponse:
+        retry = str(request.app.state.settings.retry_after_s)
+        return problem_response(
+            503,
+            f"{exc}; retry after {retry} s",
+            title="Service Unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": retry},
         )
 
     @app.exception_handler(RequestValidationError)

@@ -42,7 +42,7 @@ async def search(request: Request, ready: ReadyDep) -> SearchResponse:
             functools.partial(
                 pairwise_search,
                 ready.gallery,
-                pairwise.compare,
+                ready.executor.blocking(pairwise.compare),  # on the one model executor
                 queries,
                 encodings,
                 top_k=body.top_k,

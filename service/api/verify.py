@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import Ready, ReadyDep
 from service.api.errors import ProblemError
-from service.api.inputs import embed_images, openapi_body, parse_body, resolve_metric
+from service.api.inputs import embed_images, openapi_body, parse_body, resolve_metric, run_in_worker
 from service.api.schemas import Timings, VerifyRequest, VerifyResponse
 from service.contract.scoring import is_same, pair_scores
 
@@ -39,6 +39,16 @@ def _encoding(ready: Ready, gallery_id: int) -> np.ndarray:
     return encodings[0]
 
 
+def _stored_pair(
+    ready: Ready, id_a: int | None, id_b: int | None, with_encodings: bool
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Stored embeddings (and comparator encodings) of the sides given by gallery id."""
+    sides = {f"image_{s}": i for s, i in (("a", id_a), ("b", id_b)) if i is not None}
+    embedded = {name: _stored(ready, i, name.replace("image", "gallery_id")) for name, i in sides.items()}
+    encoded = {name: _encoding(ready, i) for name, i in sides.items()} if with_encodings else {}
+    return embedded, encoded
+
+
 @router.post(
     "/verify",
     response_model=VerifyResponse,
@@ -60,24 +70,22 @@ async def verify(request: Request, ready: ReadyDep) -> VerifyResponse:
         emb, enc = ready.runtime.split(rows)
         embedded = dict(zip(fields, emb, strict=True))
         encoded = dict(zip(fields, enc, strict=True)) if enc is not None else {}
-    a = (
-        embedded["image_a"]
-        if body.image_a is not None
-        else _stored(ready, body.gallery_id_a or 0, "gallery_id_a")
-    )
-    b = (
-        embedded["image_b"]
-        if body.image_b is not None
-        else _stored(ready, body.gallery_id_b or 0, "gallery_id_b")
-    )
+    pairwise = ready.runtime.pairwise if metric == "pairwise" else None
+    if body.image_a is None or body.image_b is None:  # SQLite reads: on a worker, never the event loop
+        ids = (body.gallery_id_a, body.gallery_id_b)
+        stored = await run_in_worker(
+            functools.partial(_stored_pair, ready, *ids, pairwise is not None), pool="index"
+        )
+        embedded = stored[0] | embedded
+        encoded = stored[1] | encoded
+    a, b = embedded["image_a"], embedded["image_b"]
     t1 = time.perf_counter()
-    if metric == "pairwise" and ready.runtime.pairwise is not None:  # through the comparator graph
-        enc_a = encoded["image_a"] if body.image_a is not None else _encoding(ready, body.gallery_id_a or 0)
-        enc_b = encoded["image_b"] if body.image_b is not None else _encoding(ready, body.gallery_id_b or 0)
-        scores = await run_in_threadpool(ready.runtime.pairwise.compare, enc_a[None, :], enc_b[None, :])
+    if pairwise is not None:  # through the comparator graph
+        enc_a, enc_b = encoded["image_a"], encoded["image_b"]
+        scores = await ready.executor.run(pairwise.compare, enc_a[None, :], enc_b[None, :])
         score = float(scores[0])
     elif metric == "softmax":  # through the verification head graph itself
-        prob = await run_in_threadpool(ready.runtime.same_probability, a[None, :], b[None, :])
+        prob = await ready.executor.run(ready.runtime.same_probability, a[None, :], b[None, :])
         score = float(prob[0])
     else:
         score = float(pair_scores(metric, a[None, :], b[None, :], ready.runtime.head_weights)[0])

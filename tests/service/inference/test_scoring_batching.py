@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import numpy as np
 import pytest
@@ -97,31 +100,110 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_read_write_lock_excludes_writers_from_readers() -> None:
+def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (a lock's waiter counters: the other thread is really waiting)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+def _hold(
+    lock_cm: Callable[[], AbstractContextManager[None]], inside: threading.Event, leave: threading.Event
+) -> None:
+    with lock_cm():
+        inside.set()
+        assert leave.wait(10)
+
+
+def test_read_write_lock_shares_reads() -> None:
+    """Two readers hold the lock at once: each waits inside for the other (a barrier of two)."""
     lock = ReadWriteLock()
-    state = {"readers": 0, "max_readers": 0, "violations": 0}
-    guard = threading.Lock()
+    both_inside = threading.Barrier(2, timeout=10)
+    passed: list[bool] = []
 
     def reader() -> None:
-        for _ in range(200):
-            with lock.read():
-                with guard:
-                    state["readers"] += 1
-                    state["max_readers"] = max(state["max_readers"], state["readers"])
-                with guard:
-                    state["readers"] -= 1
+        with lock.read():
+            both_inside.wait()  # raises BrokenBarrierError if the other reader cannot get in
+            passed.append(True)
 
-    def writer() -> None:
-        for _ in range(200):
-            with lock.write(), guard:
-                state["violations"] += state["readers"] != 0
-
-    threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]
+    threads = [threading.Thread(target=reader) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert state["violations"] == 0
+        t.join(15)
+    assert passed == [True, True]
+
+
+def test_read_write_lock_excludes_writers_and_is_phase_fair() -> None:
+    """A writer waits for the reader inside; readers arriving while it waits queue behind it; a writer
+    excludes readers; when it leaves, the waiting reader goes first."""
+    lock = ReadWriteLock()
+    reader1_in, reader1_out = threading.Event(), threading.Event()
+    writer_in, writer_out = threading.Event(), threading.Event()
+    reader2_in, reader2_out = threading.Event(), threading.Event()
+    reader1 = threading.Thread(target=_hold, args=(lock.read, reader1_in, reader1_out))
+    writer = threading.Thread(target=_hold, args=(lock.write, writer_in, writer_out))
+    reader2 = threading.Thread(target=_hold, args=(lock.read, reader2_in, reader2_out))
+    reader1.start()
+    assert reader1_in.wait(10)
+    writer.start()
+    _until(lambda: lock._writers_waiting == 1, "the writer waits")
+    assert not writer_in.is_set()  # it is waiting, and a reader is inside: it must not be in
+    reader2.start()
+    _until(lambda: lock._readers_waiting == 1, "the second reader waits")
+    assert not reader2_in.is_set()  # a writer is waiting: a new reader queues behind it
+    reader1_out.set()
+    assert writer_in.wait(10)
+    assert not reader2_in.is_set() and lock._readers == 0  # the writer is alone
+    writer_out.set()
+    assert reader2_in.wait(10)
+    reader2_out.set()
+    for t in (reader1, writer, reader2):
+        t.join(10)
+    assert lock._readers == 0 and not lock._writer
+
+
+def test_read_write_lock_lets_waiting_readers_in_before_the_next_writer() -> None:
+    lock = ReadWriteLock()
+    w1_in, w1_out = threading.Event(), threading.Event()
+    r_in, r_out = threading.Event(), threading.Event()
+    w2_in, w2_out = threading.Event(), threading.Event()
+    threads = [threading.Thread(target=_hold, args=(lock.write, w1_in, w1_out))]
+    threads[0].start()
+    assert w1_in.wait(10)
+    threads.append(threading.Thread(target=_hold, args=(lock.read, r_in, r_out)))
+    threads[1].start()
+    _until(lambda: lock._readers_waiting == 1, "the reader waits")
+    threads.append(threading.Thread(target=_hold, args=(lock.write, w2_in, w2_out)))
+    threads[2].start()
+    _until(lambda: lock._writers_waiting == 1, "the second writer waits")
+    w1_out.set()
+    assert r_in.wait(10)  # the reader that waited through the first write goes before the second writer
+    assert not w2_in.is_set()
+    r_out.set()
+    assert w2_in.wait(10)
+    w2_out.set()
+    for t in threads:
+        t.join(10)
+
+
+def test_exclusive_reads_for_gpu_indexes() -> None:
+    lock = ReadWriteLock(shared_reads=False)
+    r1_in, r1_out = threading.Event(), threading.Event()
+    r2_in, r2_out = threading.Event(), threading.Event()
+    first = threading.Thread(target=_hold, args=(lock.read, r1_in, r1_out))
+    second = threading.Thread(target=_hold, args=(lock.read, r2_in, r2_out))
+    first.start()
+    assert r1_in.wait(10)
+    second.start()
+    _until(lambda: lock._writers_waiting == 1, "the second reader waits")
+    assert not r2_in.is_set()
+    r1_out.set()
+    assert r2_in.wait(10)
+    r2_out.set()
+    first.join(10)
+    second.join(10)
 
 
 def test_a_lone_request_does_not_wait_for_company() -> None:
