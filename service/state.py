@@ -20,6 +20,7 @@ from service.config import Settings
 from service.contract.manifest import ModelManifest, discover, load
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import METRICS
+from service.core.operations import ReidService
 from service.gallery.factory import GallerySpec, create_gallery
 from service.gallery.index import faiss_gpu_available
 from service.gallery.protocol import GalleryStore
@@ -43,6 +44,7 @@ class ServiceState:
         gallery: The gallery (None until opened).
         batcher: The micro-batcher of the embedding model.
         executor: The one executor every model call runs on (batches, comparator, softmax head).
+        operations: The service layer the routers call (None until ready).
         ready: True once model and gallery are loaded and warmed up.
         reason: Why the service is not ready.
         shutting_down: True from SIGTERM on (:meth:`begin_shutdown`); the service never turns ready again.
@@ -55,6 +57,7 @@ class ServiceState:
     gallery: GalleryStore | None = None
     batcher: MicroBatcher | None = None
     executor: ModelExecutor | None = None
+    operations: ReidService | None = None
     ready: bool = False
     reason: str = "starting"
     faiss_gpu: bool = False
@@ -166,6 +169,15 @@ class ServiceState:
             executor=self.executor,
         )
         self.batcher.start()
+        assert self.gallery is not None
+        self.operations = ReidService(
+            runtime=self.runtime,
+            gallery=self.gallery,
+            batcher=self.batcher,
+            executor=self.executor,
+            settings=self.settings,
+            metrics=self.metrics,
+        )
         if self.shutting_down:  # SIGTERM arrived while loading: never report ready
             return
         self.ready = True
