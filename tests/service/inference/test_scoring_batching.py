@@ -108,12 +108,32 @@ def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> N
         time.sleep(0.001)
 
 
-def _hold(
-    lock_cm: Callable[[], AbstractContextManager[None]], inside: threading.Event, leave: threading.Event
-) -> None:
-    with lock_cm():
-        inside.set()
-        assert leave.wait(10)
+class Holder:
+    """A thread that takes ``lock_cm()`` when started, says so (``inside``) and holds it until ``leave()``."""
+
+    def __init__(self, lock_cm: Callable[[], AbstractContextManager[None]]) -> None:
+        self.inside = threading.Event()
+        self._leave = threading.Event()
+        self.thread = threading.Thread(target=self._hold, args=(lock_cm,))
+
+    def _hold(self, lock_cm: Callable[[], AbstractContextManager[None]]) -> None:
+        with lock_cm():
+            self.inside.set()
+            assert self._leave.wait(10)
+
+    def start(self) -> Holder:
+        self.thread.start()
+        return self
+
+    def enter(self) -> Holder:
+        """Start and wait until the lock is held."""
+        self.start()
+        assert self.inside.wait(10), "the lock was never granted"
+        return self
+
+    def leave(self) -> None:
+        self._leave.set()
+        self.thread.join(10)
 
 
 def test_read_write_lock_shares_reads() -> None:
@@ -139,71 +159,46 @@ def test_read_write_lock_excludes_writers_and_is_phase_fair() -> None:
     """A writer waits for the reader inside; readers arriving while it waits queue behind it; a writer
     excludes readers; when it leaves, the waiting reader goes first."""
     lock = ReadWriteLock()
-    reader1_in, reader1_out = threading.Event(), threading.Event()
-    writer_in, writer_out = threading.Event(), threading.Event()
-    reader2_in, reader2_out = threading.Event(), threading.Event()
-    reader1 = threading.Thread(target=_hold, args=(lock.read, reader1_in, reader1_out))
-    writer = threading.Thread(target=_hold, args=(lock.write, writer_in, writer_out))
-    reader2 = threading.Thread(target=_hold, args=(lock.read, reader2_in, reader2_out))
-    reader1.start()
-    assert reader1_in.wait(10)
-    writer.start()
+    reader1 = Holder(lock.read).enter()
+    writer = Holder(lock.write).start()
     _until(lambda: lock._writers_waiting == 1, "the writer waits")
-    assert not writer_in.is_set()  # it is waiting, and a reader is inside: it must not be in
-    reader2.start()
+    assert not writer.inside.is_set()  # it is waiting, and a reader is inside: it must not be in
+    reader2 = Holder(lock.read).start()
     _until(lambda: lock._readers_waiting == 1, "the second reader waits")
-    assert not reader2_in.is_set()  # a writer is waiting: a new reader queues behind it
-    reader1_out.set()
-    assert writer_in.wait(10)
-    assert not reader2_in.is_set() and lock._readers == 0  # the writer is alone
-    writer_out.set()
-    assert reader2_in.wait(10)
-    reader2_out.set()
-    for t in (reader1, writer, reader2):
-        t.join(10)
+    assert not reader2.inside.is_set()  # a writer is waiting: a new reader queues behind it
+    reader1.leave()
+    assert writer.inside.wait(10)
+    assert not reader2.inside.is_set() and lock._readers == 0  # the writer is alone
+    writer.leave()
+    assert reader2.inside.wait(10)
+    reader2.leave()
     assert lock._readers == 0 and not lock._writer
 
 
 def test_read_write_lock_lets_waiting_readers_in_before_the_next_writer() -> None:
     lock = ReadWriteLock()
-    w1_in, w1_out = threading.Event(), threading.Event()
-    r_in, r_out = threading.Event(), threading.Event()
-    w2_in, w2_out = threading.Event(), threading.Event()
-    threads = [threading.Thread(target=_hold, args=(lock.write, w1_in, w1_out))]
-    threads[0].start()
-    assert w1_in.wait(10)
-    threads.append(threading.Thread(target=_hold, args=(lock.read, r_in, r_out)))
-    threads[1].start()
+    writer1 = Holder(lock.write).enter()
+    reader = Holder(lock.read).start()
     _until(lambda: lock._readers_waiting == 1, "the reader waits")
-    threads.append(threading.Thread(target=_hold, args=(lock.write, w2_in, w2_out)))
-    threads[2].start()
+    writer2 = Holder(lock.write).start()
     _until(lambda: lock._writers_waiting == 1, "the second writer waits")
-    w1_out.set()
-    assert r_in.wait(10)  # the reader that waited through the first write goes before the second writer
-    assert not w2_in.is_set()
-    r_out.set()
-    assert w2_in.wait(10)
-    w2_out.set()
-    for t in threads:
-        t.join(10)
+    writer1.leave()
+    assert reader.inside.wait(10)  # the reader that waited through the first write goes before writer 2
+    assert not writer2.inside.is_set()
+    reader.leave()
+    assert writer2.inside.wait(10)
+    writer2.leave()
 
 
 def test_exclusive_reads_for_gpu_indexes() -> None:
     lock = ReadWriteLock(shared_reads=False)
-    r1_in, r1_out = threading.Event(), threading.Event()
-    r2_in, r2_out = threading.Event(), threading.Event()
-    first = threading.Thread(target=_hold, args=(lock.read, r1_in, r1_out))
-    second = threading.Thread(target=_hold, args=(lock.read, r2_in, r2_out))
-    first.start()
-    assert r1_in.wait(10)
-    second.start()
+    first = Holder(lock.read).enter()
+    second = Holder(lock.read).start()
     _until(lambda: lock._writers_waiting == 1, "the second reader waits")
-    assert not r2_in.is_set()
-    r1_out.set()
-    assert r2_in.wait(10)
-    r2_out.set()
-    first.join(10)
-    second.join(10)
+    assert not second.inside.is_set()
+    first.leave()
+    assert second.inside.wait(10)
+    second.leave()
 
 
 def test_a_lone_request_does_not_wait_for_company() -> None:
