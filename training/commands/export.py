@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         "kind": manifest.kind,
         "output": str(args.output),
         "files": {role: entry.file for role, entry in manifest.files.items()},
-        "parity": manifest.parity,
+        "parity": manifest.parity.model_dump(mode="json"),
         "thresholds": {
             metric: {k: t.model_dump() for k, t in mode.thresholds.items()}
             for metric, mode in manifest.scoring.items()
