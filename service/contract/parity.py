@@ -14,6 +14,7 @@ numbers go to ``measured`` and ``rule`` is None.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,7 +79,7 @@ class ParityReport(_Strict):
             return {"measured": data}
         return data
 
-    def with_measured(self, values: dict[str, float]) -> ParityReport:
+    def with_measured(self, values: Mapping[str, float]) -> ParityReport:
         """A copy with ``values`` added to ``measured``."""
         measured = {**self.measured, **{k: float(v) for k, v in values.items()}}
         return self.model_copy(update={"measured": measured})
