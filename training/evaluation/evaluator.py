@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from service.contract.preprocess import PreprocessSpec
 from training.data.dataset import ReidImageDataset
 from training.data.datasets.base import ImageRecord, ReidSplit
+from training.engine.progress import batch_images, track
 from training.evaluation.distances import compute_distance
 from training.evaluation.metrics import evaluate_rank
 from training.evaluation.protocols import aggregate_runs, single_shot_runs
@@ -111,7 +112,8 @@ def extract_features(
     chunks: list[np.ndarray] = []
     net: Any = model
     try:
-        for images, *_ in loader:
+        for images, *_ in track(loader, "features" + (" (+flip)" if flip else ""), total=len(records),
+                                size=batch_images):  # fmt: skip
             images = images.to(device)
             features = net.embed(images).float()
             if flip:

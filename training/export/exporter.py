@@ -151,7 +151,7 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
             files={role: file_entry(staging, f) for role, f in written.files.items()},
             embedding_dim=written.embedding_dim,
             scoring=scoring,
-            parity={**written.parity, **{k: float(v) for k, v in pair_counts.items()}},
+            parity=written.parity.with_measured(pair_counts),
             provenance=Provenance(
                 recipe=cfg.recipe,
                 dataset=f"{dataset} ({root.name})",

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.contract.parity import ParityReport
 from service.contract.scoring import HeadWeights, pair_scores
 from service.contract.tensors import EMBEDDINGS, EMBEDDINGS_A, EMBEDDINGS_B, IMAGES, PROBABILITIES
 from training.export.onnx_io import DEFAULT_OPSET, ExportError, assert_eval_mode, export_onnx
-from training.export.parity import check_parity, cpu_session
+from training.export.parity import check_parity, cpu_session, parity_rule
 from training.models.heads import SAME_INDEX, VerificationHead
 from training.models.reid_model import VerificationHeadExport
 
@@ -37,10 +38,10 @@ HEAD_WEIGHTS_TOLERANCE = 1e-5
 
 @dataclass
 class WrittenGraphs:
-    """What a family's export wrote: role → file name, and the measured parity numbers."""
+    """What a family's export wrote: role → file name, and the parity gate's rule and numbers."""
 
     files: dict[str, str] = field(default_factory=dict)
-    parity: dict[str, float] = field(default_factory=dict)
+    parity: ParityReport = field(default_factory=ParityReport)
     embedding_dim: int = 0
     encoding_dim: int | None = None  # pairwise models: length of one flat encoding
     comparator_max_batch: int | None = None  # pairwise models: most pairs per comparator call
@@ -71,7 +72,8 @@ def write_embedding_graph(
         embedder: Images → embeddings, in eval mode (checked for every module).
         folder: Output folder (created).
         images: At least 7 preprocessed real images, float32 N × 3 × H × W.
-        fp16: Export float16 weights (gated by cosine ≥ 0.999 instead of max |Δ| ≤ 1e-4).
+        fp16: Export float16 weights (gated by the fp16 tolerances of
+            :func:`~training.export.parity.parity_rule`).
         opset: ONNX opset.
 
     Returns:
@@ -82,17 +84,17 @@ def write_embedding_graph(
     """
     assert_eval_mode(embedder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = WrittenGraphs()
+    out = WrittenGraphs(parity=ParityReport(rule=parity_rule(fp16)))
     example = torch.from_numpy(images[:2])
     export_onnx(
         embedder, (example,), folder / EMBEDDING_FILE, input_names=[IMAGES],
         output_names=[EMBEDDINGS], opset=opset, fp16=fp16,
     )
     # fp16 graphs are compared with the fp32 torch model: what matters is distance to the trained model.
-    parity = check_parity(folder / EMBEDDING_FILE, numpy_fn(embedder), {IMAGES: images}, fp16=fp16)
+    out.parity.outputs["embedding"] = check_parity(
+        folder / EMBEDDING_FILE, numpy_fn(embedder), {IMAGES: images}, fp16=fp16
+    )
     out.files["embedding"] = EMBEDDING_FILE
-    out.parity.update(parity.as_dict("embedding"))
-    out.parity["fp16"] = float(fp16)
     embeddings = cpu_session(folder / EMBEDDING_FILE).run(None, {IMAGES: images})[0]
     out.embedding_dim = int(embeddings.shape[1])
     return out, embeddings
@@ -110,13 +112,14 @@ def write_verification_head(
         input_names=[EMBEDDINGS_A, EMBEDDINGS_B], output_names=[PROBABILITIES], opset=opset, fp16=False,
     )
     pairs = {EMBEDDINGS_A: embeddings, EMBEDDINGS_B: np.roll(embeddings, 1, axis=0)}
-    head_parity = check_parity(folder / VERIFICATION_FILE, numpy_fn(head_export), pairs, fp16=False)
+    out.parity.outputs["verification_head"] = check_parity(
+        folder / VERIFICATION_FILE, numpy_fn(head_export), pairs, fp16=False
+    )
     out.files["verification_head"] = VERIFICATION_FILE
-    out.parity.update(head_parity.as_dict("verification_head"))
     weight, bias = head.effective_weights()
     np.savez(folder / HEAD_WEIGHTS_FILE, weight=weight.float().numpy(), bias=np.float32(bias.item()))
     out.files["head_weights"] = HEAD_WEIGHTS_FILE
-    out.parity["head_weights_max_abs_diff"] = check_head_weights(folder, out.embedding_dim)
+    out.parity.measured["head_weights_max_abs_diff"] = check_head_weights(folder, out.embedding_dim)
 
 
 def check_head_weights(folder: Path, dim: int, num_pairs: int = 100, seed: int = 0) -> float:

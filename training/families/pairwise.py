@@ -32,15 +32,17 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from service.contract.manifest import PairwiseSpec, ScoringMode
+from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec
 from service.contract.tensors import ENCODING_A, ENCODING_B, IMAGES
 from training.data.dataset import ReidImageDataset
+from training.engine.progress import batch_images, track
 from training.evaluation.distances import compute_distance
 from training.evaluation.evaluator import EvalSettings, EvaluationResult, rank_metrics
 from training.export.calibrate import calibrate_pairwise, calibrate_scoring, onnx_encodings
 from training.export.graphs import WrittenGraphs, numpy_fn
 from training.export.onnx_io import assert_eval_mode, export_onnx
-from training.export.parity import check_parity, cpu_session
+from training.export.parity import check_parity, cpu_session, parity_rule
 from training.families.embedding import held_out_arrays
 from training.families.registry import Family, register_family
 from training.families.siamese import pair_batch
@@ -179,17 +181,16 @@ class PairwiseFamily(Family):
         assert_eval_mode(model)
         folder.mkdir(parents=True, exist_ok=True)
         net: Any = model
-        out = WrittenGraphs()
+        out = WrittenGraphs(parity=ParityReport(rule=parity_rule(fp16=False)))
         encoder = MLSEncoderExport(net).eval()
         export_onnx(
             encoder, (torch.from_numpy(images[:2]),), folder / ENCODER_FILE, input_names=[IMAGES],
             output_names=list(ENCODER_OUTPUT_NAMES), opset=opset,
         )
         for index, name in enumerate(ENCODER_OUTPUT_NAMES):
-            parity = check_parity(
+            out.parity.outputs[f"encoder_{name}"] = check_parity(
                 folder / ENCODER_FILE, numpy_fn(encoder, index), {IMAGES: images}, fp16=False, output=index
             )
-            out.parity.update(parity.as_dict(f"encoder_{name}"))
         encoding, descriptor = cpu_session(folder / ENCODER_FILE).run(None, {IMAGES: images})[:2]
         out.files["encoder"] = ENCODER_FILE
         out.embedding_dim, out.encoding_dim = int(descriptor.shape[1]), int(encoding.shape[1])
@@ -205,13 +206,11 @@ class PairwiseFamily(Family):
         )
         pairs = {ENCODING_A: encoding, ENCODING_B: np.roll(encoding, 1, axis=0)}
         for index, name in enumerate(COMPARATOR_OUTPUT_NAMES[:2]):  # score, probabilities
-            parity = check_parity(
+            out.parity.outputs[f"comparator_{name}"] = check_parity(
                 folder / COMPARATOR_FILE, numpy_fn(comparator, index), pairs, fp16=False, output=index
             )
-            out.parity.update(parity.as_dict(f"comparator_{name}"))
         out.files["comparator"] = COMPARATOR_FILE
         out.comparator_max_batch = COMPARATOR_MAX_BATCH
-        out.parity["fp16"] = 0.0
         return out
 
     def calibrate(
@@ -269,7 +268,7 @@ def extract_encodings(
     encodings: list[torch.Tensor] = []
     descriptors: list[np.ndarray] = []
     try:
-        for images, *_ in loader:
+        for images, *_ in track(loader, "encodings", total=len(records), size=batch_images):
             enc = net.encode(images.to(device))
             encodings.append(net.flatten_encoding(enc).half().cpu())
             descriptors.append(enc.descriptor.float().cpu().numpy())
@@ -327,7 +326,9 @@ def shortlist_distances(
     rows = np.repeat(np.arange(num_q), k)
     cols = candidates.ravel()
     scores = np.empty(len(rows), dtype=np.float64)
-    for start in range(0, len(rows), batch_size):  # gather encodings per batch: Q·k of them would not fit
+    starts = range(0, len(rows), batch_size)  # gather encodings per batch: Q·k of them would not fit
+    for start in track(starts, "comparator", total=len(rows), size=lambda s: min(batch_size, len(rows) - s),
+                       unit="pairs"):  # fmt: skip
         index = slice(start, start + batch_size)
         scores[index] = comparator_scores(
             model, query_encodings[torch.from_numpy(rows[index])],

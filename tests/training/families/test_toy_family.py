@@ -118,7 +118,9 @@ async def test_toy_family_trains_exports_and_is_served(tiny_market: Path, tmp_pa
     assert main(argv) == 0
     manifest = load(models_dir / "toy")
     assert manifest.kind == "embedding" and manifest.embedding_dim == 4
-    assert manifest.parity["embedding_max_abs_diff"] <= 1e-4 and set(manifest.scoring) == {
+    gate = manifest.parity.rule
+    assert gate is not None and manifest.parity.outputs["embedding"].max_rel_diff <= gate.max_rel_diff
+    assert set(manifest.scoring) == {
         "cosine", "correlation", "euclidean",
     }
 
