@@ -12,7 +12,7 @@ extra scoring modes (``EvaluationResult.scores``), which the report calibrates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,32 @@ def is_single_shot(split: ReidSplit) -> bool:
     return split.name in SINGLE_SHOT_DATASETS or (split.name == "cuhk03" and protocol == "classic")
 
 
+def eval_batches(
+    model: nn.Module, records: Sequence[ImageRecord], spec: PreprocessSpec, *, batch_size: int,
+    num_workers: int, label: str,
+) -> Iterator[torch.Tensor]:
+    """Preprocessed image batches of ``records`` (in order) while ``model`` is in eval mode.
+
+    The model's previous mode is restored when the iteration ends (or is abandoned); progress is shown
+    under ``label``.
+
+    Raises:
+        ValueError: ``batch_size`` < 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        ReidImageDataset(records, spec), batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
+    try:
+        for images, *_ in track(loader, label, total=len(records), size=batch_images):
+            yield images
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def extract_features(
     model: nn.Module,
@@ -102,25 +128,16 @@ def extract_features(
         flip: Average the embeddings of the image and its horizontal mirror.
         num_workers: DataLoader worker processes decoding images.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    was_training = model.training
-    model.eval()
-    loader = DataLoader(
-        ReidImageDataset(records, spec), batch_size=batch_size, shuffle=False, num_workers=num_workers
-    )
     chunks: list[np.ndarray] = []
     net: Any = model
-    try:
-        for images, *_ in track(loader, "features" + (" (+flip)" if flip else ""), total=len(records),
-                                size=batch_images):  # fmt: skip
-            images = images.to(device)
-            features = net.embed(images).float()
-            if flip:
-                features = (features + net.embed(images.flip(-1)).float()) / 2
-            chunks.append(features.cpu().numpy())
-    finally:
-        model.train(was_training)
+    label = "features" + (" (+flip)" if flip else "")
+    loader = {"batch_size": batch_size, "num_workers": num_workers}
+    for images in eval_batches(model, records, spec, label=label, **loader):
+        images = images.to(device)
+        features = net.embed(images).float()
+        if flip:
+            features = (features + net.embed(images.flip(-1)).float()) / 2
+        chunks.append(features.cpu().numpy())
     return np.concatenate(chunks, axis=0).astype(np.float32, copy=False)
 
 

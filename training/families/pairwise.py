@@ -29,16 +29,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from service.contract.manifest import PairwiseSpec, ScoringMode
 from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec
 from service.contract.tensors import ENCODING_A, ENCODING_B, IMAGES
-from training.data.dataset import ReidImageDataset
-from training.engine.progress import batch_images, track
+from training.engine.progress import track
 from training.evaluation.distances import compute_distance
-from training.evaluation.evaluator import EvalSettings, EvaluationResult, rank_metrics
+from training.evaluation.evaluator import EvalSettings, EvaluationResult, eval_batches, rank_metrics
 from training.export.calibrate import calibrate_pairwise, calibrate_scoring, onnx_encodings
 from training.export.graphs import WrittenGraphs, numpy_fn
 from training.export.onnx_io import assert_eval_mode, export_onnx
@@ -259,21 +257,14 @@ def extract_encodings(
     num_workers: int = 0,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Flat float16 encodings ``N × E`` (on CPU) and float32 descriptors ``N × D`` of a pairwise model."""
-    was_training = model.training
-    model.eval()
-    loader = DataLoader(
-        ReidImageDataset(records, spec), batch_size=batch_size, shuffle=False, num_workers=num_workers
-    )
     net: Any = model
     encodings: list[torch.Tensor] = []
     descriptors: list[np.ndarray] = []
-    try:
-        for images, *_ in track(loader, "encodings", total=len(records), size=batch_images):
-            enc = net.encode(images.to(device))
-            encodings.append(net.flatten_encoding(enc).half().cpu())
-            descriptors.append(enc.descriptor.float().cpu().numpy())
-    finally:
-        model.train(was_training)
+    loader = {"batch_size": batch_size, "num_workers": num_workers}
+    for images in eval_batches(model, records, spec, label="encodings", **loader):
+        enc = net.encode(images.to(device))
+        encodings.append(net.flatten_encoding(enc).half().cpu())
+        descriptors.append(enc.descriptor.float().cpu().numpy())
     return torch.cat(encodings), np.concatenate(descriptors).astype(np.float32, copy=False)
 
 
