@@ -17,7 +17,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training.families.registry import Family
 
 SAMPLERS: tuple[str, ...] = ("pk", "pairs")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
@@ -132,7 +135,7 @@ class TrainConfig:
         self.validate()
 
     @property
-    def family(self) -> Any:
+    def family(self) -> Family:
         """The registered :class:`~training.families.Family` named by ``model_kind``."""
         from training.families import get_family
 
@@ -251,7 +254,7 @@ class TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _make_section(family: Any, given: Any) -> Any:
+def _make_section(family: Family, given: Any) -> Any:
     """The family's section from None (defaults), a dict or an instance.
 
     Raises:
@@ -266,7 +269,7 @@ def _make_section(family: Any, given: Any) -> Any:
     if given is None:
         return kind()
     if isinstance(given, kind):
-        return dataclasses.replace(given)  # runs the section's checks again
+        return dataclasses.replace(given)  # type: ignore[type-var]  # runs the section's checks again
     if not isinstance(given, Mapping):
         raise ValueError(f"the {family.name} section must be a mapping or {kind.__name__}, got {given!r}")
     valid = [f.name for f in dataclasses.fields(kind)]

@@ -148,9 +148,9 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
             name=name,
             version=opts.version,
             input=InputSpec(height=spec.height, width=spec.width, mean=spec.mean, std=spec.std),
-            files={role: file_entry(staging, f) for role, f in written.files.items()},
+            files={role: file_entry(staging, f) for role, f in written.files.items()},  # type: ignore[misc]
             embedding_dim=written.embedding_dim,
-            scoring=scoring,
+            scoring=scoring,  # type: ignore[arg-type]
             parity=written.parity.with_measured(pair_counts),
             provenance=Provenance(
                 recipe=cfg.recipe,
