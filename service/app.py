@@ -19,6 +19,7 @@ from service.api import embeddings, gallery, health, search, verify
 from service.api.deps import verify_api_key
 from service.api.errors import install_error_handlers, problem_responses
 from service.api.limits import BodySizeLimitMiddleware
+from service.api.lingering import LingeringCloseMiddleware
 from service.config import Settings, get_settings
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.state import ServiceState
@@ -68,4 +69,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=protected, responses=errors)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(LingeringCloseMiddleware)  # outermost: drains after the answer and the metrics
     return app
