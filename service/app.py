@@ -37,6 +37,11 @@ Images go in as multipart file parts or base64 strings in JSON (JPEG, PNG, WebP,
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load model and gallery once, warm up, serve, then snapshot and close."""
     service: ServiceState = app.state.service
+    if not service.settings.api_keys:
+        logger.warning(
+            "REID_API_KEYS is not set: authentication is off and every endpoint is open to anyone who can "
+            "reach this port; set REID_API_KEYS before exposing it beyond 127.0.0.1"
+        )
     await service.start()
     try:
         yield
