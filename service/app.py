@@ -20,6 +20,7 @@ from service.api.deps import verify_api_key
 from service.api.errors import install_error_handlers, problem_responses
 from service.api.limits import BodySizeLimitMiddleware
 from service.api.lingering import LingeringCloseMiddleware
+from service.api.openapi import install_openapi
 from service.config import Settings, get_settings
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.state import ServiceState
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors = problem_responses(400, 401, 404, 409, 413, 415, 422, 503)  # every error is problem+json
     for module in (verify, search, embeddings, gallery):
         app.include_router(module.router, dependencies=protected, responses=errors)
+    install_openapi(app, max_images=settings.max_images_per_request)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(LingeringCloseMiddleware)  # outermost: drains after the answer and the metrics

@@ -7,7 +7,8 @@ import time
 from fastapi import APIRouter, Request
 
 from service.api.deps import ReadyDep
-from service.api.inputs import embed_images, openapi_body, parse_body
+from service.api.inputs import embed_images, parse_body
+from service.api.openapi import openapi_body
 from service.api.schemas import EmbeddingsResponse, ImagesRequest, Timings
 
 router = APIRouter(tags=["embeddings"])

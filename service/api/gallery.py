@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ReadyDep
 from service.api.errors import ProblemError
-from service.api.inputs import embed_images, openapi_body, parse_body, run_index_call
+from service.api.inputs import embed_images, parse_body, run_index_call
+from service.api.openapi import openapi_body
 from service.api.schemas import (
     MAX_GALLERY_ID,
     DeleteResponse,

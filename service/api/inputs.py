@@ -21,6 +21,7 @@ from starlette.formparsers import MultiPartException
 
 from service.api.deps import Ready
 from service.api.errors import ProblemError, image_error
+from service.api.openapi import MAX_FORM_LIST
 from service.contract.manifest import HIGHER_IS_BETTER
 from service.contract.preprocess import (
     ImageDecodeError,
@@ -35,29 +36,6 @@ T = TypeVar("T")
 _MEDIA = "send multipart/form-data (image files) or application/json (base64 images)"
 
 
-def openapi_body(model: type[BaseModel], file_fields: tuple[str, ...]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a body that may be JSON (base64 images) or multipart (files)."""
-    json_schema = model.model_json_schema()
-    form = json.loads(json.dumps(json_schema))
-    for name in file_fields:
-        prop = form["properties"].get(name)
-        if prop is None:
-            continue
-        binary = {"type": "string", "format": "binary"}
-        if prop.get("type") == "array":
-            prop["items"] = binary
-        elif "anyOf" in prop:
-            prop["anyOf"] = [binary, {"type": "null"}]
-        else:
-            prop.update(binary)
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": json_schema}, "multipart/form-data": {"schema": form}},
-        }
-    }
-
-
 async def parse_body(
     request: Request, model: type[M], list_fields: tuple[str, ...] = (), max_files: int = 1024
 ) -> M:
@@ -69,7 +47,8 @@ async def parse_body(
     """
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     data: Any
-    if media == "application/json" or media.endswith("+json"):
+    is_json = media == "application/json" or media.endswith("+json")
+    if is_json:
         body = await request.body()
         try:
             data = json.loads(body)
@@ -101,19 +80,37 @@ async def parse_body(
                 target = "images" if key == "image" and "images" in list_fields else key
                 if target in list_fields:
                     data.setdefault(target, []).extend(values)
+                elif len(values) > 1:  # a scalar field given twice: which one was meant?
+                    raise ProblemError(
+                        422,
+                        f"{key}: given {len(values)} times; give it once",
+                        title="Validation error",
+                        extra={"errors": [{"loc": [key], "msg": "repeated field", "type": "too_long"}]},
+                    )
                 else:
-                    data[target] = values[-1]
+                    data[target] = values[0]
         finally:
             await form.close()
+        _check_form_lists(data)
     else:
         shown = media or "none"
         raise ProblemError(
             415, f"unsupported content type {shown!r}: {_MEDIA}", title="Unsupported Media Type"
         )
     try:
-        return model.model_validate(data)
+        # JSON has types, so they are checked strictly (``false`` is no threshold); a form carries only text.
+        return model.model_validate(data, strict=is_json)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
+
+
+def _check_form_lists(data: dict[str, Any]) -> None:
+    """A form carries at most :data:`MAX_FORM_LIST` values of a text list (as its OpenAPI schema says)."""
+    for name, values in data.items():
+        if name != "images" and isinstance(values, list) and len(values) > MAX_FORM_LIST:
+            detail = f"{name}: {len(values)} values, above the {MAX_FORM_LIST} a form may carry; send JSON"
+            error = {"loc": [name], "msg": detail, "type": "too_long"}
+            raise ProblemError(422, detail, title="Validation error", extra={"errors": [error]})
 
 
 _POOLS: dict[str, ThreadPoolExecutor] = {}
@@ -158,17 +155,18 @@ async def embed_images(
         field: The request field holding the images (errors say ``field[i]``), or one name per image.
 
     Raises:
-        ProblemError: 400/413 for a bad image (the field is named), 413 for too many images, 503 when the
+        ProblemError: 400/413 for a bad image (the field is named), 422 for too many images, 503 when the
             inference queue is full (with ``Retry-After``).
     """
     settings = ready.state.settings
     if len(images) > settings.max_images_per_request:
-        raise ProblemError(
-            413,
+        detail = (
             f"{len(images)} images in one request, above the limit of {settings.max_images_per_request} "
-            "(REID_MAX_IMAGES_PER_REQUEST)",
-            title="Too many images",
+            "(REID_MAX_IMAGES_PER_REQUEST; the OpenAPI document's maxItems)"
         )
+        loc = [field] if isinstance(field, str) else []
+        error = {"loc": loc, "msg": detail, "type": "too_long"}
+        raise ProblemError(422, detail, title="Too many images", extra={"errors": [error]})
     batcher = ready.batcher
     if batcher.depth + len(images) > batcher.queue_size:  # overloaded: shed the request before decoding
         if batcher.metrics is not None:

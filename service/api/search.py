@@ -8,7 +8,8 @@ import time
 from fastapi import APIRouter, Request
 
 from service.api.deps import ReadyDep
-from service.api.inputs import embed_images, openapi_body, parse_body, resolve_metric, run_index_call
+from service.api.inputs import embed_images, parse_body, resolve_metric, run_index_call
+from service.api.openapi import openapi_body
 from service.api.schemas import QueryResult, SearchMatch, SearchRequest, SearchResponse, Timings
 from service.contract.scoring import is_same
 from service.gallery.pairwise import pairwise_search

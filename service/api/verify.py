@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import Ready, ReadyDep
 from service.api.errors import ProblemError
-from service.api.inputs import embed_images, openapi_body, parse_body, resolve_metric
+from service.api.inputs import embed_images, parse_body, resolve_metric
+from service.api.openapi import openapi_body
 from service.api.schemas import Timings, VerifyRequest, VerifyResponse
 from service.contract.scoring import is_same, pair_scores
 
