@@ -2,10 +2,11 @@
 
 Request bodies come as JSON (images base64-encoded) or as multipart forms (images as file parts). The JSON
 schema is the pydantic model's; the form schema is derived from it: image fields become non-empty binary file
-parts of the accepted image types, optional fields lose their ``null`` (a form omits a field instead), and a
-form carries at most :data:`MAX_FORM_LIST` repeated text values. What depends on the deployment or on the
-loaded model is filled in per app by :func:`install_openapi`: ``maxItems`` of the image lists is
-``REID_MAX_IMAGES_PER_REQUEST`` and ``metric`` lists the scoring modes of the active model.
+parts of the accepted image types, optional fields lose their ``null`` (a form omits a field instead), a
+scalar field is one part (two are refused) and a form carries at most :data:`MAX_FORM_LIST` values of a
+list. What depends on the deployment or on the loaded model is filled in per app by
+:func:`install_openapi`: ``maxItems`` of the image lists is ``REID_MAX_IMAGES_PER_REQUEST`` and ``metric``
+lists the scoring modes of the active model.
 
 What a schema cannot say is in the descriptions: the body limit (``REID_MAX_UPLOAD_MB``, 413), the pixel
 limit (``REID_MAX_PIXELS``, 413) and that the bytes must decode to an image (400).
@@ -26,7 +27,6 @@ IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp"
 #: Most repeated text values of one list field in a form (the form parser accepts 256 fields in all).
 MAX_FORM_LIST = 200
 _BINARY = {"type": "string", "format": "binary", "minLength": 1}
-_NO_PART = {"type": "array", "maxItems": 0}  # a form field given as an empty list sends no part
 
 
 def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
@@ -38,16 +38,6 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
     return {**branches[0], **merged}
 
 
-def _single_field(prop: dict[str, Any], required: bool) -> dict[str, Any]:
-    """A scalar form field: one part, as a list of one value is on the wire (two parts are refused)."""
-    notes = {k: prop[k] for k in ("title", "description") if k in prop}
-    value = {k: v for k, v in prop.items() if k not in notes}
-    if value.get("type") == "object":  # a JSON object sent as one text part (e.g. metadata)
-        return prop
-    one = {"type": "array", "items": value, "minItems": int(required), "maxItems": 1}  # no part: absent
-    return {**notes, "anyOf": [value, one]}
-
-
 def _form_schema(json_schema: dict[str, Any], file_fields: tuple[str, ...]) -> dict[str, Any]:
     form = copy.deepcopy(json_schema)
     properties: dict[str, Any] = form["properties"]
@@ -57,15 +47,12 @@ def _form_schema(json_schema: dict[str, Any], file_fields: tuple[str, ...]) -> d
             keep = {k: v for k, v in prop.items() if k in ("description", "title", "minItems", "maxItems")}
             prop = {**keep, "type": "array", "items": dict(_BINARY)} if prop.get("type") == "array" else {
                 **keep, **_BINARY}  # fmt: skip
-        elif prop.get("type") == "array":  # one form field per value; a single field is a list of one
-            prop = {k: v for k, v in prop.items() if k != "type"}
+        elif prop.get("type") == "array":  # one form field per value
             prop["maxItems"] = min(prop.get("maxItems", MAX_FORM_LIST), MAX_FORM_LIST)
-        else:
-            prop = _single_field(prop, name in form.get("required", []))
         properties[name] = prop
-    for rule in form.get("allOf", []):  # exactly-one-of rules: in a form, given means at least one part
+    for rule in form.get("allOf", []):  # exactly-one-of rules: in a form, a given field is never null
         for branch in rule.get("oneOf", []):
-            branch["properties"] = {name: {"not": _NO_PART} for name in branch.get("required", [])}
+            branch.pop("properties", None)
     return form
 
 
