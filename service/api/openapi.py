@@ -80,7 +80,7 @@ def install_openapi(app: FastAPI, max_images: int) -> None:
         document = copy.deepcopy(build())  # FastAPI builds (and caches) the static part once
         service = getattr(app.state, "service", None)
         gallery = getattr(service, "gallery", None)
-        metrics = sorted(gallery.indexes) if gallery is not None else None
+        metrics = list(gallery.metrics) if gallery is not None else None
         for body in _request_bodies(document):
             _apply(body, max_images, metrics)
         return document
