@@ -105,7 +105,7 @@ async def _form_data(request: Request, list_fields: tuple[str, ...], max_files: 
         await form.close()
     for name, values in data.items():  # as the OpenAPI form schema says
         if name != "images" and isinstance(values, list) and len(values) > MAX_FORM_LIST:
-            raise _form_error(name, f"{name}: {len(values)} values, above the {MAX_FORM_LIST} a form may carry")
+            raise _form_error(name, f"{name}: {len(values)} values, above the {MAX_FORM_LIST} of a form")
     return data
 
 

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = Settings()  # validate the environment before binding: a bad REID_* value is one error line
     try:  # before loading anything: a second process on this data dir exits at once (held until exit)
-        dirlock.acquire(settings.data_dir)
+        if settings.gallery == "embedded":
+            dirlock.acquire(settings.data_dir)
     except dirlock.DataDirLockedError as exc:
         print(f"reid serve: error: {exc}", file=sys.stderr)
         return 1
