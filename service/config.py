@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Device = Literal["auto", "cuda", "cpu"]
 IndexType = Literal["flat", "ivf", "hnsw"]
+GalleryKind = Literal["embedded", "milvus"]
 
 
 class Settings(BaseSettings):
@@ -28,6 +29,11 @@ class Settings(BaseSettings):
         description="Active model folder name; default: 'demo-siamese' if present, else the first one.",
     )
     data_dir: Path = Field(default=Path("data/service"), description="Gallery database and index snapshots.")
+    gallery: GalleryKind = Field(
+        default="embedded",
+        description="Gallery store: embedded (SQLite + FAISS in this process, one worker) | milvus (a shared "
+        "Milvus server: several workers and replicas).",
+    )
     device: Device = Field(default="auto", description="auto | cuda | cpu (onnxruntime provider and faiss).")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys; empty disables authentication."
@@ -50,6 +56,13 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=32, ge=1, le=1024, description="Largest inference batch (1 disables).")
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="Longest wait to fill a batch.")
     queue_size: int = Field(default=512, ge=1, description="Images waiting for inference before 503.")
+    inference_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Model calls (embedding batches, comparator, softmax head) that run at once; every "
+        "model call shares this one budget.",
+    )
     retry_after_s: int = Field(
         default=1, ge=1, description="Retry-After sent with 503 when the queue is full."
     )

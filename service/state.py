@@ -20,9 +20,12 @@ from service.config import Settings
 from service.contract.manifest import ModelManifest, discover, load
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import METRICS
-from service.gallery.gallery import Gallery
-from service.gallery.index import IndexConfig, faiss_gpu_available
+from service.core.operations import ReidService
+from service.gallery.factory import GallerySpec, create_gallery
+from service.gallery.index import faiss_gpu_available
+from service.gallery.protocol import GalleryStore
 from service.inference.batching import MicroBatcher
+from service.inference.executor import ModelExecutor
 from service.inference.sessions import ModelRuntime
 from service.metrics import ServiceMetrics
 
@@ -40,6 +43,8 @@ class ServiceState:
         runtime: The active model's sessions (None until loaded).
         gallery: The gallery (None until opened).
         batcher: The micro-batcher of the embedding model.
+        executor: The one executor every model call runs on (batches, comparator, softmax head).
+        operations: The service layer the routers call (None until ready).
         ready: True once model and gallery are loaded and warmed up.
         reason: Why the service is not ready.
         shutting_down: True from SIGTERM on (:meth:`begin_shutdown`); the service never turns ready again.
@@ -49,8 +54,10 @@ class ServiceState:
     metrics: ServiceMetrics
     manifests: dict[str, ModelManifest | str] = field(default_factory=dict)
     runtime: ModelRuntime | None = None
-    gallery: Gallery | None = None
+    gallery: GalleryStore | None = None
     batcher: MicroBatcher | None = None
+    executor: ModelExecutor | None = None
+    operations: ReidService | None = None
     ready: bool = False
     reason: str = "starting"
     faiss_gpu: bool = False
@@ -96,23 +103,16 @@ class ServiceState:
         if self.settings.faiss_threads > 0:
             faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()
-        config = IndexConfig(
-            index_type=self.settings.index_type,
-            ivf_nlist=self.settings.ivf_nlist,
-            ivf_nprobe=self.settings.ivf_nprobe,
-            hnsw_m=self.settings.hnsw_m,
-            hnsw_ef_search=self.settings.hnsw_ef_search,
+        gallery = create_gallery(
+            self.settings,
+            GallerySpec(
+                model_id=manifest.model_id,
+                dim=manifest.embedding_dim,
+                metrics=metrics,
+                head=runtime.head_weights,
+                encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
+            ),
             use_gpu=self.faiss_gpu,
-        )
-        gallery = Gallery(
-            self.settings.data_dir,
-            model_id=manifest.model_id,
-            dim=manifest.embedding_dim,
-            metrics=metrics,
-            head=runtime.head_weights,
-            config=config,
-            snapshot_every=self.settings.snapshot_every,
-            encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
         )
         gallery.open()
         self.gallery = gallery
@@ -124,8 +124,8 @@ class ServiceState:
             "indexes_rebuilt": gallery.rebuilt,
         })
 
-    def _reembed_missing(self, runtime: ModelRuntime, gallery: Gallery) -> None:
-        missing = gallery.store.missing_embeddings(gallery.model_id)
+    def _reembed_missing(self, runtime: ModelRuntime, gallery: GalleryStore) -> None:
+        missing = gallery.missing_embeddings()
         if not missing:
             return
         with_image = [i for i, has in missing if has]
@@ -142,7 +142,7 @@ class ServiceState:
             ids = with_image[start : start + self.settings.max_batch]
             batch = np.stack(
                 [
-                    preprocess_bytes(gallery.store.image(i) or b"", spec, max_pixels=self.settings.max_pixels)
+                    preprocess_bytes(gallery.image(i) or b"", spec, max_pixels=self.settings.max_pixels)
                     for i in ids
                 ]
             )
@@ -159,14 +159,25 @@ class ServiceState:
             logger.error("service not ready: %s", self.reason)
             return
         assert self.runtime is not None
+        self.executor = ModelExecutor(workers=self.settings.inference_workers)
         self.batcher = MicroBatcher(
             self.runtime.embed,
             max_batch=self.settings.max_batch,
             max_wait_ms=self.settings.max_wait_ms,
             queue_size=self.settings.queue_size,
             metrics=self.metrics,
+            executor=self.executor,
         )
         self.batcher.start()
+        assert self.gallery is not None
+        self.operations = ReidService(
+            runtime=self.runtime,
+            gallery=self.gallery,
+            batcher=self.batcher,
+            executor=self.executor,
+            settings=self.settings,
+            metrics=self.metrics,
+        )
         if self.shutting_down:  # SIGTERM arrived while loading: never report ready
             return
         self.ready = True
@@ -183,10 +194,12 @@ class ServiceState:
         self.reason = "shutting down"
 
     async def stop(self) -> None:
-        """Stop the batcher and snapshot and close the gallery."""
+        """Answer every pending model call with 503, then snapshot and close the gallery."""
         self.ready = False
         self.reason = "shutting down"
         if self.batcher is not None:
             await self.batcher.stop()
+        if self.executor is not None:
+            self.executor.shutdown()
         if self.gallery is not None:
             await asyncio.to_thread(self.gallery.close)
