@@ -8,13 +8,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-#: Gallery ids are SQLite int64 rowids: larger values are refused (422) instead of overflowing the driver.
-MAX_GALLERY_ID = 2**63 - 1
+from service.core.results import Timings as CoreTimings
+
+#: Largest gallery id accepted: 2^53 - 1, the largest integer every JSON parser reads exactly (RFC 7493), so
+#: that the limit in the OpenAPI document means the same to a client comparing in doubles. (SQLite rowids are
+#: int64; the gallery numbers entries from 1.)
+MAX_GALLERY_ID = 2**53 - 1
 Metric = Literal["softmax", "cosine", "correlation", "euclidean", "pairwise"]
 _METRIC_DOC = (
     "Scoring mode: softmax | cosine | correlation | euclidean | pairwise (default: the model's default "
@@ -38,6 +52,18 @@ def _image_bytes(value: object) -> object:
     return value
 
 
+def _integral(value: object) -> object:
+    """A JSON number with no fraction (``3.0``) is an integer, as in JSON Schema; ``true`` is not one.
+
+    JSON bodies are validated strictly (no ``"3"`` or ``false`` for a number), which would refuse ``3.0``.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _json_object(value: object) -> object:
     if isinstance(value, str):
         try:
@@ -52,7 +78,13 @@ def _json_object(value: object) -> object:
 ImageData = Annotated[
     bytes,
     BeforeValidator(_image_bytes),
-    WithJsonSchema({"type": "string", "format": "byte", "description": "Base64-encoded JPEG/PNG/WebP/BMP."}),
+    WithJsonSchema({
+        "type": "string",
+        "format": "byte",
+        "minLength": 4,
+        "description": "Base64-encoded JPEG/PNG/WebP/BMP (a data: URL prefix is allowed); it must decode "
+        "to an image (400) of at most REID_MAX_PIXELS pixels (413).",
+    }),
 ]
 Metadata = Annotated[dict[str, Any], BeforeValidator(_json_object)]
 
@@ -61,8 +93,22 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _one_of(image: str, gallery_id: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of ``image`` and ``gallery_id`` is given (not null)"."""
+    return {
+        "oneOf": [
+            {"required": [image], "properties": {image: {"type": "string"}}},
+            {"required": [gallery_id], "properties": {gallery_id: {"type": "integer"}}},
+        ]
+    }
+
+
 class VerifyRequest(_Request):
     """Two images (or gallery ids in their place) to compare."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"allOf": [_one_of("image_a", "gallery_id_a"), _one_of("image_b", "gallery_id_b")]}
+    )
 
     image_a: ImageData | None = Field(default=None, description="First image (or give gallery_id_a).")
     image_b: ImageData | None = Field(default=None, description="Second image (or give gallery_id_b).")
@@ -75,6 +121,8 @@ class VerifyRequest(_Request):
     metric: Metric | None = Field(default=None, description=_METRIC_DOC)
     threshold: float | None = Field(default=None, allow_inf_nan=False, description=_THRESHOLD_DOC)
 
+    _integral_ids = field_validator("gallery_id_a", "gallery_id_b", mode="before")(_integral)
+
     @model_validator(mode="after")
     def _one_of_each(self) -> VerifyRequest:
         for side in ("a", "b"):
@@ -82,6 +130,13 @@ class VerifyRequest(_Request):
             if (image is None) == (gid is None):
                 raise ValueError(f"give exactly one of image_{side} and gallery_id_{side}")
         return self
+
+    def sides(self) -> tuple[bytes | int, bytes | int]:
+        """Each side as image bytes or a gallery id (the validator guarantees exactly one of them)."""
+        a = self.image_a if self.image_a is not None else self.gallery_id_a
+        b = self.image_b if self.image_b is not None else self.gallery_id_b
+        assert a is not None and b is not None
+        return a, b
 
 
 class ImagesRequest(_Request):
@@ -94,6 +149,7 @@ class SearchRequest(ImagesRequest):
     """Query images and how to rank the gallery for them."""
 
     top_k: int = Field(default=10, ge=1, le=1000, description="Results per query image (1…1000).")
+    _integral_top_k = field_validator("top_k", mode="before")(_integral)
     metric: Metric | None = Field(default=None, description=_METRIC_DOC)
     threshold: float | None = Field(default=None, allow_inf_nan=False, description=_THRESHOLD_DOC)
     exclude_camera_id: str | None = Field(
@@ -127,6 +183,11 @@ class Timings(BaseModel):
     inference_ms: float = Field(description="Queueing and running the model (embedding and head).")
     search_ms: float = Field(default=0.0, description="Searching the gallery index.")
     total_ms: float = Field(description="The whole request.")
+
+
+def timings(core: CoreTimings, t0: float) -> Timings:
+    """The response timings of a request that started at ``perf_counter()`` ``t0``."""
+    return Timings(**dataclasses.asdict(core), total_ms=(time.perf_counter() - t0) * 1000.0)
 
 
 class VerifyResponse(BaseModel):
