@@ -1,6 +1,6 @@
 """The shared gallery store on Milvus (``REID_GALLERY=milvus``): every worker and replica sees one gallery.
 
-The layout (one collection per kind of vector, ids from Milvus' allocator) is
+The layout (one collection per kind of vector, ids from claimed blocks) is
 :mod:`service.gallery.milvus_layout`. Every read runs at ``Strong`` consistency, so an acknowledged enrol or
 erase is seen by the next search of any process. Writes touch several collections without a transaction: the
 entry row first (it allocates the id), then its vectors; a failure part-way deletes what was written, and a
@@ -11,6 +11,9 @@ delete removes the vectors before the entry row. Stored images are refused (no o
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,12 +23,15 @@ from service.contract.scoring import gallery_vectors, index_dim, index_scores, q
 from service.gallery.index import IndexConfig
 from service.gallery.milvus_client import MilvusConfig, MilvusConnection
 from service.gallery.milvus_layout import (
+    BLOCK_BITS,
+    BLOCKS,
     ENCODINGS,
     MAX_DIM,
     MAX_TOP_K,
     PLACEHOLDER_DIM,
     QUERY_WINDOW,
     RAW,
+    blocks_name,
     collection_name,
     describe,
     entries_name,
@@ -72,6 +78,9 @@ class MilvusGallery:
             kinds.append(ENCODINGS)
         self._names = {k: collection_name(connection.prefix, spec.model_id, k) for k in kinds}
         self._entries = entries_name(connection.prefix)
+        self._blocks = blocks_name(connection.prefix)
+        self._id_lock = threading.Lock()
+        self._next_id = self._block_end = 0  # ids left in this process's block: [next, end)
         self._raw_models: dict[str, str | None] = {}  # collection name → model id of a raw collection
         self.db = MilvusConnection(connection)
 
@@ -100,15 +109,43 @@ class MilvusGallery:
                     f"{self.model_id} needs {self._dim(kind)}: was the model re-exported under the same "
                     "name@version?"
                 )
-        if self._entries not in existing:
-            flat = index_params(ENCODINGS, self.index)[0]
-            db.create(
-                self._entries, dim=PLACEHOLDER_DIM, description="gallery entries", index=flat, metric="L2",
-                entries=True,
-            )  # fmt: skip
-        db.load([self._entries, *self._names.values()])
+        flat = index_params(ENCODINGS, self.index)[0]
+        for name, role in ((self._entries, "entries"), (self._blocks, "blocks")):
+            if name not in existing:
+                db.create(
+                    name,
+                    dim=PLACEHOLDER_DIM,
+                    description=f"gallery {role}",
+                    index=flat,
+                    metric="L2",
+                    role=role,
+                )
+        db.load([self._entries, self._blocks, *self._names.values()])
         c = self.connection
         logger.info("Milvus gallery %s open at %s (db %s, prefix %s)", self.model_id, c.uri, c.db, c.prefix)
+
+    def _claim_block(self) -> int:
+        """A block of 2^24 ids no other process holds (see :mod:`service.gallery.milvus_layout`)."""
+        for _ in range(16):
+            block, owner = 1 + secrets.randbelow(BLOCKS - 1), uuid.uuid4().hex
+            row = {"block": block, "owner": owner, "vector": [0.0] * PLACEHOLDER_DIM}
+            self.db.write(self._blocks, [row], replace=False, row_bytes=128)
+            if {r["owner"] for r in self.db.query(self._blocks, f"block == {block}", ["owner"])} == {owner}:
+                return block
+        raise RuntimeError("could not claim a block of gallery ids in 16 draws")
+
+    def _allocate(self, n: int) -> list[int]:
+        """``n`` new gallery ids, unique across every process sharing the gallery."""
+        ids: list[int] = []
+        with self._id_lock:
+            while len(ids) < n:
+                if self._next_id == self._block_end:
+                    self._next_id = self._claim_block() << BLOCK_BITS
+                    self._block_end = self._next_id + (1 << BLOCK_BITS)
+                take = min(n - len(ids), self._block_end - self._next_id)
+                ids.extend(range(self._next_id, self._next_id + take))
+                self._next_id += take
+        return ids
 
     def close(self) -> None:
         """Close the connection (everything is already persisted in Milvus)."""
@@ -276,7 +313,7 @@ class MilvusGallery:
     def add(
         self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
     ) -> list[int]:
-        """Store entries (ids from Milvus' allocator) with their vectors; returns the new ids."""
+        """Store entries (ids from this process's claimed block) with their vectors; returns the new ids."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(entries) != len(embeddings):
             raise ValueError(f"{len(entries)} entries but {len(embeddings)} embeddings")
@@ -288,11 +325,12 @@ class MilvusGallery:
             for e in entries
         ]
         created = datetime.now(timezone.utc).isoformat()
+        ids = self._allocate(len(entries))
         rows = [
-            {**lab, "metadata": e.metadata, "created": created, "vector": [0.0] * PLACEHOLDER_DIM}
-            for lab, e in zip(labels, entries, strict=True)
+            {"id": i, **lab, "metadata": e.metadata, "created": created, "vector": [0.0] * PLACEHOLDER_DIM}
+            for i, lab, e in zip(ids, labels, entries, strict=True)
         ]
-        ids = self.db.write(self._entries, rows, replace=False, row_bytes=1024)
+        self.db.write(self._entries, rows, replace=False, row_bytes=1024)
         try:
             self._write_vectors(ids, labels, embeddings, encodings, replace=False)
         except Exception:
@@ -315,7 +353,7 @@ class MilvusGallery:
 
     def _delete_everywhere(self, ids: list[int]) -> None:
         """Delete ids from every model's collections first, then from the entries."""
-        names = [n for n in self.db.names(self.connection.prefix) if n != self._entries]
+        names = [n for n in self.db.names(self.connection.prefix) if n not in (self._entries, self._blocks)]
         for name in [*names, self._entries]:
             self.db.delete(name, ids)
 

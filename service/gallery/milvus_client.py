@@ -112,9 +112,9 @@ class MilvusConnection:
         description: str,
         index: dict[str, Any],
         metric: str,
-        entries: bool = False,
+        role: str = "vectors",
     ) -> None:
-        """Create a collection (label fields, ``vector``, its index) at Strong consistency, not loaded.
+        """Create a collection (fields, ``vector``, its index) at Strong consistency, not loaded.
 
         Args:
             name: Collection name.
@@ -122,20 +122,32 @@ class MilvusConnection:
             description: Stored with the collection.
             index: ``{"index_type": ..., "params": {...}}``.
             metric: ``L2`` or ``IP``.
-            entries: The entries collection: auto ids, metadata and created fields.
+            role: ``vectors`` (id and labels), ``entries`` (plus metadata and created) or ``blocks`` (id
+                block claims: an auto id, the block and its claimant).
         """
         from pymilvus import DataType
 
-        schema = self.client.create_schema(auto_id=entries, description=description)
-        add_label_fields(schema, DataType)
-        if entries:
+        schema = self.client.create_schema(auto_id=role == "blocks", description=description)
+        if role == "blocks":
+            schema.add_field("id", DataType.INT64, is_primary=True)
+            schema.add_field("block", DataType.INT64)
+            schema.add_field("owner", DataType.VARCHAR, max_length=64)
+        else:
+            add_label_fields(schema, DataType)
+        if role == "entries":
             schema.add_field("metadata", DataType.JSON)
             schema.add_field("created", DataType.VARCHAR, max_length=64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         params = self.client.prepare_index_params()
         params.add_index("vector", metric_type=metric, **index)
-        self.call(self.client.create_collection, name, schema=schema, consistency_level=STRONG)
-        self.call(self.client.create_index, name, params)
+        try:
+            self.call(self.client.create_collection, name, schema=schema, consistency_level=STRONG)
+            self.call(self.client.create_index, name, params)
+        except GalleryUnavailableError:
+            raise
+        except Exception:  # another worker starting at the same moment may have created it
+            if name not in self.call(self.client.list_collections):
+                raise
         logger.info("created Milvus collection %s (%s, %d values)", name, index["index_type"], dim)
 
     def load(self, names: list[str], wait_s: float = 120.0) -> None:

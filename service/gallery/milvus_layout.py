@@ -3,9 +3,13 @@
 Milvus 2.3 allows one vector field per collection, so the gallery is one collection per kind of vector:
 
 * ``<prefix>_entries``: every entry (id, ``person_id``, ``camera_id``, metadata, created) whatever the
-  model. Its ids come from Milvus' own allocator (``auto_id``: the root coordinator hands out int64 ids that
-  are unique across every client), so workers and replicas never collide. Milvus needs a vector field in
-  every collection: this one carries a 2-value placeholder that is never searched.
+  model. Milvus needs a vector field in every collection: this one carries a 2-value placeholder.
+* ``<prefix>_blocks``: id blocks claimed by processes. Gallery ids must stay below 2^53 (the API's limit,
+  exact in every JSON parser), which Milvus' own auto ids (timestamps, ~2^58) exceed, and Milvus has no
+  atomic counter. So each process claims a random block of 2^24 ids (one of 2^29 blocks): it inserts a claim
+  row, then reads every claim of that block at Strong consistency and keeps the block only if the claim is
+  the only one. Two claimants cannot both miss each other (each reads after its own write, and Strong reads
+  see every earlier write), so at most one keeps a block; on a tie both draw again.
 * ``<prefix>_<model key>_<kind>``, per model id: ``raw`` (the embeddings, L2: it answers ``euclidean`` and
   ``/verify`` by gallery id), ``cosine``, ``correlation``, ``softmax`` (the augmented vectors of the exact
   head search, inner product, always FLAT), ``pairwise`` (descriptor shortlist) and ``encodings`` (the
@@ -31,6 +35,9 @@ MAX_DIM = 32_768
 #: UTF-8 bytes of a 128-character person or camera id.
 ID_BYTES = 512
 PLACEHOLDER_DIM = 2
+#: Gallery ids are ``block << BLOCK_BITS | n``: blocks 1 … 2^29 − 1 of 2^24 ids, all below 2^53.
+BLOCK_BITS = 24
+BLOCKS = 2 ** (53 - BLOCK_BITS)
 #: Collection kinds per model: raw embeddings, one per searchable metric, and the comparator encodings.
 RAW, ENCODINGS = "raw", "encodings"
 
@@ -47,7 +54,12 @@ def collection_name(prefix: str, model_id: str, kind: str) -> str:
 
 def owned(prefix: str, name: str) -> bool:
     """Whether a collection name is one of this layout's under ``prefix`` (not another prefix's)."""
-    return re.fullmatch(rf"{re.escape(prefix)}_(entries|m[0-9a-f]{{12}}_[a-z]+)", name) is not None
+    return re.fullmatch(rf"{re.escape(prefix)}_(entries|blocks|m[0-9a-f]{{12}}_[a-z]+)", name) is not None
+
+
+def blocks_name(prefix: str) -> str:
+    """The collection of id block claims."""
+    return f"{prefix}_blocks"
 
 
 def entries_name(prefix: str) -> str:

@@ -155,3 +155,17 @@ def test_two_processes_share_one_store(make_gallery: MakeGallery) -> None:
     assert len(erased) == 1
     (row,) = a.search("cosine", vectors[3:4], top_k=10)
     assert erased[0] not in {m.id for m in row} and len(row) == 9
+
+
+def test_id_blocks_are_never_shared(make_gallery: MakeGallery, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Milvus: each process claims its own block of ids; a block drawn twice goes to the first claimant."""
+    a = make_gallery(metrics=METRICS, namespace="blocks")
+    if not a.shared:
+        pytest.skip("the embedded store numbers entries in its own SQLite database")
+    b = make_gallery(metrics=METRICS, namespace="blocks")
+    draws = iter([5, 5, 9])  # b draws a's block first, sees a's claim beside its own, and draws again
+    monkeypatch.setattr("service.gallery.milvus.secrets.randbelow", lambda n: next(draws))
+    ids_a = a.add([NewEntry("a", None, {}, None)] * 3, _vectors(3, 12))
+    ids_b = b.add([NewEntry("b", None, {}, None)] * 3, _vectors(3, 13))
+    assert [i >> milvus_layout.BLOCK_BITS for i in ids_a + ids_b] == [6] * 3 + [10] * 3
+    assert max(ids_b) < 2**53 and len(set(ids_a) | set(ids_b)) == 6
