@@ -6,8 +6,9 @@ import time
 
 from fastapi import APIRouter, Request
 
+from service.api.boxes import embed_items
 from service.api.deps import ReadyDep
-from service.api.inputs import embed_images, openapi_body, parse_body
+from service.api.inputs import openapi_body, parse_body
 from service.api.schemas import EmbeddingsResponse, ImagesRequest, Timings
 
 router = APIRouter(tags=["embeddings"])
@@ -20,14 +21,16 @@ router = APIRouter(tags=["embeddings"])
     openapi_extra=openapi_body(ImagesRequest, ("images",)),
 )
 async def embeddings(request: Request, ready: ReadyDep) -> EmbeddingsResponse:
-    """Return the model's embedding of every image, in request order (batched with concurrent requests).
+    """Return the model's embedding of every image (or of every box of one frame), in request order
+    (batched with concurrent requests).
 
     For a pairwise model this is the L2-normalized descriptor its gallery shortlist searches.
     """
     t0 = time.perf_counter()
     body = await parse_body(request, ImagesRequest, list_fields=("images",))
-    rows, decode_ms, inference_ms = await embed_images(ready, body.images, "images")
-    vectors, _ = ready.runtime.split(rows)  # pairwise models: the descriptor, not the comparator encoding
+    items = await embed_items(ready, body)
+    decode_ms, inference_ms = items.decode_ms, items.inference_ms
+    vectors, _ = ready.runtime.split(items.rows)  # pairwise: the descriptor, not the encoding
     manifest = ready.runtime.manifest
     return EmbeddingsResponse(
         embeddings=vectors.astype(float).tolist(),

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from service.api.boxes import embed_items
 from service.api.deps import ReadyDep
 from service.api.errors import ProblemError
-from service.api.inputs import embed_images, openapi_body, parse_body, run_index_call
+from service.api.inputs import openapi_body, parse_body, run_index_call
 from service.api.schemas import (
     MAX_GALLERY_ID,
     DeleteResponse,
@@ -45,19 +46,20 @@ def _item(entry: GalleryEntry) -> GalleryItem:
     openapi_extra=openapi_body(EnrolRequest, ("images",)),
 )
 async def enrol(request: Request, ready: ReadyDep) -> EnrolResponse:
-    """Embed the images and add them to the gallery under ``person_id``; 201 with one id per image."""
+    """Embed the images (or the boxes of one frame) and add them to the gallery as entries of ``person_id``
+    (a tracklet: all of one person); 201 with one id per image or box."""
     body = await parse_body(request, EnrolRequest, list_fields=("images",))
-    rows, _, _ = await embed_images(ready, body.images, "images")
-    embeddings, encodings = ready.runtime.split(rows)  # pairwise models also keep the comparator encoding
     store_images = ready.state.settings.store_images
+    items = await embed_items(ready, body, keep_images=store_images)  # with boxes: the crops, as PNG
+    embeddings, encodings = ready.runtime.split(items.rows)  # pairwise: also the comparator encoding
     entries = [
         NewEntry(
             person_id=body.person_id,
             camera_id=body.camera_id,
             metadata=body.metadata,
-            image=img if store_images else None,
+            image=items.images[i] if store_images else None,
         )
-        for img in body.images
+        for i in range(body.item_count)
     ]
     ids = await run_index_call(ready, functools.partial(ready.gallery.add, entries, embeddings, encodings))
     ready.state.metrics.gallery_size.set(ready.gallery.size)

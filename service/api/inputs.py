@@ -169,10 +169,25 @@ async def embed_images(
             "(REID_MAX_IMAGES_PER_REQUEST)",
             title="Too many images",
         )
+    names = field if isinstance(field, list) else [f"{field}[{i}]" for i in range(len(images))]
+    decode = functools.partial(_preprocess_all, images, ready.runtime.spec, settings.max_pixels, names)
+    return await embed_prepared(ready, len(images), decode)
+
+
+async def embed_prepared(
+    ready: Ready, count: int, prepare: Callable[[], list[np.ndarray]]
+) -> tuple[np.ndarray, float, float]:
+    """Run ``prepare`` (decode + preprocess ``count`` model inputs) on the decode pool, then embed its arrays
+    through the micro-batcher together; returns (embeddings (count, D), decode ms, inference ms).
+
+    Raises:
+        ProblemError: 503 when the inference queue is full (with ``Retry-After``); what ``prepare`` raises.
+    """
+    settings = ready.state.settings
     batcher = ready.batcher
-    if batcher.depth + len(images) > batcher.queue_size:  # overloaded: shed the request before decoding
+    if batcher.depth + count > batcher.queue_size:  # overloaded: shed the request before decoding
         if batcher.metrics is not None:
-            batcher.metrics.queue_rejections.inc(len(images))
+            batcher.metrics.queue_rejections.inc(count)
         raise ProblemError(
             503,
             f"the inference queue is full ({batcher.depth} of {batcher.queue_size} images waiting); "
@@ -181,14 +196,11 @@ async def embed_images(
             headers={"Retry-After": str(settings.retry_after_s)},
         )
     t0 = time.perf_counter()
-    names = field if isinstance(field, list) else [f"{field}[{i}]" for i in range(len(images))]
-    ready.batcher.announce(len(images))  # concurrent batches wait for these while they decode
+    ready.batcher.announce(count)  # concurrent batches wait for these while they decode
     try:
-        spec = ready.runtime.spec
-        decode = functools.partial(_preprocess_all, images, spec, settings.max_pixels, names)
-        arrays = await run_in_worker(decode)
+        arrays = await run_in_worker(prepare)
     except BaseException:
-        ready.batcher.withdraw(len(images))
+        ready.batcher.withdraw(count)
         raise
     t1 = time.perf_counter()
     try:

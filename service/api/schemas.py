@@ -55,6 +55,18 @@ ImageData = Annotated[
     WithJsonSchema({"type": "string", "format": "byte", "description": "Base64-encoded JPEG/PNG/WebP/BMP."}),
 ]
 Metadata = Annotated[dict[str, Any], BeforeValidator(_json_object)]
+Box = Annotated[
+    list[Annotated[float, Field(allow_inf_nan=False)]],
+    Field(min_length=4, max_length=4, description="[x1, y1, x2, y2] in pixels of the upright image."),
+]
+#: In multipart forms ``boxes`` is one field holding the JSON list.
+Boxes = Annotated[list[Box], BeforeValidator(_json_object)]
+_BOXES_DOC = (
+    "Person boxes [[x1, y1, x2, y2], ...] in pixels of the upright (EXIF-applied) image, x2/y2 exclusive: "
+    "with boxes, `images` holds one frame, each box is cut from it and is one item (in order). Boxes "
+    "reaching past the border are clipped; each must keep at least 2×2 px; at most "
+    "REID_MAX_BOXES_PER_REQUEST boxes. In a multipart form: one field with the JSON list."
+)
 
 
 class _Request(BaseModel):
@@ -87,7 +99,21 @@ class VerifyRequest(_Request):
 class ImagesRequest(_Request):
     """One or more images."""
 
-    images: list[ImageData] = Field(min_length=1, max_length=1024, description="The images (1 or more).")
+    images: list[ImageData] = Field(
+        min_length=1, max_length=1024, description="The images (1 or more), or one frame with `boxes`."
+    )
+    boxes: Boxes | None = Field(default=None, min_length=1, max_length=1024, description=_BOXES_DOC)
+
+    @model_validator(mode="after")
+    def _one_frame_with_boxes(self) -> ImagesRequest:
+        if self.boxes is not None and len(self.images) != 1:
+            raise ValueError(f"boxes are cut from one frame: send 1 image with them, not {len(self.images)}")
+        return self
+
+    @property
+    def item_count(self) -> int:
+        """Items the request embeds: its boxes, or else its images."""
+        return len(self.boxes) if self.boxes is not None else len(self.images)
 
 
 class SearchRequest(ImagesRequest):

@@ -7,8 +7,9 @@ import time
 
 from fastapi import APIRouter, Request
 
+from service.api.boxes import embed_items
 from service.api.deps import ReadyDep
-from service.api.inputs import embed_images, openapi_body, parse_body, resolve_metric, run_index_call
+from service.api.inputs import openapi_body, parse_body, resolve_metric, run_index_call
 from service.api.schemas import QueryResult, SearchMatch, SearchRequest, SearchResponse, Timings
 from service.contract.scoring import is_same
 from service.gallery.pairwise import pairwise_search
@@ -31,8 +32,9 @@ async def search(request: Request, ready: ReadyDep) -> SearchResponse:
     t0 = time.perf_counter()
     body = await parse_body(request, SearchRequest, list_fields=("images", "person_ids"))
     metric, threshold, higher = resolve_metric(ready, body.metric, body.threshold)
-    rows, decode_ms, inference_ms = await embed_images(ready, body.images, "images")
-    queries, encodings = ready.runtime.split(rows)
+    items = await embed_items(ready, body)
+    decode_ms, inference_ms = items.decode_ms, items.inference_ms
+    queries, encodings = ready.runtime.split(items.rows)
     t1 = time.perf_counter()
     pairwise = ready.runtime.pairwise
     if metric == "pairwise" and pairwise is not None and encodings is not None:
