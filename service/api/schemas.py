@@ -11,7 +11,15 @@ import binascii
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 #: Gallery ids are SQLite int64 rowids: larger values are refused (422) instead of overflowing the driver.
 MAX_GALLERY_ID = 2**63 - 1
@@ -21,6 +29,7 @@ _METRIC_DOC = (
     "metric). pairwise: the comparator of a pairwise model, over a descriptor shortlist in /search."
 )
 _THRESHOLD_DOC = "Decision threshold; default: the model's calibrated threshold for the metric."
+CameraId = Annotated[str, Field(max_length=128)]
 
 
 def _image_bytes(value: object) -> object:
@@ -130,6 +139,33 @@ class SearchRequest(ImagesRequest):
     person_ids: list[str] | None = Field(
         default=None, max_length=10000, description="Only return gallery entries of these persons."
     )
+    camera_ids: list[CameraId] | None = Field(
+        default=None, max_length=1000, description="Only return gallery entries from these cameras."
+    )
+    exclude_camera_ids: list[CameraId] | None = Field(
+        default=None, max_length=1000, description="Never return gallery entries from these cameras."
+    )
+    created_after: AwareDatetime | None = Field(
+        default=None,
+        description="Only gallery entries enrolled at or after this time (RFC 3339, with a UTC offset).",
+    )
+    created_before: AwareDatetime | None = Field(
+        default=None,
+        description="Only gallery entries enrolled strictly before this time (RFC 3339, with a UTC offset).",
+    )
+    aggregate: Literal["none", "mean"] = Field(
+        default="none",
+        description="mean: all query images (or boxes) are one person, a tracklet, searched as one query "
+        "(one result row): cosine / correlation score = the mean score over the images (the mean of their "
+        "L2-normalized embeddings), euclidean = root-mean-square distance, softmax = sigmoid of the mean "
+        "head logit, pairwise = mean comparator score over the descriptor shortlist. none: one row per "
+        "image.",
+    )
+    group_by: Literal["entry", "person"] = Field(
+        default="entry",
+        description="person: one row item per person in `persons` (best score, the entry that gave it, "
+        "how many of its entries rank above every person not returned); top_k then counts persons.",
+    )
 
 
 class EnrolRequest(ImagesRequest):
@@ -177,16 +213,32 @@ class SearchMatch(BaseModel):
     same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
 
 
-class QueryResult(BaseModel):
-    """The ranking for one query image."""
+class PersonResult(BaseModel):
+    """One person of a person-level ranking (``group_by=person``)."""
 
-    matches: list[SearchMatch] = Field(description="Best first.")
+    person_id: str = Field(description="The person.")
+    score: float = Field(description="Best score of the person's entries against the query.")
+    id: int = Field(description="Gallery id of the entry that gave the best score.")
+    camera_id: str | None = Field(description="Camera of that entry.")
+    entries: int = Field(description="The person's entries ranked above every person not returned.")
+    same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
+
+
+class QueryResult(BaseModel):
+    """The ranking for one query image (or one tracklet)."""
+
+    matches: list[SearchMatch] = Field(description="Best first (empty with group_by=person).")
+    persons: list[PersonResult] | None = Field(
+        default=None, description="With group_by=person: best first, top_k persons; else null."
+    )
 
 
 class SearchResponse(BaseModel):
     """Rankings for every query image."""
 
-    results: list[QueryResult] = Field(description="One ranking per query image, in request order.")
+    results: list[QueryResult] = Field(
+        description="One ranking per query image (or box), in request order; one in all with aggregate=mean."
+    )
     gallery_size: int = Field(description="Searchable gallery entries.")
     metric: Metric = Field(description="The scoring mode used.")
     threshold: float | None = Field(description="The threshold applied.")
