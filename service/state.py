@@ -22,6 +22,7 @@ from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import METRICS
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig, faiss_gpu_available
+from service.gallery.retention import RetentionTask
 from service.inference.batching import MicroBatcher
 from service.inference.sessions import ModelRuntime
 from service.metrics import ServiceMetrics
@@ -56,6 +57,7 @@ class ServiceState:
     faiss_gpu: bool = False
     startup: dict[str, Any] = field(default_factory=dict)
     shutting_down: bool = False
+    retention: RetentionTask | None = None
 
     def _active_folder(self) -> str:
         folders = discover(self.settings.models_dir)
@@ -167,6 +169,11 @@ class ServiceState:
             metrics=self.metrics,
         )
         self.batcher.start()
+        if self.settings.retention_hours is not None and self.gallery is not None:
+            self.retention = RetentionTask(
+                self.gallery, self.settings.retention_hours, self.settings.retention_check_s, self.metrics
+            )
+            self.retention.start()
         if self.shutting_down:  # SIGTERM arrived while loading: never report ready
             return
         self.ready = True
@@ -186,6 +193,8 @@ class ServiceState:
         """Stop the batcher and snapshot and close the gallery."""
         self.ready = False
         self.reason = "shutting down"
+        if self.retention is not None:
+            await self.retention.stop()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.gallery is not None:

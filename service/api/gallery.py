@@ -6,6 +6,7 @@ import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
 from service.api.boxes import embed_items
@@ -99,14 +100,32 @@ async def delete_entry(ready: ReadyDep, gallery_id: GalleryId) -> DeleteResponse
     return DeleteResponse(deleted_ids=deleted, gallery_size=ready.gallery.size)
 
 
-@router.delete("", response_model=DeleteResponse, summary="Erase every trace of a person")
-async def erase_person(
+@router.delete(
+    "", response_model=DeleteResponse, summary="Erase every trace of a person, or every entry before a time"
+)
+async def erase(
     ready: ReadyDep,
-    person_id: Annotated[str, Query(min_length=1, max_length=128, description="The person to erase.")],
+    person_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="The person to erase.")
+    ] = None,
+    created_before: Annotated[
+        AwareDatetime | None,
+        Query(description="Erase every entry enrolled strictly before this time (RFC 3339, with offset)."),
+    ] = None,
 ) -> DeleteResponse:
-    """Delete all of a person's entries, vectors and stored images; 404 when the person has none."""
-    deleted = await run_index_call(ready, functools.partial(ready.gallery.erase_person, person_id))
-    if not deleted:
+    """Delete entries with their vectors and stored images: all of a person's (404 when the person has none),
+    or all enrolled before ``created_before`` (retention on demand; 200 with an empty list when none is).
+    Give exactly one of the two."""
+    if (person_id is None) == (created_before is None):
+        raise ProblemError(422, "give exactly one of person_id and created_before")
+    if created_before is not None:
+        call = functools.partial(ready.gallery.erase_created_before, created_before.timestamp())
+    else:
+        call = functools.partial(ready.gallery.erase_person, person_id)
+    deleted = await run_index_call(ready, call)
+    if person_id is not None and not deleted:
         raise ProblemError(404, f"no gallery entries for person_id {person_id!r}")
+    if created_before is not None:
+        ready.state.metrics.erased.labels(reason="created_before").inc(len(deleted))
     ready.state.metrics.gallery_size.set(ready.gallery.size)
     return DeleteResponse(deleted_ids=deleted, gallery_size=ready.gallery.size)
