@@ -50,6 +50,8 @@ class ServiceMetrics:
             ["reason"],
             registry=self.registry,
         )
+        for reason in ("retention", "created_before"):  # exported at 0 before the first erase
+            self.erased.labels(reason=reason)
         self.retention_last_sweep = Gauge(
             "reid_retention_last_sweep_timestamp_seconds",
             "UNIX time of the last retention sweep (0: none yet).",

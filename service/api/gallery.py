@@ -6,7 +6,6 @@ import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
 from service.api.boxes import embed_items
@@ -20,6 +19,7 @@ from service.api.schemas import (
     EnrolResponse,
     GalleryItem,
     GalleryPage,
+    Rfc3339,
 )
 from service.gallery.store import GalleryEntry, NewEntry
 
@@ -109,21 +109,21 @@ async def erase(
         str | None, Query(min_length=1, max_length=128, description="The person to erase.")
     ] = None,
     created_before: Annotated[
-        AwareDatetime | None,
+        Rfc3339 | None,
         Query(description="Erase every entry enrolled strictly before this time (RFC 3339, with offset)."),
     ] = None,
 ) -> DeleteResponse:
-    """Delete entries with their vectors and stored images: all of a person's (404 when the person has none),
-    or all enrolled before ``created_before`` (retention on demand; 200 with an empty list when none is).
-    Give exactly one of the two."""
-    if (person_id is None) == (created_before is None):
-        raise ProblemError(422, "give exactly one of person_id and created_before")
+    """Delete entries with their vectors and stored images: all of a person's (404 when the person has
+    none), all enrolled before ``created_before`` (retention on demand; 200 with an empty list when none is),
+    or, with both, the person's entries enrolled before that time. 422 when neither is given."""
     if created_before is not None:
-        call = functools.partial(ready.gallery.erase_created_before, created_before.timestamp())
-    else:
+        call = functools.partial(ready.gallery.erase_created_before, created_before.timestamp(), person_id)
+    elif person_id is not None:
         call = functools.partial(ready.gallery.erase_person, person_id)
+    else:
+        raise ProblemError(422, "give person_id, created_before or both")
     deleted = await run_index_call(ready, call)
-    if person_id is not None and not deleted:
+    if created_before is None and not deleted:
         raise ProblemError(404, f"no gallery entries for person_id {person_id!r}")
     if created_before is not None:
         ready.state.metrics.erased.labels(reason="created_before").inc(len(deleted))

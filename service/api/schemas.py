@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -30,6 +31,17 @@ _METRIC_DOC = (
 )
 _THRESHOLD_DOC = "Decision threshold; default: the model's calibrated threshold for the metric."
 CameraId = Annotated[str, Field(max_length=128)]
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: object) -> object:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value.strip()):
+        raise ValueError("not an RFC 3339 date-time with a UTC offset (e.g. 2026-12-01T08:00:00Z)")
+    return value.strip()
+
+
+#: An RFC 3339 date-time with its UTC offset (no bare dates, no UNIX numbers).
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 def _image_bytes(value: object) -> object:
@@ -145,11 +157,11 @@ class SearchRequest(ImagesRequest):
     exclude_camera_ids: list[CameraId] | None = Field(
         default=None, max_length=1000, description="Never return gallery entries from these cameras."
     )
-    created_after: AwareDatetime | None = Field(
+    created_after: Rfc3339 | None = Field(
         default=None,
         description="Only gallery entries enrolled at or after this time (RFC 3339, with a UTC offset).",
     )
-    created_before: AwareDatetime | None = Field(
+    created_before: Rfc3339 | None = Field(
         default=None,
         description="Only gallery entries enrolled strictly before this time (RFC 3339, with a UTC offset).",
     )

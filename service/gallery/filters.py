@@ -136,7 +136,3 @@ class EntryTable:
         if where.created_before is not None:
             keep &= self._created < where.created_before
         return np.sort(self._ids[keep])
-
-    def created_before(self, cutoff: float) -> list[int]:
-        """Ids of the entries enrolled strictly before ``cutoff`` (UNIX seconds), ascending."""
-        return [int(i) for i in self.select(SearchFilter(created_before=cutoff))]

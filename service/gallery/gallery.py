@@ -225,11 +225,13 @@ class Gallery:
         with self.lock.write():
             return self._erase_locked(self.store.ids_of_person(person_id))
 
-    def erase_created_before(self, cutoff: float) -> list[int]:
-        """Erase every entry enrolled strictly before ``cutoff`` (UNIX seconds), as :meth:`erase_person`
-        does (retention); returns the deleted ids."""
+    def erase_created_before(self, cutoff: float, person_id: str | None = None) -> list[int]:
+        """Erase every entry (of ``person_id``, when given) enrolled strictly before ``cutoff`` (UNIX
+        seconds), as :meth:`erase_person` does (retention); returns the deleted ids."""
+        persons = None if person_id is None else frozenset({person_id})
         with self.lock.write():
-            return self._erase_locked(self._table.created_before(cutoff))
+            ids = self._table.select(SearchFilter(person_ids=persons, created_before=cutoff))
+            return self._erase_locked([int(i) for i in ids])
 
     def _erase_locked(self, ids: list[int]) -> list[int]:
         found = self._delete_locked(ids)
