@@ -190,12 +190,13 @@ class VectorIndex:
 
     def _params(self, selector: Any) -> Any:
         """Search parameters carrying ``selector`` and the index type's own search settings."""
+        lib: Any = faiss  # the SWIG constructors take fields as keywords; faiss's stubs do not say so
         sub: Any = faiss.downcast_index(self.index.index)
         if isinstance(sub, faiss.IndexIVF):
-            return faiss.SearchParametersIVF(sel=selector, nprobe=int(sub.nprobe))
+            return lib.SearchParametersIVF(sel=selector, nprobe=int(sub.nprobe))
         if isinstance(sub, faiss.IndexHNSW):
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=int(sub.hnsw.efSearch))
-        return faiss.SearchParameters(sel=selector)
+            return lib.SearchParametersHNSW(sel=selector, efSearch=int(sub.hnsw.efSearch))
+        return lib.SearchParameters(sel=selector)
 
     def _search_widening(
         self, queries: np.ndarray, k: int, allowed: np.ndarray

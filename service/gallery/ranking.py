@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.gallery.filters import SearchFilter
-from service.gallery.gallery import Gallery, Match
 from service.gallery.pairwise import Compare, pairwise_search
+from service.gallery.protocol import GalleryStore, Match
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def rank_persons(
 
 
 def rank(
-    gallery: Gallery,
+    gallery: GalleryStore,
     metric: str,
     queries: np.ndarray,
     encodings: np.ndarray | None,

@@ -1,10 +1,11 @@
 """Retention: erase gallery entries older than ``REID_RETENTION_HOURS``, with the guarantees of ``DELETE``.
 
 A background task sweeps every ``REID_RETENTION_CHECK_S``: the entries enrolled before now − retention are
-erased by :meth:`Gallery.erase_created_before` (rows, embeddings, encodings and stored images deleted with
-SQLite ``secure_delete`` and a WAL checkpoint, vectors removed from every index, and the index snapshots
-rewritten without them). What it erased is counted in ``/metrics`` (``reid_erased_entries_total``, reason
-``retention``) and the time of the last sweep is ``reid_retention_last_sweep_timestamp_seconds``.
+erased by the store's ``erase_created_before`` (embedded store: rows, embeddings, encodings and stored
+images deleted with SQLite ``secure_delete`` and a WAL checkpoint, vectors removed from every index, and the
+index snapshots rewritten without them). What it erased is counted in ``/metrics``
+(``reid_erased_entries_total``, reason ``retention``); the last sweep's time is
+``reid_retention_last_sweep_timestamp_seconds``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import contextlib
 import logging
 import time
 
-from service.gallery.gallery import Gallery
+from service.gallery.protocol import GalleryStore
 from service.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
 
 
-def sweep(gallery: Gallery, hours: float, metrics: ServiceMetrics, now: float | None = None) -> list[int]:
+def sweep(
+    gallery: GalleryStore, hours: float, metrics: ServiceMetrics, now: float | None = None
+) -> list[int]:
     """Erase the entries enrolled more than ``hours`` before ``now`` (default: the current time).
 
     Returns:
@@ -46,7 +49,7 @@ class RetentionTask:
         metrics: Where the erased entries are counted.
     """
 
-    def __init__(self, gallery: Gallery, hours: float, every_s: float, metrics: ServiceMetrics) -> None:
+    def __init__(self, gallery: GalleryStore, hours: float, every_s: float, metrics: ServiceMetrics) -> None:
         if hours <= 0 or every_s <= 0:
             raise ValueError(f"retention hours and check interval must be > 0, got {hours} and {every_s}")
         self.gallery = gallery
