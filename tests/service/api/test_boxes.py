@@ -52,6 +52,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def _batches(metrics: str) -> tuple[float, float]:
+    """(batches, images) the model has run, from /metrics."""
+    values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("reid_batch_size_"))
+    return float(values.get("reid_batch_size_count", 0)), float(values.get("reid_batch_size_sum", 0))
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
@@ -60,10 +66,13 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 async def test_boxes_equal_client_crops(make_settings, serve, orientation: int | None) -> None:
     frame = frame_jpeg(orientation)
     assert Image.open(io.BytesIO(frame)).size == ((160, 96) if orientation is None else (96, 160))
-    async with serve(make_settings()) as (_, client):
+    async with serve(make_settings(max_wait_ms=0.0)) as (_, client):
+        before = _batches((await client.get("/metrics")).text)
         r = await client.post("/embeddings", json={"images": [_b64(frame)], "boxes": BOXES})
         assert r.status_code == 200, r.text
         served = np.asarray(r.json()["embeddings"])
+        after = _batches((await client.get("/metrics")).text)
+        assert (after[0] - before[0], after[1] - before[1]) == (1, len(BOXES))  # all boxes in one batch
         crops = [client_crop(frame, b) for b in BOXES]
         r = await client.post("/embeddings", json={"images": [_b64(c) for c in crops]})
         one_by_one = np.asarray(r.json()["embeddings"])
