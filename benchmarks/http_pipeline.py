@@ -18,6 +18,7 @@ import asyncio
 import io
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -107,9 +108,21 @@ async def _load(
 
 
 def run_pipeline(
-    base: str, raw_connection: Any, *, boxes: int, concurrency: int, seconds: float, path: str, rounds: int
+    base: str,
+    raw_connection: Any,
+    *,
+    boxes: int,
+    concurrency: int,
+    seconds: float,
+    path: str,
+    rounds: int,
+    server_cpu: Callable[[], float | None] | None = None,
 ) -> dict[str, Any]:
-    """Both loads against the server at ``base``, alternating ``rounds`` times; the median round is kept."""
+    """Both loads against the server at ``base``, alternating ``rounds`` times; the median round is kept.
+
+    ``server_cpu()`` (the server's CPU seconds so far) adds ``server_cpu_ms_per_box``, which unlike boxes/s
+    hardly moves with other jobs on the machine.
+    """
     import httpx
 
     url = httpx.URL(base)
@@ -125,9 +138,14 @@ def run_pipeline(
             ("frame_boxes", frame_requests, boxes),
             ("separate_crops", crop_requests, 1),
         ):
+            cpu_before = server_cpu() if server_cpu else None
             sent, errors, elapsed = asyncio.run(
                 _load(raw_connection, host, port, requests, concurrency, seconds)
             )
+            cpu_after = server_cpu() if server_cpu else None
+            cpu_ms = None
+            if cpu_before is not None and cpu_after is not None and sent:
+                cpu_ms = round((cpu_after - cpu_before) * 1000.0 / (sent * per_request), 3)
             runs[name].append(
                 {
                     "requests": sent,
@@ -135,6 +153,7 @@ def run_pipeline(
                     "seconds": round(elapsed, 3),
                     "requests_per_s": round(sent / elapsed, 2),
                     "boxes_per_s": round(sent * per_request / elapsed, 2),
+                    "server_cpu_ms_per_box": cpu_ms,
                 }
             )
     report: dict[str, Any] = {
@@ -192,6 +211,7 @@ def run_bench(args: Any, resolve_model: Any, fill_gallery: Any, http_batching: A
                 seconds=args.max_seconds,
                 path=args.pipeline_path,
                 rounds=args.rounds,
+                server_cpu=lambda: http_batching.process_cpu_s(proc.pid),
             )
         finally:
             proc.terminate()
