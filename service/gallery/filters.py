@@ -89,6 +89,9 @@ class EntryTable:
     def __len__(self) -> int:
         return len(self._labels)
 
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._labels
+
     def _code(self, name: str) -> int:
         return self._codes.setdefault(name, len(self._codes))
 
