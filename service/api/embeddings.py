@@ -6,10 +6,9 @@ import time
 
 from fastapi import APIRouter, Request
 
-from service.api.boxes import embed_items
-from service.api.deps import ReadyDep
+from service.api.deps import ReidDep
 from service.api.inputs import openapi_body, parse_body
-from service.api.schemas import EmbeddingsResponse, ImagesRequest, Timings
+from service.api.schemas import EmbeddingsResponse, ImagesRequest, timings
 
 router = APIRouter(tags=["embeddings"])
 
@@ -20,7 +19,7 @@ router = APIRouter(tags=["embeddings"])
     summary="Compute embedding vectors",
     openapi_extra=openapi_body(ImagesRequest, ("images",)),
 )
-async def embeddings(request: Request, ready: ReadyDep) -> EmbeddingsResponse:
+async def embeddings(request: Request, reid: ReidDep) -> EmbeddingsResponse:
     """Return the model's embedding of every image (or of every box of one frame), in request order
     (batched with concurrent requests).
 
@@ -28,16 +27,11 @@ async def embeddings(request: Request, ready: ReadyDep) -> EmbeddingsResponse:
     """
     t0 = time.perf_counter()
     body = await parse_body(request, ImagesRequest, list_fields=("images",))
-    items = await embed_items(ready, body)
-    decode_ms, inference_ms = items.decode_ms, items.inference_ms
-    vectors, _ = ready.runtime.split(items.rows)  # pairwise: the descriptor, not the encoding
-    manifest = ready.runtime.manifest
+    embedded = await reid.embed(body.images, "images", body.boxes)
     return EmbeddingsResponse(
-        embeddings=vectors.astype(float).tolist(),
-        dim=manifest.embedding_dim,
-        normalized=manifest.normalize_embeddings or manifest.kind == "pairwise",
-        model=manifest.model_id,
-        timings=Timings(
-            decode_ms=decode_ms, inference_ms=inference_ms, total_ms=(time.perf_counter() - t0) * 1000.0
-        ),
+        embeddings=embedded.vectors.astype(float).tolist(),
+        dim=reid.embedding_dim,
+        normalized=reid.embeddings_normalized,
+        model=reid.model_id,
+        timings=timings(embedded.timings, t0),
     )

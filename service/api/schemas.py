@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,6 +23,9 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from service.core.results import Ranking
+from service.core.results import Timings as CoreTimings
 
 #: Gallery ids are SQLite int64 rowids: larger values are refused (422) instead of overflowing the driver.
 MAX_GALLERY_ID = 2**63 - 1
@@ -116,6 +121,13 @@ class VerifyRequest(_Request):
                 raise ValueError(f"give exactly one of image_{side} and gallery_id_{side}")
         return self
 
+    def sides(self) -> tuple[bytes | int, bytes | int]:
+        """Each side as image bytes or a gallery id (the validator guarantees exactly one of them)."""
+        a = self.image_a if self.image_a is not None else self.gallery_id_a
+        b = self.image_b if self.image_b is not None else self.gallery_id_b
+        assert a is not None and b is not None
+        return a, b
+
 
 class ImagesRequest(_Request):
     """One or more images."""
@@ -203,6 +215,11 @@ class Timings(BaseModel):
     total_ms: float = Field(description="The whole request.")
 
 
+def timings(core: CoreTimings, t0: float) -> Timings:
+    """The response timings of a request that started at ``perf_counter()`` ``t0``."""
+    return Timings(**dataclasses.asdict(core), total_ms=(time.perf_counter() - t0) * 1000.0)
+
+
 class VerifyResponse(BaseModel):
     """The verification decision."""
 
@@ -243,6 +260,17 @@ class QueryResult(BaseModel):
     persons: list[PersonResult] | None = Field(
         default=None, description="With group_by=person: best first, top_k persons; else null."
     )
+
+
+def query_results(ranking: Ranking) -> list[QueryResult]:
+    """One :class:`QueryResult` per row of a ranking (entries, or persons with ``group_by=person``)."""
+    persons: list[list[PersonResult] | None] = [None] * len(ranking.results)
+    if ranking.persons is not None:
+        persons = [[PersonResult(**dataclasses.asdict(p)) for p in row] for row in ranking.persons]
+    return [
+        QueryResult(matches=[SearchMatch(**dataclasses.asdict(hit)) for hit in row], persons=people)
+        for row, people in zip(ranking.results, persons, strict=True)
+    ]
 
 
 class SearchResponse(BaseModel):

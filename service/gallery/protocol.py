@@ -21,6 +21,8 @@ import numpy as np
 
 from service.gallery.filters import SearchFilter
 
+__all__ = ["GalleryEntry", "GalleryStore", "GalleryUnavailableError", "Match", "NewEntry", "SearchFilter"]
+
 
 @dataclass(frozen=True)
 class Match:

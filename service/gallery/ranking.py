@@ -70,32 +70,28 @@ def rank_persons(
         k = min(size, 4 * k)
 
 
-def rank(
+def entry_search(
     gallery: GalleryStore,
     metric: str,
     queries: np.ndarray,
     encodings: np.ndarray | None,
     *,
-    top_k: int,
     filters: SearchFilter | None = None,
     aggregate: bool = False,
-    by_person: bool = False,
     compare: Compare | None = None,
     shortlist: int = 100,
-) -> list[list[Match]] | list[list[PersonMatch]]:
-    """Rank the gallery for the queries (one row per query, or one row for a tracklet).
+) -> Callable[[int], list[list[Match]]]:
+    """``search(k)``: the k best entries per query (one row per query, or one row for a tracklet).
 
     Args:
         gallery: The gallery.
-        metric: The scoring metric; ``pairwise`` needs ``compare`` and ``encodings``.
+        metric: The scoring metric; ``pairwise`` re-ranks with ``compare`` when ``encodings`` are given.
         queries: (N, D) query embeddings (descriptors for pairwise models).
         encodings: (N, E) comparator encodings (pairwise models), else None.
-        top_k: Entries per row, or persons per row with ``by_person``.
         filters: Which entries may be returned (inside the index search).
         aggregate: The queries are one person (a tracklet): one row, by the mean score over them.
-        by_person: One row item per person (see :func:`rank_persons`).
         compare: The pairwise comparator.
-        shortlist: Pairwise: entries shortlisted by descriptor per query (raised to the depth searched).
+        shortlist: Pairwise: entries shortlisted by descriptor per query (raised to k).
     """
 
     def search(k: int) -> list[list[Match]]:
@@ -112,6 +108,4 @@ def rank(
             )
         return gallery.search(metric, queries, k, aggregate=aggregate, filters=filters)
 
-    if by_person:
-        return rank_persons(search, top_k, gallery.size)
-    return search(top_k)
+    return search

@@ -97,14 +97,15 @@ async def test_delete_created_before_erases_everything_older(make_settings, serv
 
 
 async def test_retention_task_erases_expired_entries(make_settings, serve, person_images) -> None:
-    settings = make_settings(store_images=True, retention_hours=0.5 / 3600, retention_check_s=0.1)
+    settings = make_settings(store_images=True, retention_hours=1.5 / 3600, retention_check_s=0.1)
     person = next(iter(person_images.enrol))
     images = person_images.enrol[person]
     async with serve(settings) as (app, client):
         ids = await _enrol(client, images, person)
         needles = _needles(app, ids, images, person)
-        for _ in range(200):  # 0.5 s retention, swept every 100 ms: gone within a second or so
-            if (await client.get(f"/gallery/{ids[-1]}")).status_code == 404:
+        expected = f'reid_erased_entries_total{{reason="retention"}} {float(len(ids))}'
+        for _ in range(400):  # 1.5 s retention, swept every 100 ms: gone (and counted) within 2 s or so
+            if expected in (await client.get("/metrics")).text:
                 break
             await asyncio.sleep(0.05)
         assert (await client.get("/gallery")).json()["total"] == 0
@@ -113,7 +114,7 @@ async def test_retention_task_erases_expired_entries(make_settings, serve, perso
         )
         assert r.json()["results"][0]["matches"] == []
         metrics = (await client.get("/metrics")).text
-        assert f'reid_erased_entries_total{{reason="retention"}} {float(len(ids))}' in metrics
+        assert expected in metrics
         assert "reid_retention_last_sweep_timestamp_seconds 0.0" not in metrics
     assert _rows(settings.data_dir, ids) == 0
     assert not _index_ids(settings.data_dir) & set(ids)

@@ -12,7 +12,7 @@ from service.contract.scoring import HeadWeights, center_normalize, l2_normalize
 from service.gallery.filters import SearchFilter, created_seconds
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
-from service.gallery.ranking import rank
+from service.gallery.ranking import entry_search, rank_persons
 from service.gallery.store import NewEntry
 
 N, DIM, ENC, BATCHES = 600, 16, 8, 4
@@ -122,17 +122,17 @@ def _order(scores: np.ndarray, metric: str) -> np.ndarray:
 def test_entries_equal_brute_force(world: World, metric: str, aggregate: bool) -> None:
     queries, encodings = _queries(1)
     for where in _filters(world):
-        got = rank(
+        search = entry_search(
             world.gallery,
             metric,
             queries,
             encodings,
-            top_k=7,
             filters=where,
             aggregate=aggregate,
             compare=compare,
             shortlist=N,
         )
+        got = search(7)
         expected = world.scores(metric, queries, encodings, aggregate)
         keep = world.allowed(where)
         assert len(got) == (1 if aggregate else len(queries))
@@ -149,18 +149,17 @@ def test_entries_equal_brute_force(world: World, metric: str, aggregate: bool) -
 def test_person_rows_equal_brute_force(world: World, metric: str, top_k: int) -> None:
     queries, encodings = _queries(2)
     for where in _filters(world)[:4]:
-        got = rank(
+        search = entry_search(
             world.gallery,
             metric,
             queries,
             encodings,
-            top_k=top_k,
             filters=where,
             aggregate=True,
-            by_person=True,
             compare=compare,
             shortlist=N,
         )
+        got = rank_persons(search, top_k, world.gallery.size)
         (s,) = world.scores(metric, queries, encodings, aggregate=True)
         keep = world.allowed(where)
         ranking = [i for i in _order(s, metric) if keep[i]]
