@@ -202,3 +202,19 @@ def test_deleted_and_retained_entries_leave_the_filters(tmp_path: Path) -> None:
     )
     left = {int(i) for i in world.ids[(world.created >= cutoff) & (world.camera != "c0")]}
     assert {m.id for m in rows[0]} == left
+
+
+def test_gpu_widening_path_equals_the_selector_path(world: World) -> None:
+    """GPU indexes take no IDSelector: their search widens until k allowed ids are found (same answer)."""
+    index = world.gallery.indexes["cosine"]
+    queries = l2_normalize(_queries(5)[0])
+    for where in _filters(world):
+        allowed = world.gallery._table.select(where)
+        with_selector = index.search(queries, 9, allowed)
+        index.on_gpu = True  # only switches the code path: the index itself stays on the CPU
+        try:
+            widened = index.search(queries, 9, allowed)
+        finally:
+            index.on_gpu = False
+        for sel_ids, wide_ids in zip(with_selector[1], widened[1], strict=True):
+            assert sel_ids[sel_ids >= 0].tolist() == wide_ids[wide_ids >= 0][:9].tolist()
