@@ -21,13 +21,13 @@ from starlette.formparsers import MultiPartException
 
 from service.api.deps import Ready
 from service.api.errors import ProblemError, image_error
-from service.contract.manifest import HIGHER_IS_BETTER
 from service.contract.preprocess import (
     ImageDecodeError,
     ImageTooLargeError,
     PreprocessSpec,
     preprocess_bytes,
 )
+from service.contract.scoring import ServedMetric, higher_is_better
 from service.inference.batching import BatcherStoppedError, QueueFullError
 
 M = TypeVar("M", bound=BaseModel)
@@ -221,8 +221,8 @@ async def run_index_call(ready: Ready, call: Callable[[], T]) -> T:
 
 
 def resolve_metric(
-    ready: Ready, metric: str | None, threshold: float | None
-) -> tuple[str, float | None, bool]:
+    ready: Ready, metric: ServedMetric | None, threshold: float | None
+) -> tuple[ServedMetric, float | None, bool]:
     """The metric (default: the manifest's), its threshold (request or calibrated) and its direction.
 
     Raises:
@@ -237,4 +237,4 @@ def resolve_metric(
         )
     if threshold is None and name in manifest.scoring:
         threshold = manifest.scoring[name].default_value()
-    return name, threshold, HIGHER_IS_BETTER[name]
+    return name, threshold, higher_is_better(name)

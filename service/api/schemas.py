@@ -13,12 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from service.contract.scoring import ServedMetric, describe
+
 #: Gallery ids are SQLite int64 rowids: larger values are refused (422) instead of overflowing the driver.
 MAX_GALLERY_ID = 2**63 - 1
-Metric = Literal["softmax", "cosine", "correlation", "euclidean", "pairwise"]
+Metric = ServedMetric
 _METRIC_DOC = (
-    "Scoring mode: softmax | cosine | correlation | euclidean | pairwise (default: the model's default "
-    "metric). pairwise: the comparator of a pairwise model, over a descriptor shortlist in /search."
+    f"Scoring mode (default: the model's default metric). {describe()}. pairwise re-ranks a descriptor "
+    "shortlist in /search."
 )
 _THRESHOLD_DOC = "Decision threshold; default: the model's calibrated threshold for the metric."
 

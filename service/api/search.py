@@ -77,7 +77,7 @@ async def search(request: Request, ready: ReadyDep) -> SearchResponse:
     return SearchResponse(
         results=results,
         gallery_size=ready.gallery.size,
-        metric=metric,  # type: ignore[arg-type]
+        metric=metric,
         threshold=threshold,
         model=ready.runtime.manifest.model_id,
         timings=Timings(

@@ -85,7 +85,7 @@ async def verify(request: Request, ready: ReadyDep) -> VerifyResponse:
     return VerifyResponse(
         same_person=None if threshold is None else is_same(score, threshold, higher),
         score=score,
-        metric=metric,  # type: ignore[arg-type]
+        metric=metric,
         threshold=threshold,
         higher_is_better=higher,
         model=ready.runtime.manifest.model_id,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.contract import tensors
 from service.contract.scoring import HeadWeights, pair_scores
 from training.export.onnx_io import DEFAULT_OPSET, ExportError, assert_eval_mode, export_onnx
 from training.export.parity import check_parity, cpu_session
@@ -112,17 +113,17 @@ def write_graphs(
         embedder,
         (example,),
         folder / EMBEDDING_FILE,
-        input_names=["images"],
-        output_names=["embeddings"],
+        input_names=list(tensors.EMBEDDING_INPUTS),
+        output_names=list(tensors.EMBEDDING_OUTPUTS),
         opset=opset,
         fp16=fp16,
     )
     # fp16 graphs are compared with the fp32 torch model: what matters is distance to the trained model.
-    parity = check_parity(folder / EMBEDDING_FILE, _numpy_fn(embedder), {"images": images}, fp16=fp16)
+    parity = check_parity(folder / EMBEDDING_FILE, _numpy_fn(embedder), {tensors.IMAGES: images}, fp16=fp16)
     out.files["embedding"] = EMBEDDING_FILE
     out.parity.update(parity.as_dict("embedding"))
     out.parity["fp16"] = float(fp16)
-    embeddings = cpu_session(folder / EMBEDDING_FILE).run(None, {"images": images})[0]
+    embeddings = cpu_session(folder / EMBEDDING_FILE).run(None, {tensors.IMAGES: images})[0]
     out.embedding_dim = int(embeddings.shape[1])
 
     head = getattr(model, "verification_head", None)
@@ -134,12 +135,12 @@ def write_graphs(
         head_export,
         (ex_a, ex_a.flip(0)),
         folder / VERIFICATION_FILE,
-        input_names=["embeddings_a", "embeddings_b"],
-        output_names=["probabilities"],
+        input_names=list(tensors.HEAD_INPUTS),
+        output_names=list(tensors.HEAD_OUTPUTS),
         opset=opset,
         fp16=False,
     )
-    pairs = {"embeddings_a": embeddings, "embeddings_b": np.roll(embeddings, 1, axis=0)}
+    pairs = {tensors.EMBEDDINGS_A: embeddings, tensors.EMBEDDINGS_B: np.roll(embeddings, 1, axis=0)}
     head_parity = check_parity(folder / VERIFICATION_FILE, _numpy_fn(head_export), pairs, fp16=False)
     out.files["verification_head"] = VERIFICATION_FILE
     out.parity.update(head_parity.as_dict("verification_head"))
@@ -156,15 +157,15 @@ def _write_pairwise(model: MLSNet, folder: Path, images: np.ndarray, *, opset: i
     out = WrittenGraphs()
     encoder = MLSEncoderExport(model).eval()
     export_onnx(
-        encoder, (torch.from_numpy(images[:2]),), folder / ENCODER_FILE, input_names=["images"],
-        output_names=list(ENCODER_OUTPUT_NAMES), opset=opset,
+        encoder, (torch.from_numpy(images[:2]),), folder / ENCODER_FILE,
+        input_names=list(tensors.EMBEDDING_INPUTS), output_names=list(ENCODER_OUTPUT_NAMES), opset=opset,
     )
+    feed = {tensors.IMAGES: images}
     for index, name in enumerate(ENCODER_OUTPUT_NAMES):
-        parity = check_parity(
-            folder / ENCODER_FILE, _numpy_fn(encoder, index), {"images": images}, fp16=False, output=index
-        )
+        fn = _numpy_fn(encoder, index)
+        parity = check_parity(folder / ENCODER_FILE, fn, feed, fp16=False, output=index)
         out.parity.update(parity.as_dict(f"encoder_{name}"))
-    encoding, descriptor = cpu_session(folder / ENCODER_FILE).run(None, {"images": images})[:2]
+    encoding, descriptor = cpu_session(folder / ENCODER_FILE).run(list(ENCODER_OUTPUT_NAMES), feed)
     out.files["encoder"] = ENCODER_FILE
     out.embedding_dim, out.encoding_dim = int(descriptor.shape[1]), int(encoding.shape[1])
 
@@ -177,7 +178,7 @@ def _write_pairwise(model: MLSNet, folder: Path, images: np.ndarray, *, opset: i
         comparator, (example, example.flip(0)), folder / COMPARATOR_FILE,
         input_names=list(COMPARATOR_INPUT_NAMES), output_names=list(COMPARATOR_OUTPUT_NAMES), opset=opset,
     )
-    pairs = {"encoding_a": encoding, "encoding_b": np.roll(encoding, 1, axis=0)}
+    pairs = {tensors.ENCODING_A: encoding, tensors.ENCODING_B: np.roll(encoding, 1, axis=0)}
     for index, name in enumerate(COMPARATOR_OUTPUT_NAMES[:2]):  # score, probabilities
         parity = check_parity(
             folder / COMPARATOR_FILE, _numpy_fn(comparator, index), pairs, fp16=False, output=index
@@ -199,7 +200,8 @@ def check_head_weights(folder: Path, dim: int, num_pairs: int = 100, seed: int =
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((num_pairs, dim)).astype(np.float32)
     b = rng.standard_normal((num_pairs, dim)).astype(np.float32)
-    probs = cpu_session(folder / VERIFICATION_FILE).run(None, {"embeddings_a": a, "embeddings_b": b})[0]
+    feed = {tensors.EMBEDDINGS_A: a, tensors.EMBEDDINGS_B: b}
+    probs = cpu_session(folder / VERIFICATION_FILE).run([tensors.PROBABILITIES], feed)[0]
     diff = float(np.max(np.abs(pair_scores("softmax", a, b, head) - probs[:, SAME_INDEX])))
     if diff > HEAD_WEIGHTS_TOLERANCE:
         raise ExportError(
