@@ -1,4 +1,4 @@
-"""``reid eval``: evaluate a checkpoint on a dataset — CMC, mAP, mINP, plots and calibrated thresholds —
+"""``reid eval``: evaluate a checkpoint on a dataset — CMC, mAP, mINP, plots and verification rates —
 or a set of per-split checkpoints under a named paper protocol.
 
 Examples::
@@ -10,7 +10,7 @@ Examples::
     reid eval --protocol cuhk03-classic --root data/cuhk03 \\
         --checkpoint 'runs/mls-l2l3/cuhk03-classic/split{split}/checkpoint.pt' --splits 0-4
 
-One checkpoint: writes metrics.json, calibration.json, cmc.png, ranks.png, distances.png and roc.png into
+One checkpoint: writes metrics.json, cmc.png, ranks.png, distances.png and roc.png into
 ``--output`` (default: ``eval-<dataset>`` beside the checkpoint) and prints the headline numbers as JSON.
 
 ``--protocol NAME`` (see :mod:`training.evaluation.paper_protocols`): the protocol fixes the dataset and its
@@ -38,7 +38,7 @@ DESCRIPTION = (
     "and report CMC rank-1/5/10/20, mAP and mINP (single shot for CUHK01, CUHK03-classic and VIPeR: their "
     "loaders draw one gallery image per person for each split), with optional k-reciprocal re-ranking and "
     "flip test-time augmentation. "
-    "Also calibrates verification thresholds on the query × gallery pairs. "
+    "Also measures verification (TPR at FMR, ROC AUC) on the query × gallery pairs. "
     "With --protocol NAME (see --list-protocols) the paper protocol fixes dataset and splits: one checkpoint "
     "per split ('{split}' in --checkpoint), mean ± std over the splits in protocol.json, printed next to the "
     "papers' published rows."

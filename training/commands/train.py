@@ -15,7 +15,7 @@ Examples::
 
 Every field of :class:`training.engine.config.TrainConfig` is a flag (``--lr 3e-4``, ``--milestones 40,70``,
 ``--triplet_margin none``). The run folder receives config.json, log.csv, last.pt, checkpoint.pt (best),
-metrics.json, calibration.json and the plots; a JSON summary is printed on stdout.
+metrics.json (TPR at FMR and ROC AUC per scoring mode) and the plots; a JSON summary is printed on stdout.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ HELP = "train a model from a recipe"
 DESCRIPTION = (
     "Train a model from a recipe (see `reid recipes`); any config field can be overridden with "
     "--<field> VALUE. At the end the best checkpoint is evaluated on the test split (CMC, mAP, mINP, plots) "
-    "and its verification thresholds are calibrated; a JSON summary is printed."
+    "and its verification (TPR at FMR, ROC AUC per scoring mode) measured; a JSON summary is printed."
 )
 
 

@@ -1,12 +1,15 @@
-"""Evaluation reports: ``metrics.json``, ``calibration.json`` and the pictures, written into a run folder.
+"""Evaluation reports: ``metrics.json`` and the pictures, written into a run folder.
 
-Calibration measures, for each scoring mode the service offers (cosine, correlation, euclidean, and softmax
-for Siamese models), the score distributions of same-person and different-person query × gallery pairs of the
-*test* split — persons never seen in training — on embeddings without flip TTA (what the service computes).
-Same-person pairs are those across different cameras (the Market protocol drops same-camera matches);
-different-person pairs are sampled down to ``max_negatives``. ``calibration.json`` holds one
-:class:`~service.contract.manifest.ScoringMode` per mode (thresholds at FMR 1e-2 / 1e-3 / 1e-4 and the EER;
-the default is the one at ``target_fmr``), which the export step copies into the manifest.
+The verification part measures, for each scoring mode the service offers (cosine, correlation, euclidean, and
+softmax for Siamese models), the score distributions of same-person and different-person query × gallery pairs
+of the *test* split — persons never seen in training — on embeddings without flip TTA (what the service
+computes). Same-person pairs are those across different cameras (the Market protocol drops same-camera
+matches); different-person pairs are sampled down to ``max_negatives``. ``metrics.json`` gets the TPR at FMR
+1e-2 / 1e-3 / 1e-4 (``tpr_at_fmr``) and the ROC AUC / EER (``verification``) of each mode.
+
+These are quality numbers of the PyTorch model, not the manifest's thresholds: ``reid export`` calibrates
+again with the exported graphs (fp16 included) and the service's scoring functions, so that a stored threshold
+means what the service computes (:mod:`training.export.calibrate`).
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ def calibrate_result(
     """Calibrate every scoring mode on the test split's query × gallery pairs.
 
     Returns:
-        The ``calibration.json`` dict and, per mode, the (same, different) score arrays.
+        The calibration summary (pairs, per-mode :class:`~service.contract.manifest.ScoringMode` dicts, ROC
+        points) and, per mode, the (same, different) score arrays.
     """
     modes = list(EMBEDDING_MODES)
     if model is not None and getattr(model, "verification_head", None) is not None:
@@ -141,7 +145,7 @@ def write_report(
     extra: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write metrics.json, calibration.json, cmc.png, ranks.png, distances.png and roc.png.
+    """Write metrics.json, cmc.png, ranks.png, distances.png and roc.png.
 
     Args:
         result: The evaluation.
@@ -166,7 +170,6 @@ def write_report(
         mode: verification_summary(same, diff, calibration["scoring"][mode]["higher_is_better"])
         for mode, (same, diff) in scores.items()
     }
-    (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
     q_pids, g_pids, q_cams, g_cams = result.ids()
