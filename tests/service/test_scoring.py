@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -66,3 +67,10 @@ def test_refusals_name_the_reason() -> None:
     with pytest.raises(ValueError, match="p must be > 0"):
         scoring.pair_scores("minkowski", x, x, p=0.0)
     assert "softmax: p(same)" in scoring.describe()
+
+
+def test_the_readme_table_states_every_metric() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for name in scoring.METRICS:
+        metric = scoring.get(name)
+        assert f"| `{name}` | {metric.pair_score} | {metric.threshold} |" in readme, name
