@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from training.commands.common import HEADLINE_KEYS, ranking_summary
+
 HELP = "evaluate a checkpoint on a dataset (CMC, mAP, mINP, plots)"
 DESCRIPTION = (
     "Rebuild the model stored in a checkpoint, rank the gallery for every query of the dataset's test split "
@@ -154,20 +156,14 @@ def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
     }
     target_fmr = args.target_fmr if args.target_fmr is not None else cfg.target_fmr
     metrics = write_report(result, output, model=model, target_fmr=target_fmr, extra=extra, seed=cfg.seed)
-    keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+    keys = HEADLINE_KEYS
     summary: dict[str, Any] = {"output": str(output), **{k: round(float(metrics[k]), 4) for k in keys}}
     if "single_shot" in metrics:
         summary["single_shot"] = {
             k: {"mean": round(v["mean"], 4), "std": round(v["std"], 4)}
             for k, v in metrics["single_shot"].items() if k in keys
         }
-    for ranking in ("softmax", "descriptor"):  # Siamese head ranking; pairwise: descriptor-only ranking
-        if ranking in metrics:
-            summary[ranking] = {k: round(float(metrics[ranking][k]), 4) for k in keys}
-    summary["verification"] = {  # ROC AUC / balanced accuracy at the EER on the test split's pairs
-        mode: {k: round(float(v), 4) for k, v in values.items()}
-        for mode, values in metrics["verification"].items()
-    }
+    summary.update(ranking_summary(metrics))
     summary["minutes"] = round((time.perf_counter() - started) / 60, 3)
     print(json.dumps(summary, indent=2))
     return 0
@@ -214,14 +210,8 @@ def _run_protocol(args: argparse.Namespace) -> int:
     from training.engine.distributed import select_device
     from training.engine.evaluator import evaluate_model, is_single_shot
     from training.engine.trainer import preprocess_spec
-    from training.evaluation.paper_protocols import (
-        RANKINGS,
-        compare_with_papers,
-        default_output,
-        get_protocol,
-        parse_splits,
-        split_checkpoints,
-    )
+    from training.evaluation.paper_protocols import RANKINGS, compare_with_papers, get_protocol
+    from training.evaluation.protocol_splits import default_output, parse_splits, split_checkpoints
     from training.evaluation.protocols import aggregate_runs
 
     protocol = get_protocol(args.protocol)

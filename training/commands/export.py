@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from training.commands.common import from_args
+
 HELP = "export a checkpoint to ONNX with a parity-checked, calibrated manifest"
 DESCRIPTION = (
     "Export RUN/checkpoint.pt to a model folder: embedding.onnx (input `images` N×3×H×W float32 → "
@@ -57,19 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from training.export.exporter import ExportOptions, export_checkpoint
 
     manifest = export_checkpoint(
-        ExportOptions(
-            checkpoint=args.checkpoint,
-            output=args.output,
-            fp16=args.fp16,
-            opset=args.opset,
-            name=args.name,
-            version=args.version,
-            dataset=args.dataset,
-            root=args.root,
-            dataset_options=dict(args.dataset_option),
-            target_fmr=args.target_fmr,
-            seed=args.seed,
-        )
+        from_args(ExportOptions, args, dataset_options=dict(args.dataset_option))
     )
     summary = {
         "model": manifest.model_id,

@@ -25,6 +25,8 @@ import json
 import time
 from typing import Any
 
+from training.commands.common import HEADLINE_KEYS, ranking_summary
+
 HELP = "train a model from a recipe"
 DESCRIPTION = (
     "Train a model from a recipe (see `reid recipes`); any config field can be overridden with "
@@ -165,15 +167,8 @@ def _final_evaluation(trainer: Any, checkpoint: Any) -> dict[str, Any]:
              "checkpoint_epoch": int(ckpt["epoch"]) + 1}
     metrics = write_report(result, cfg.output_dir, model=model, target_fmr=cfg.target_fmr, extra=extra,
                            seed=cfg.seed)
-    keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
-    out: dict[str, Any] = {k: round(float(metrics[k]), 4) for k in keys}
+    out: dict[str, Any] = {k: round(float(metrics[k]), 4) for k in HEADLINE_KEYS}
     out["tpr_at_fmr"] = metrics["tpr_at_fmr"].get(cfg.eval_metric, metrics["tpr_at_fmr"]["cosine"])
-    for ranking in ("softmax", "descriptor"):  # Siamese head ranking; pairwise: descriptor-only ranking
-        if ranking in metrics:
-            out[ranking] = {k: round(float(metrics[ranking][k]), 4) for k in keys}
-    out["verification"] = {  # ROC AUC / balanced accuracy at the EER on the test split's pairs
-        mode: {k: round(float(v), 4) for k, v in values.items()}
-        for mode, values in metrics["verification"].items()
-    }
+    out.update(ranking_summary(metrics))
     out["eval_minutes"] = round((time.perf_counter() - started) / 60, 3)
     return out

@@ -22,15 +22,8 @@ from training.commands.train import protocol_overrides
 from training.data.datasets import build_dataset
 from training.engine.evaluator import is_single_shot
 from training.engine.recipes import recipe_names
-from training.evaluation.paper_protocols import (
-    PaperRow,
-    compare_with_papers,
-    default_output,
-    get_protocol,
-    parse_splits,
-    protocol_names,
-    split_checkpoints,
-)
+from training.evaluation.paper_protocols import PaperRow, compare_with_papers, get_protocol, protocol_names
+from training.evaluation.protocol_splits import default_output, parse_splits, split_checkpoints
 
 RUN_FLAGS = [*TINY_FLAGS, "--epochs", "1", "--eval_every", "0", "--no-progress", "--skip-eval"]
 
