@@ -131,24 +131,34 @@ class Timings(BaseModel):
     total_ms: float = Field(description="The whole request.")
 
 
-class VerifyResponse(BaseModel):
-    """The verification decision."""
+class _Scored(BaseModel):
+    """Fields of every scored answer."""
 
-    same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
-    score: float = Field(description="Score of the pair under the metric.")
     metric: Metric = Field(description="The scoring mode used.")
     threshold: float | None = Field(description="The threshold applied.")
-    higher_is_better: bool = Field(description="True when a larger score means 'same person'.")
     model: str = Field(description="Model name@version.")
     timings: Timings = Field(description="Timings in milliseconds.")
 
 
-class SearchMatch(BaseModel):
+class VerifyResponse(_Scored):
+    """The verification decision."""
+
+    same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
+    score: float = Field(description="Score of the pair under the metric.")
+    higher_is_better: bool = Field(description="True when a larger score means 'same person'.")
+
+
+class _Entry(BaseModel):
+    """Who a gallery entry is."""
+
+    id: int = Field(description="Gallery id (stable, never reused).")
+    person_id: str = Field(description="Person identity.")
+    camera_id: str | None = Field(description="Camera identity.")
+
+
+class SearchMatch(_Entry):
     """One ranked gallery entry."""
 
-    id: int = Field(description="Gallery id.")
-    person_id: str = Field(description="Person of the gallery entry.")
-    camera_id: str | None = Field(description="Camera of the gallery entry.")
     score: float = Field(description="Score against the query under the metric.")
     same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
 
@@ -159,15 +169,11 @@ class QueryResult(BaseModel):
     matches: list[SearchMatch] = Field(description="Best first.")
 
 
-class SearchResponse(BaseModel):
+class SearchResponse(_Scored):
     """Rankings for every query image."""
 
     results: list[QueryResult] = Field(description="One ranking per query image, in request order.")
     gallery_size: int = Field(description="Searchable gallery entries.")
-    metric: Metric = Field(description="The scoring mode used.")
-    threshold: float | None = Field(description="The threshold applied.")
-    model: str = Field(description="Model name@version.")
-    timings: Timings = Field(description="Timings in milliseconds.")
 
 
 class EmbeddingsResponse(BaseModel):
@@ -192,12 +198,9 @@ class EnrolResponse(BaseModel):
     model: str = Field(description="Model name@version that embedded the images.")
 
 
-class GalleryItem(BaseModel):
+class GalleryItem(_Entry):
     """One gallery entry."""
 
-    id: int = Field(description="Gallery id (stable, never reused).")
-    person_id: str = Field(description="Person identity.")
-    camera_id: str | None = Field(description="Camera identity.")
     metadata: dict[str, Any] = Field(description="The JSON metadata given at enrolment.")
     created: str = Field(description="Enrolment time (ISO 8601, UTC).")
     has_image: bool = Field(description="True when the image bytes are stored (REID_STORE_IMAGES).")
