@@ -43,7 +43,7 @@ async def ready(service: ServiceDep) -> JSONResponse:
         provider=runtime.provider if runtime else None,
         faiss_gpu=service.faiss_gpu,
         gallery_size=gallery.size if gallery else None,
-        metrics=sorted(gallery.indexes) if gallery else [],
+        metrics=gallery.metrics if gallery else [],
         startup=service.startup,
     )
     if service.ready:
