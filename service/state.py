@@ -31,15 +31,20 @@ from service.metrics import ServiceMetrics
 logger = logging.getLogger(__name__)
 
 
-def _indexable(runtime: ModelRuntime, name: str) -> bool:
-    """Whether the gallery keeps an index for the metric with this model."""
-    metric, manifest = get_metric(name), runtime.manifest
-    if metric.needs_comparator:  # the descriptor shortlist index, re-ranked by the comparator
-        return runtime.pairwise is not None
-    if metric.needs_head:  # exact search needs the head's weights, and the manifest must allow it
-        exact = manifest.verification is not None and manifest.verification.exact_search
-        return name in manifest.scoring and runtime.head_weights is not None and exact
-    return True
+def indexed_metrics(runtime: ModelRuntime) -> list[str]:
+    """The served metrics the gallery keeps an index for with this model."""
+    manifest = runtime.manifest
+
+    def indexed(name: str) -> bool:
+        metric = get_metric(name)
+        if metric.needs_comparator:  # the descriptor shortlist index, re-ranked by the comparator
+            return runtime.pairwise is not None
+        if metric.needs_head:  # exact search needs the head's weights, and the manifest must allow it
+            exact = manifest.verification is not None and manifest.verification.exact_search
+            return name in manifest.scoring and runtime.head_weights is not None and exact
+        return True
+
+    return [name for name in SERVED_METRICS if indexed(name)]
 
 
 @dataclass
@@ -101,7 +106,7 @@ class ServiceState:
         deviation = runtime.warm_up() if self.settings.warmup else 0.0
         self.runtime = runtime
         manifest = runtime.manifest
-        metrics = [m for m in SERVED_METRICS if _indexable(runtime, m)]
+        metrics = indexed_metrics(runtime)
         if self.settings.faiss_threads > 0:
             faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()

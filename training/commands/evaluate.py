@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.contract.scoring import EMBEDDING_METRICS
 from training.commands.common import HEADLINE_KEYS, ranking_summary
 
 HELP = "evaluate a checkpoint on a dataset (CMC, mAP, mINP, plots)"
@@ -45,7 +46,6 @@ DESCRIPTION = (
     "per split ('{split}' in --checkpoint), mean ± std over the splits in protocol.json, printed next to the "
     "papers' published rows."
 )
-METRICS = ("cosine", "euclidean", "correlation", "cityblock", "minkowski")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset loader option, e.g. split_index=3 (repeatable)",
     )
     parser.add_argument(
-        "--metric", choices=METRICS, help="distance for ranking (default: the run's eval_metric)"
+        "--metric", choices=EMBEDDING_METRICS, help="distance for ranking (default: the run's eval_metric)"
     )
     parser.add_argument(
         "--shortlist", type=int, help="pairwise models: descriptor shortlist re-ranked by the comparator "

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from training.engine.evaluator import EvaluationResult, softmax_same_probability
+from service.contract.scoring import SERVED_EMBEDDING_METRICS, HeadWeights, score_matrix
+from service.contract.scoring import get as get_metric
+from training.engine.evaluator import EvaluationResult
 from training.evaluation import plots
 from training.evaluation.calibration import (
     DEFAULT_FMR_TARGETS,
@@ -30,22 +32,24 @@ from training.evaluation.calibration import (
     roc_curve,
     threshold_at_fmr,
 )
-from training.evaluation.distances import compute_distance
 
 #: Embedding scoring modes calibrated for every model (the manifest's names).
-EMBEDDING_MODES: tuple[str, ...] = ("cosine", "correlation", "euclidean")
+EMBEDDING_MODES: tuple[str, ...] = SERVED_EMBEDDING_METRICS
+
+
+def head_weights(model: nn.Module | None) -> HeadWeights | None:
+    """The verification head's logit weights (exact, eval mode), or None for a model without one."""
+    head = getattr(model, "verification_head", None)
+    if head is None:
+        return None
+    weight, bias = (t.double().cpu().numpy() for t in head.effective_weights())
+    return HeadWeights(weight=weight, bias=float(bias))
 
 
 def pair_score_matrix(result: EvaluationResult, mode: str, model: nn.Module | None = None) -> np.ndarray:
-    """Q × G scores in the service's units: similarities (cosine, correlation, softmax) or distances."""
-    qf, gf = result.query_features, result.gallery_features
-    if mode == "softmax":
-        if model is None:
-            raise ValueError("softmax scores need the Siamese model")
-        return softmax_same_probability(model, qf, gf)
-    if mode in ("cosine", "correlation"):
-        return 1.0 - compute_distance(qf, gf, mode).astype(np.float64)
-    return compute_distance(qf, gf, mode).astype(np.float64)
+    """Q × G scores in the service's units (:func:`service.contract.scoring.score_matrix`), float64."""
+    head = head_weights(model) if get_metric(mode).needs_head else None
+    return score_matrix(mode, result.query_features, result.gallery_features, head).astype(np.float64)
 
 
 def calibration_masks(
@@ -87,7 +91,7 @@ def calibrate_result(
         points) and, per mode, the (same, different) score arrays.
     """
     modes = list(EMBEDDING_MODES)
-    if model is not None and getattr(model, "verification_head", None) is not None:
+    if head_weights(model) is not None:
         modes.append("softmax")
     positive, negative = calibration_masks(result, max_negatives=max_negatives, seed=seed)
     scoring: dict[str, Any] = {}

@@ -1,0 +1,40 @@
+"""The report scores pairs as the contract does: the Siamese head through its exported weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from service.contract.scoring import pair_scores
+from training.data.datasets.base import ImageRecord
+from training.engine.evaluator import EvaluationResult
+from training.engine.report import head_weights, pair_score_matrix
+from training.models.heads import VerificationHead
+
+
+class _Siamese(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.verification_head = VerificationHead(4, dropout=0.5)
+        torch.nn.init.normal_(self.verification_head.classifier.weight, std=1.0)
+        torch.nn.init.normal_(self.verification_head.classifier.bias, std=1.0)
+
+
+def test_pair_score_matrix_is_the_head_and_the_contract_on_every_pair() -> None:
+    model = _Siamese().eval()
+    rng = np.random.default_rng(0)
+    query, gallery = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32)
+    records = [ImageRecord(Path(f"{i}.jpg"), i, 1) for i in range(5)]
+    result = EvaluationResult({}, np.zeros((3, 5)), query, gallery, records[:3], records)
+    q = np.repeat(query, 5, axis=0)
+    g = np.tile(gallery, (3, 1))
+    with torch.no_grad():
+        head = model.verification_head.same_probability(torch.from_numpy(q), torch.from_numpy(g)).numpy()
+    softmax = pair_score_matrix(result, "softmax", model)
+    np.testing.assert_allclose(softmax, head.reshape(3, 5), rtol=1e-5, atol=1e-6)
+    for mode in ("cosine", "correlation", "euclidean"):
+        direct = pair_scores(mode, q, g).reshape(3, 5)
+        np.testing.assert_allclose(pair_score_matrix(result, mode), direct, rtol=1e-5, atol=1e-5)
+    assert head_weights(torch.nn.Linear(2, 2)) is None
