@@ -8,18 +8,10 @@ import numpy as np
 import torch
 
 from service.contract.scoring import pair_scores
+from tests.training.engine.test_evaluator import _Siamese
 from training.data.datasets.base import ImageRecord
 from training.engine.evaluator import EvaluationResult
 from training.engine.report import head_weights, pair_score_matrix
-from training.models.heads import VerificationHead
-
-
-class _Siamese(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.verification_head = VerificationHead(4, dropout=0.5)
-        torch.nn.init.normal_(self.verification_head.classifier.weight, std=1.0)
-        torch.nn.init.normal_(self.verification_head.classifier.bias, std=1.0)
 
 
 def test_pair_score_matrix_is_the_head_and_the_contract_on_every_pair() -> None:
