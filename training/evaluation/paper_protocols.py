@@ -197,6 +197,14 @@ def _fusion(source: str, resnet50: tuple[float, ...], vgg16: tuple[float, ...]) 
             _row("004", "Ours (VGG16)", "fusion-vgg16", source, note=_STEPWISE_004, **_cmc(vgg16)))
 
 
+#: What the repeated-split, single-shot protocols of one dataset share.
+_CUHK01: dict[str, Any] = {
+    "dataset": "cuhk01", "num_splits": 10, "single_shot": True, "layout": "campus/NNNNIII.png",
+    "default_root": "data/cuhk01",
+}
+_CUHK03_CLASSIC: dict[str, Any] = {"dataset": "cuhk03", "num_splits": 20, "single_shot": True,
+                                   "default_root": "data/cuhk03"}
+
 register_protocol(PaperProtocol(
     name="market1501",
     dataset="market1501",
@@ -217,13 +225,9 @@ register_protocol(PaperProtocol(
 ))
 register_protocol(PaperProtocol(
     name="cuhk01",
-    dataset="cuhk01",
+    **_CUHK01,
     options={"protocol": "871/100"},
-    num_splits=10,
-    single_shot=True,
     measures="CUHK01 871 / 100: 100 test ids, camera A queries vs one camera-B image per id (single shot)",
-    layout="campus/NNNNIII.png",
-    default_root="data/cuhk01",
     notes=(
         "10 random splits: the papers do not give their number of repetitions; 10 is the usual practice "
         "and all the loader offers"
@@ -238,13 +242,9 @@ register_protocol(PaperProtocol(
 ))
 register_protocol(PaperProtocol(
     name="cuhk01-485",
-    dataset="cuhk01",
+    **_CUHK01,
     options={"protocol": "485/486"},
-    num_splits=10,
-    single_shot=True,
     measures="CUHK01 485 / 486: 486 test ids, camera A queries vs one camera-B image per id (single shot)",
-    layout="campus/NNNNIII.png",
-    default_root="data/cuhk01",
     notes="10 random splits (the usual practice; paper 001 reports an 'average accuracy' without the count)",
     rows=(
         _row("001", "multi-depth smoothed features (VGG16)", "multidepth-vgg16", "Table 1",
@@ -255,14 +255,11 @@ register_protocol(PaperProtocol(
 ))
 register_protocol(PaperProtocol(
     name="cuhk03-classic",
-    dataset="cuhk03",
+    **_CUHK03_CLASSIC,
     options={"variant": "detected", "protocol": "classic"},
-    num_splits=20,
-    single_shot=True,
     measures="CUHK03 detected, classic: the release's 20 splits of 100 test ids, view-1 queries vs one "
              "view-2 image per id (single shot)",
     layout="cuhk-03.mat (images extracted once to images_detected/)",
-    default_root="data/cuhk03",
     rows=(
         *_mls("Table 2", "rank-5 / rank-10 " + _GARBLED_002, (79.45, 94.70, 97.90), (86.45, 97.50, 99.10)),
         *_fusion("Table I", (80.80, 95.03, 98.06), (71.56, 90.65, 94.70)),
@@ -270,13 +267,10 @@ register_protocol(PaperProtocol(
 ))
 register_protocol(PaperProtocol(
     name="cuhk03-classic-labeled",
-    dataset="cuhk03",
+    **_CUHK03_CLASSIC,
     options={"variant": "labeled", "protocol": "classic"},
-    num_splits=20,
-    single_shot=True,
     measures="CUHK03 labeled (hand-drawn boxes), classic: 20 splits of 100 test ids, single shot",
     layout="cuhk-03.mat (images extracted once to images_labeled/)",
-    default_root="data/cuhk03",
     rows=(
         *_mls("Table 2", _GARBLED_002, (80.30, 97.10, 98.35), (87.50, 97.85, 99.45)),
     ),
