@@ -225,8 +225,8 @@ EMBEDDING_METRICS: tuple[str, ...] = tuple(
 )
 #: The served metrics of an embedding model (calibrated for every exported model).
 SERVED_EMBEDDING_METRICS: tuple[str, ...] = tuple(m for m in EMBEDDING_METRICS if m in SERVED_METRICS)
-if set(SERVED_METRICS) != set(get_args(ServedMetric)):
-    raise RuntimeError(f"ServedMetric {get_args(ServedMetric)} disagrees with the registry {SERVED_METRICS}")
+if set(METRICS) != set(get_args(MetricName)) or set(SERVED_METRICS) != set(get_args(ServedMetric)):
+    raise RuntimeError(f"MetricName / ServedMetric disagree with the registry: {METRICS}, {SERVED_METRICS}")
 
 
 def get(name: str) -> Metric:
