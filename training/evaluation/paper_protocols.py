@@ -181,20 +181,27 @@ def _row(
     return PaperRow(paper, model, (recipe,), metrics, source, ranking=ranking, note=note)
 
 
-def _cmc(numbers: tuple[float, ...]) -> dict[str, float]:
-    return dict(zip(("rank1", "rank5", "rank10"), numbers, strict=False))
+def _cmc_rows(
+    paper: str, source: str, note: str, rows: tuple[tuple[str, str, tuple[float, ...]], ...]
+) -> tuple[PaperRow, ...]:
+    """Rows of one table given as (model, recipe, (rank-1, rank-5, rank-10) as far as published)."""
+    keys = ("rank1", "rank5", "rank10")
+    return tuple(
+        PaperRow(paper, model, (recipe,), dict(zip(keys, numbers, strict=False)), source, note=note)
+        for model, recipe, numbers in rows
+    )
 
 
 def _mls(source: str, note: str, l2l3: tuple[float, ...], l2l3l4: tuple[float, ...]) -> tuple[PaperRow, ...]:
-    """Paper 002's two multi-level similarity rows (rank-1 / 5 / 10, as many as published)."""
-    return (_row("002", "Ours-(L2, L3)", "mls-l2l3", source, note=note, **_cmc(l2l3)),
-            _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", source, note=note, **_cmc(l2l3l4)))
+    """Paper 002's two multi-level similarity rows."""
+    rows = (("Ours-(L2, L3)", "mls-l2l3", l2l3), ("Ours-(L2, L3, L4)", "mls-l2l3l4", l2l3l4))
+    return _cmc_rows("002", source, note, rows)
 
 
 def _fusion(source: str, resnet50: tuple[float, ...], vgg16: tuple[float, ...]) -> tuple[PaperRow, ...]:
-    """Paper 004's two fusion rows (rank-1 / 5 / 10), trained stepwise."""
-    return (_row("004", "Ours (ResNet-50)", "fusion-resnet50", source, note=_STEPWISE_004, **_cmc(resnet50)),
-            _row("004", "Ours (VGG16)", "fusion-vgg16", source, note=_STEPWISE_004, **_cmc(vgg16)))
+    """Paper 004's two fusion rows, trained stepwise."""
+    rows = (("Ours (ResNet-50)", "fusion-resnet50", resnet50), ("Ours (VGG16)", "fusion-vgg16", vgg16))
+    return _cmc_rows("004", source, _STEPWISE_004, rows)
 
 
 #: What the repeated-split, single-shot protocols of one dataset share.
