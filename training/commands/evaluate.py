@@ -34,6 +34,7 @@ from typing import Any
 
 from service.contract.scoring import EMBEDDING_METRICS
 from training.commands.common import HEADLINE_KEYS, ranking_summary
+from training.engine import progress
 
 HELP = "evaluate a checkpoint on a dataset (CMC, mAP, mINP, plots)"
 DESCRIPTION = (
@@ -89,6 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--target-fmr", type=float, default=None, help="default threshold's false-match rate")
+    progress.add_arguments(parser)
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -109,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print a JSON summary (or list the protocols)."""
     import os
 
+    progress.configure_from_args(args)
     if args.list_protocols:
         from training.evaluation.paper_protocols import format_protocols
 

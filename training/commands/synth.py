@@ -16,6 +16,7 @@ from pathlib import Path
 
 from training.commands.common import from_args
 from training.data.synthetic import SynthConfig, generate_market_dataset
+from training.engine import progress
 
 HELP = "write a synthetic pedestrian dataset in the Market-1501 layout"
 DESCRIPTION = (
@@ -53,10 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="delete the images already in OUT's three subset folders"
     )
+    progress.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate the dataset and print the summary as JSON."""
+    progress.configure_from_args(args)
     config = from_args(SynthConfig, args)
     summary = generate_market_dataset(args.out, config=config, workers=args.workers, overwrite=args.overwrite)
     print(json.dumps({"root": str(args.out), **summary}, indent=2))
