@@ -32,9 +32,10 @@ def _images(tmp_path, n: int = 7) -> np.ndarray:
     return stack_batch(arrays)
 
 
-def _embedding_model(seed: int = 0) -> EmbeddingModel:
+def model_with_bn_statistics(seed: int = 0, backbone_name: str = "osnet_x0_25") -> EmbeddingModel:
+    """A BN-neck embedding model, in eval mode, whose BN layers saw two train-mode batches."""
     torch.manual_seed(seed)
-    backbone = build_backbone("osnet_x0_25")
+    backbone = build_backbone(backbone_name)
     model = EmbeddingModel(backbone, BNNeckHead(backbone.feature_dim, num_classes=5))
     # Non-trivial BN statistics, as after training.
     model.train()
@@ -46,7 +47,7 @@ def _embedding_model(seed: int = 0) -> EmbeddingModel:
 
 @pytest.fixture(scope="module")
 def embedding_model() -> EmbeddingModel:
-    return _embedding_model()
+    return model_with_bn_statistics()
 
 
 def test_fp32_and_fp16_embedding_export_pass_the_gate(tmp_path, embedding_model):
@@ -68,7 +69,7 @@ def test_fp32_and_fp16_embedding_export_pass_the_gate(tmp_path, embedding_model)
 
 
 def test_train_mode_model_is_refused_naming_the_module(tmp_path, embedding_model):
-    model = _embedding_model()
+    model = model_with_bn_statistics()
     model.head.bottleneck.train()
     with pytest.raises(ExportError, match=r"head\.bottleneck.*training mode"):
         write_graphs(model, tmp_path / "m", _images(tmp_path))

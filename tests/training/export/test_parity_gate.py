@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from service.contract.manifest import discover, load
 from service.contract.parity import ParityReport
+from tests.training.export.test_graphs import model_with_bn_statistics
 from training.export.graphs import write_graphs
 from training.export.onnx_io import ExportError
 from training.export.parity import (
@@ -29,8 +30,6 @@ from training.export.parity import (
     check_parity,
     compare,
 )
-from training.models.backbones import build_backbone
-from training.models.heads import BNNeckHead
 from training.models.reid_model import EmbeddingExport, EmbeddingModel
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,14 +51,8 @@ def large_resnet50(images: np.ndarray) -> EmbeddingModel:
     The backbone's BN statistics come from train-mode passes; the BN neck's running statistics are those of
     the pooled features (it whitens them, as a trained neck does) and its weight is :data:`NECK_WEIGHT`.
     """
-    torch.manual_seed(0)
-    backbone = build_backbone("resnet50")
-    model = EmbeddingModel(backbone, BNNeckHead(backbone.feature_dim, num_classes=5))
-    model.train()
+    model = model_with_bn_statistics(backbone_name="resnet50")
     with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(8, 3, 64, 32))
-        model.eval()
         neck = model.head.bottleneck
         features = model.head.pooled_features(model.backbone(torch.from_numpy(images)))
         neck.running_mean.copy_(features.mean(0))
