@@ -1,5 +1,8 @@
-"""Which checkpoints a multi-split protocol evaluates: ``--splits`` and the ``{split}`` placeholder of
-``reid eval --protocol NAME --checkpoint 'runs/x/split{split}/checkpoint.pt'``.
+"""The splits of a paper protocol on the command line: ``--splits 0-4``, one checkpoint per split.
+
+``reid eval --protocol NAME --checkpoint 'runs/x/split{split}/checkpoint.pt' --splits 0-4`` (see
+:mod:`training.evaluation.paper_protocols`): :func:`parse_splits` reads the selection,
+:func:`split_checkpoints` fills the template, :func:`default_output` names the protocol's report folder.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from pathlib import Path
 
 #: The placeholder of ``--checkpoint`` replaced by the split index.
 SPLIT_PLACEHOLDER = "{split}"
+
 _SPLIT_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
