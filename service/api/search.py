@@ -52,7 +52,7 @@ async def search(request: Request, reid: ReidDep) -> SearchResponse:
     return SearchResponse(
         results=query_results(ranking),
         gallery_size=ranking.gallery_size,
-        metric=ranking.scoring.metric,  # type: ignore[arg-type]
+        metric=ranking.scoring.metric,
         threshold=ranking.scoring.threshold,
         model=reid.model_id,
         timings=timings(ranking.timings, t0),

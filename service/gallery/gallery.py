@@ -29,6 +29,7 @@ from service.contract.scoring import (
     mean_query_vectors,
     query_vectors,
 )
+from service.contract.scoring import get as get_metric
 from service.gallery import dirlock
 from service.gallery.filters import EntryTable, SearchFilter
 from service.gallery.index import IndexConfig, VectorIndex, write_snapshot
@@ -83,7 +84,10 @@ class Gallery:
         self.lock = ReadWriteLock(shared_reads=not config.use_gpu)
         self.indexes = {
             m: VectorIndex(
-                index_dim(m, dim), inner_product=m != "euclidean", config=config, exact=m == "softmax"
+                index_dim(m, dim),
+                inner_product=get_metric(m).inner_product,
+                config=config,
+                exact=get_metric(m).exact_index,
             )
             for m in metrics
         }

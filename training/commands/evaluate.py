@@ -1,4 +1,4 @@
-"""``reid eval``: evaluate a checkpoint on a dataset — CMC, mAP, mINP, plots and calibrated thresholds —
+"""``reid eval``: evaluate a checkpoint on a dataset — CMC, mAP, mINP, plots and verification rates —
 or a set of per-split checkpoints under a named paper protocol.
 
 Examples::
@@ -10,7 +10,7 @@ Examples::
     reid eval --protocol cuhk03-classic --root data/cuhk03 \\
         --checkpoint 'runs/mls-l2l3/cuhk03-classic/split{split}/checkpoint.pt' --splits 0-4
 
-One checkpoint: writes metrics.json, calibration.json, cmc.png, ranks.png, distances.png and roc.png into
+One checkpoint: writes metrics.json, cmc.png, ranks.png, distances.png and roc.png into
 ``--output`` (default: ``eval-<dataset>`` beside the checkpoint) and prints the headline numbers as JSON.
 
 ``--protocol NAME`` (see :mod:`training.evaluation.paper_protocols`): the protocol fixes the dataset and its
@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.contract.scoring import EMBEDDING_METRICS
+from training.commands.common import HEADLINE_KEYS, ranking_summary
 from training.engine import progress
 
 HELP = "evaluate a checkpoint on a dataset (CMC, mAP, mINP, plots)"
@@ -40,12 +42,11 @@ DESCRIPTION = (
     "and report CMC rank-1/5/10/20, mAP and mINP (single shot for CUHK01, CUHK03-classic and VIPeR: their "
     "loaders draw one gallery image per person for each split), with optional k-reciprocal re-ranking and "
     "flip test-time augmentation. "
-    "Also calibrates verification thresholds on the query × gallery pairs. "
+    "Also measures verification (TPR at FMR, ROC AUC) on the query × gallery pairs. "
     "With --protocol NAME (see --list-protocols) the paper protocol fixes dataset and splits: one checkpoint "
     "per split ('{split}' in --checkpoint), mean ± std over the splits in protocol.json, printed next to the "
     "papers' published rows."
 )
-METRICS = ("cosine", "euclidean", "correlation", "cityblock", "minkowski")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,11 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset loader option, e.g. split_index=3 (repeatable)",
     )
     parser.add_argument(
-        "--metric", choices=METRICS, help="distance for ranking (default: the run's eval_metric)"
+        "--metric", choices=EMBEDDING_METRICS, help="distance for ranking (default: the run's eval_metric)"
     )
     parser.add_argument(
         "--shortlist", type=int, help="pairwise models: descriptor shortlist re-ranked by the comparator "
-        "(default: the run's pairwise_shortlist, 100)"
+        "(default: the run's pairwise.shortlist, 100)"
     )
     parser.add_argument("--p", type=float, default=3.0, help="exponent of the minkowski distance")
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
@@ -133,9 +134,9 @@ def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
     from training.data.datasets import build_dataset
     from training.engine.checkpoint import load_model
     from training.engine.distributed import select_device
-    from training.engine.evaluator import evaluate_model, is_single_shot
-    from training.engine.report import write_report
     from training.engine.trainer import preprocess_spec
+    from training.evaluation.evaluator import evaluate_model, is_single_shot
+    from training.evaluation.report import write_report
 
     started = time.perf_counter()
     device = select_device(args.device)
@@ -144,12 +145,10 @@ def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
     root = args.root or Path(cfg.root)
     options = parse_options(args.option) if args.option else (cfg.dataset_options if not args.dataset else {})
     split = build_dataset(dataset, root, **options)
-    shortlist = args.shortlist if args.shortlist is not None else cfg.pairwise_shortlist
     result = evaluate_model(
-        model, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
-        metric=args.metric or cfg.eval_metric, p=args.p, rerank=args.rerank, flip=args.flip,
-        batch_size=args.batch_size, num_workers=args.num_workers, single_shot=is_single_shot(split),
-        shortlist=shortlist,
+        model, cfg, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
+        metric=args.metric, p=args.p, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size,
+        num_workers=args.num_workers, single_shot=is_single_shot(split), shortlist=args.shortlist,
     )
     output = args.output or checkpoint.parent / f"eval-{dataset}"
     extra = {
@@ -157,21 +156,15 @@ def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
         "checkpoint_epoch": int(ckpt["epoch"]) + 1, "architecture": ckpt["architecture"],
     }
     target_fmr = args.target_fmr if args.target_fmr is not None else cfg.target_fmr
-    metrics = write_report(result, output, model=model, target_fmr=target_fmr, extra=extra, seed=cfg.seed)
-    keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+    metrics = write_report(result, output, target_fmr=target_fmr, extra=extra, seed=cfg.seed)
+    keys = HEADLINE_KEYS
     summary: dict[str, Any] = {"output": str(output), **{k: round(float(metrics[k]), 4) for k in keys}}
     if "single_shot" in metrics:
         summary["single_shot"] = {
             k: {"mean": round(v["mean"], 4), "std": round(v["std"], 4)}
             for k, v in metrics["single_shot"].items() if k in keys
         }
-    for ranking in ("softmax", "descriptor"):  # Siamese head ranking; pairwise: descriptor-only ranking
-        if ranking in metrics:
-            summary[ranking] = {k: round(float(metrics[ranking][k]), 4) for k in keys}
-    summary["verification"] = {  # ROC AUC / balanced accuracy at the EER on the test split's pairs
-        mode: {k: round(float(v), 4) for k, v in values.items()}
-        for mode, values in metrics["verification"].items()
-    }
+    summary.update(ranking_summary(metrics))
     summary["minutes"] = round((time.perf_counter() - started) / 60, 3)
     print(json.dumps(summary, indent=2))
     return 0
@@ -216,17 +209,11 @@ def _run_protocol(args: argparse.Namespace) -> int:
     from training.data.datasets import build_dataset
     from training.engine.checkpoint import load_model
     from training.engine.distributed import select_device
-    from training.engine.evaluator import evaluate_model, is_single_shot
     from training.engine.trainer import preprocess_spec
-    from training.evaluation.paper_protocols import (
-        RANKINGS,
-        compare_with_papers,
-        default_output,
-        get_protocol,
-        parse_splits,
-        split_checkpoints,
-    )
+    from training.evaluation.evaluator import evaluate_model, is_single_shot
+    from training.evaluation.paper_protocols import RANKINGS, compare_with_papers, get_protocol
     from training.evaluation.protocols import aggregate_runs
+    from training.evaluation.splits import default_output, parse_splits, split_checkpoints
 
     protocol = get_protocol(args.protocol)
     if args.dataset is not None:
@@ -259,10 +246,9 @@ def _run_protocol(args: argparse.Namespace) -> int:
         split = build_dataset(protocol.dataset, root, **options)
         _check_training_split(cfg, root, split, options, checkpoint, split_index, protocol.name)
         result = evaluate_model(
-            model, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
-            metric=args.metric or cfg.eval_metric, p=args.p, rerank=args.rerank, flip=args.flip,
-            batch_size=args.batch_size, num_workers=args.num_workers, single_shot=is_single_shot(split),
-            shortlist=args.shortlist if args.shortlist is not None else cfg.pairwise_shortlist,
+            model, cfg, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
+            metric=args.metric, p=args.p, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size,
+            num_workers=args.num_workers, single_shot=is_single_shot(split), shortlist=args.shortlist,
         )
         metrics = result.metrics
         rankings = {"default": _headline(metrics)}

@@ -14,10 +14,8 @@ of a Siamese model (paper 000 retrieves by the network's same / different output
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -25,8 +23,6 @@ from typing import Any
 METRIC_KEYS: tuple[str, ...] = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 #: Rankings the evaluator reports: headline, Siamese verification head, pairwise descriptor-only.
 RANKINGS: tuple[str, ...] = ("default", "softmax", "descriptor")
-#: The placeholder of ``--checkpoint`` replaced by the split index.
-SPLIT_PLACEHOLDER = "{split}"
 
 
 @dataclass(frozen=True)
@@ -185,6 +181,37 @@ def _row(
     return PaperRow(paper, model, (recipe,), metrics, source, ranking=ranking, note=note)
 
 
+def _cmc_rows(
+    paper: str, source: str, note: str, rows: tuple[tuple[str, str, tuple[float, ...]], ...]
+) -> tuple[PaperRow, ...]:
+    """Rows of one table given as (model, recipe, (rank-1, rank-5, rank-10) as far as published)."""
+    keys = ("rank1", "rank5", "rank10")
+    return tuple(
+        PaperRow(paper, model, (recipe,), dict(zip(keys, numbers, strict=False)), source, note=note)
+        for model, recipe, numbers in rows
+    )
+
+
+def _mls(source: str, note: str, l2l3: tuple[float, ...], l2l3l4: tuple[float, ...]) -> tuple[PaperRow, ...]:
+    """Paper 002's two multi-level similarity rows."""
+    rows = (("Ours-(L2, L3)", "mls-l2l3", l2l3), ("Ours-(L2, L3, L4)", "mls-l2l3l4", l2l3l4))
+    return _cmc_rows("002", source, note, rows)
+
+
+def _fusion(source: str, resnet50: tuple[float, ...], vgg16: tuple[float, ...]) -> tuple[PaperRow, ...]:
+    """Paper 004's two fusion rows, trained stepwise."""
+    rows = (("Ours (ResNet-50)", "fusion-resnet50", resnet50), ("Ours (VGG16)", "fusion-vgg16", vgg16))
+    return _cmc_rows("004", source, _STEPWISE_004, rows)
+
+
+#: What the repeated-split, single-shot protocols of one dataset share.
+_CUHK01: dict[str, Any] = {
+    "dataset": "cuhk01", "num_splits": 10, "single_shot": True, "layout": "campus/NNNNIII.png",
+    "default_root": "data/cuhk01",
+}
+_CUHK03_CLASSIC: dict[str, Any] = {"dataset": "cuhk03", "num_splits": 20, "single_shot": True,
+                                   "default_root": "data/cuhk03"}
+
 register_protocol(PaperProtocol(
     name="market1501",
     dataset="market1501",
@@ -205,13 +232,9 @@ register_protocol(PaperProtocol(
 ))
 register_protocol(PaperProtocol(
     name="cuhk01",
-    dataset="cuhk01",
+    **_CUHK01,
     options={"protocol": "871/100"},
-    num_splits=10,
-    single_shot=True,
     measures="CUHK01 871 / 100: 100 test ids, camera A queries vs one camera-B image per id (single shot)",
-    layout="campus/NNNNIII.png",
-    default_root="data/cuhk01",
     notes=(
         "10 random splits: the papers do not give their number of repetitions; 10 is the usual practice "
         "and all the loader offers"
@@ -220,25 +243,15 @@ register_protocol(PaperProtocol(
         _row("000", "EfficientNet-B0 Siamese", "siamese-efficientnet-b0", "Table 1", ranking="softmax",
              note="the paper does not state its split; its table compares with 100-test-id results",
              rank1=70.1, rank5=95.2, rank10=99.1, rank20=99.2),
-        _row("002", "Ours-(L2, L3)", "mls-l2l3", "Table 2", note=_GARBLED_002,
-             rank1=86.55, rank5=97.70, rank10=98.70),
-        _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", "Table 2", note=_GARBLED_002,
-             rank1=88.20, rank5=98.20, rank10=99.35),
-        _row("004", "Ours (ResNet-50)", "fusion-resnet50", "Table I, CUHK01 (p=100)", note=_STEPWISE_004,
-             rank1=74.10, rank5=93.53, rank10=98.12),
-        _row("004", "Ours (VGG16)", "fusion-vgg16", "Table I, CUHK01 (p=100)", note=_STEPWISE_004,
-             rank1=70.13, rank5=88.42, rank10=92.12),
+        *_mls("Table 2", _GARBLED_002, (86.55, 97.70, 98.70), (88.20, 98.20, 99.35)),
+        *_fusion("Table I, CUHK01 (p=100)", (74.10, 93.53, 98.12), (70.13, 88.42, 92.12)),
     ),
 ))
 register_protocol(PaperProtocol(
     name="cuhk01-485",
-    dataset="cuhk01",
+    **_CUHK01,
     options={"protocol": "485/486"},
-    num_splits=10,
-    single_shot=True,
     measures="CUHK01 485 / 486: 486 test ids, camera A queries vs one camera-B image per id (single shot)",
-    layout="campus/NNNNIII.png",
-    default_root="data/cuhk01",
     notes="10 random splits (the usual practice; paper 001 reports an 'average accuracy' without the count)",
     rows=(
         _row("001", "multi-depth smoothed features (VGG16)", "multidepth-vgg16", "Table 1",
@@ -249,39 +262,24 @@ register_protocol(PaperProtocol(
 ))
 register_protocol(PaperProtocol(
     name="cuhk03-classic",
-    dataset="cuhk03",
+    **_CUHK03_CLASSIC,
     options={"variant": "detected", "protocol": "classic"},
-    num_splits=20,
-    single_shot=True,
     measures="CUHK03 detected, classic: the release's 20 splits of 100 test ids, view-1 queries vs one "
              "view-2 image per id (single shot)",
     layout="cuhk-03.mat (images extracted once to images_detected/)",
-    default_root="data/cuhk03",
     rows=(
-        _row("002", "Ours-(L2, L3)", "mls-l2l3", "Table 2", note="rank-5 / rank-10 " + _GARBLED_002,
-             rank1=79.45, rank5=94.70, rank10=97.90),
-        _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", "Table 2", note="rank-5 / rank-10 " + _GARBLED_002,
-             rank1=86.45, rank5=97.50, rank10=99.10),
-        _row("004", "Ours (ResNet-50)", "fusion-resnet50", "Table I", note=_STEPWISE_004,
-             rank1=80.80, rank5=95.03, rank10=98.06),
-        _row("004", "Ours (VGG16)", "fusion-vgg16", "Table I", note=_STEPWISE_004,
-             rank1=71.56, rank5=90.65, rank10=94.70),
+        *_mls("Table 2", "rank-5 / rank-10 " + _GARBLED_002, (79.45, 94.70, 97.90), (86.45, 97.50, 99.10)),
+        *_fusion("Table I", (80.80, 95.03, 98.06), (71.56, 90.65, 94.70)),
     ),
 ))
 register_protocol(PaperProtocol(
     name="cuhk03-classic-labeled",
-    dataset="cuhk03",
+    **_CUHK03_CLASSIC,
     options={"variant": "labeled", "protocol": "classic"},
-    num_splits=20,
-    single_shot=True,
     measures="CUHK03 labeled (hand-drawn boxes), classic: 20 splits of 100 test ids, single shot",
     layout="cuhk-03.mat (images extracted once to images_labeled/)",
-    default_root="data/cuhk03",
     rows=(
-        _row("002", "Ours-(L2, L3)", "mls-l2l3", "Table 2", note=_GARBLED_002,
-             rank1=80.30, rank5=97.10, rank10=98.35),
-        _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", "Table 2", note=_GARBLED_002,
-             rank1=87.50, rank5=97.85, rank10=99.45),
+        *_mls("Table 2", _GARBLED_002, (80.30, 97.10, 98.35), (87.50, 97.85, 99.45)),
     ),
 ))
 register_protocol(PaperProtocol(
@@ -294,76 +292,10 @@ register_protocol(PaperProtocol(
     layout="cam_a/, cam_b/",
     default_root="data/viper",
     rows=(
-        _row("002", "Ours-(L2, L3)", "mls-l2l3", "Table 2", note="rank-1 only; " + _GARBLED_002, rank1=48.03),
-        _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", "Table 2", note="rank-1 only; " + _GARBLED_002,
-             rank1=50.10),
-        _row("004", "Ours (ResNet-50)", "fusion-resnet50", "Table I", note=_STEPWISE_004,
-             rank1=51.30, rank5=82.32, rank10=90.24),
-        _row("004", "Ours (VGG16)", "fusion-vgg16", "Table I", note=_STEPWISE_004,
-             rank1=46.89, rank5=76.49, rank10=85.84),
+        *_mls("Table 2", "rank-1 only; " + _GARBLED_002, (48.03,), (50.10,)),
+        *_fusion("Table I", (51.30, 82.32, 90.24), (46.89, 76.49, 85.84)),
     ),
 ))
-
-
-_SPLIT_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
-
-
-def parse_splits(text: str | None, num_splits: int) -> tuple[int, ...]:
-    """Split indices from ``"0-4"``, ``"0,3,7"`` or a mix (``"0-2,5"``); None selects all of them.
-
-    Raises:
-        ValueError: Empty or malformed text, a reversed range, a repeated or out-of-range index.
-    """
-    if text is None:
-        return tuple(range(num_splits))
-    valid = f"valid: 0..{num_splits - 1}, e.g. '0-4' or '0,3,7'"
-    splits: list[int] = []
-    for item in text.replace(" ", "").split(","):
-        match = _SPLIT_ITEM.match(item)
-        if match is None:
-            raise ValueError(f"--splits: cannot parse {item!r} in {text!r} ({valid})")
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) is not None else first
-        if last < first:
-            raise ValueError(f"--splits: reversed range {item!r} ({valid})")
-        splits.extend(range(first, last + 1))
-    out_of_range = sorted({k for k in splits if k >= num_splits})
-    if out_of_range:
-        raise ValueError(f"--splits: {out_of_range} out of range ({valid})")
-    repeated = sorted({k for k in splits if splits.count(k) > 1})
-    if repeated:
-        raise ValueError(f"--splits: {repeated} selected more than once in {text!r}")
-    return tuple(splits)
-
-
-def split_checkpoints(template: str, splits: Sequence[int]) -> list[Path]:
-    """One checkpoint path per split: ``{split}`` in ``template`` replaced by the split index.
-
-    Raises:
-        ValueError: No splits, or more than one split with a template without ``{split}`` (one model would
-            be scored on test identities it was trained on).
-    """
-    if not splits:
-        raise ValueError("no splits selected")
-    if SPLIT_PLACEHOLDER not in template and len(splits) > 1:
-        raise ValueError(
-            f"--checkpoint {template} has no {SPLIT_PLACEHOLDER} but {len(splits)} splits are selected: a "
-            f"model trained on one split has seen the other splits' test identities; give one checkpoint "
-            f"per split (e.g. runs/x/split{SPLIT_PLACEHOLDER}/checkpoint.pt) or select one split (--splits K)"
-        )
-    return [Path(template.replace(SPLIT_PLACEHOLDER, str(k))) for k in splits]
-
-
-def default_output(template: str, name: str) -> Path:
-    """``protocol-NAME/`` in the deepest folder of ``template`` without ``{split}``.
-
-    ``runs/x/split{split}/checkpoint.pt`` → ``runs/x/protocol-NAME``; ``runs/x/checkpoint.pt`` (one split)
-    → ``runs/x/protocol-NAME``, beside the checkpoint.
-    """
-    folder = Path(template).parent
-    while SPLIT_PLACEHOLDER in folder.name:
-        folder = folder.parent
-    return folder / f"protocol-{name}"
 
 
 def compare_with_papers(
