@@ -24,6 +24,7 @@ from service.core.operations import ReidService
 from service.gallery.factory import GallerySpec, create_gallery
 from service.gallery.index import faiss_gpu_available
 from service.gallery.protocol import GalleryStore
+from service.gallery.retention import RetentionTask
 from service.inference.batching import MicroBatcher
 from service.inference.executor import ModelExecutor
 from service.inference.sessions import ModelRuntime
@@ -63,6 +64,7 @@ class ServiceState:
     faiss_gpu: bool = False
     startup: dict[str, Any] = field(default_factory=dict)
     shutting_down: bool = False
+    retention: RetentionTask | None = None
 
     def _active_folder(self) -> str:
         folders = discover(self.settings.models_dir)
@@ -178,6 +180,11 @@ class ServiceState:
             settings=self.settings,
             metrics=self.metrics,
         )
+        if self.settings.retention_hours is not None:
+            self.retention = RetentionTask(
+                self.gallery, self.settings.retention_hours, self.settings.retention_check_s, self.metrics
+            )
+            self.retention.start()
         if self.shutting_down:  # SIGTERM arrived while loading: never report ready
             return
         self.ready = True
@@ -197,6 +204,8 @@ class ServiceState:
         """Answer every pending model call with 503, then snapshot and close the gallery."""
         self.ready = False
         self.reason = "shutting down"
+        if self.retention is not None:
+            await self.retention.stop()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.executor is not None:

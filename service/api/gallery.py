@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from service.api.deps import ReidDep
+from service.api.errors import ProblemError
 from service.api.inputs import openapi_body, parse_body
 from service.api.schemas import (
     MAX_GALLERY_ID,
@@ -15,6 +16,7 @@ from service.api.schemas import (
     EnrolResponse,
     GalleryItem,
     GalleryPage,
+    Rfc3339,
 )
 from service.gallery.protocol import GalleryEntry
 
@@ -42,10 +44,15 @@ def _item(entry: GalleryEntry) -> GalleryItem:
     openapi_extra=openapi_body(EnrolRequest, ("images",)),
 )
 async def enrol(request: Request, reid: ReidDep) -> EnrolResponse:
-    """Embed the images and add them to the gallery under ``person_id``; 201 with one id per image."""
+    """Embed the images (or the boxes of one frame) and add them to the gallery as entries of ``person_id``
+    (a tracklet: all of one person); 201 with one id per image or box."""
     body = await parse_body(request, EnrolRequest, list_fields=("images",))
     enrolled = await reid.enrol(
-        body.images, person_id=body.person_id, camera_id=body.camera_id, metadata=body.metadata
+        body.images,
+        person_id=body.person_id,
+        camera_id=body.camera_id,
+        metadata=body.metadata,
+        boxes=body.boxes,
     )
     return EnrolResponse(
         ids=enrolled.ids, person_id=body.person_id, gallery_size=enrolled.gallery_size, model=reid.model_id
@@ -77,11 +84,24 @@ async def delete_entry(reid: ReidDep, gallery_id: GalleryId) -> DeleteResponse:
     return DeleteResponse(deleted_ids=deleted.ids, gallery_size=deleted.gallery_size)
 
 
-@router.delete("", response_model=DeleteResponse, summary="Erase every trace of a person")
-async def erase_person(
+@router.delete(
+    "", response_model=DeleteResponse, summary="Erase every trace of a person, or every entry before a time"
+)
+async def erase(
     reid: ReidDep,
-    person_id: Annotated[str, Query(min_length=1, max_length=128, description="The person to erase.")],
+    person_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="The person to erase.")
+    ] = None,
+    created_before: Annotated[
+        Rfc3339 | None,
+        Query(description="Erase every entry enrolled strictly before this time (RFC 3339, with offset)."),
+    ] = None,
 ) -> DeleteResponse:
-    """Delete all of a person's entries, vectors and stored images; 404 when the person has none."""
-    erased = await reid.erase(person_id)
+    """Delete entries with their vectors and stored images: all of a person's (404 when the person has
+    none), all enrolled before ``created_before`` (retention on demand; 200 with an empty list when none is),
+    or, with both, the person's entries enrolled before that time. 422 when neither is given."""
+    if person_id is None and created_before is None:
+        raise ProblemError(422, "give person_id, created_before or both")
+    cutoff = None if created_before is None else created_before.timestamp()
+    erased = await reid.erase(person_id, cutoff)
     return DeleteResponse(deleted_ids=erased.ids, gallery_size=erased.gallery_size)

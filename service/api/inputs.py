@@ -22,10 +22,19 @@ _MEDIA = "send multipart/form-data (image files) or application/json (base64 ima
 INLINE_PARSE_BYTES = 64 * 1024
 
 
-def openapi_body(model: type[BaseModel], file_fields: tuple[str, ...]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a body that may be JSON (base64 images) or multipart (files)."""
+def openapi_body(
+    model: type[BaseModel], file_fields: tuple[str, ...], json_text_fields: tuple[str, ...] = ("boxes",)
+) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body that may be JSON (base64 images) or multipart (files).
+
+    ``json_text_fields`` (nested lists) are one form field holding JSON text in the multipart variant.
+    """
     json_schema = model.model_json_schema()
     form = json.loads(json.dumps(json_schema))
+    for name in json_text_fields:
+        if name in form["properties"]:
+            description = form["properties"][name].get("description", "")
+            form["properties"][name] = {"type": "string", "description": f"JSON text. {description}"}
     for name in file_fields:
         prop = form["properties"].get(name)
         if prop is None:

@@ -23,7 +23,7 @@ DESCRIPTION = (
     "Serve /verify, /search, /embeddings and /gallery with uvicorn (OpenAPI docs at /docs). Every setting "
     "can also be given as a REID_* environment variable (REID_MODELS_DIR, REID_MODEL, REID_DATA_DIR, "
     "REID_DEVICE, REID_API_KEYS, REID_MAX_UPLOAD_MB, REID_INDEX_TYPE, REID_MAX_BATCH, REID_MAX_WAIT_MS, "
-    "REID_SHUTDOWN_DRAIN_S, REID_GRACEFUL_TIMEOUT_S …)."
+    "REID_SHUTDOWN_DRAIN_S, REID_GRACEFUL_TIMEOUT_S, REID_MAX_BOXES_PER_REQUEST, REID_RETENTION_HOURS …)."
 )
 
 

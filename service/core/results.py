@@ -53,13 +53,28 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class PersonHit:
+    """One person of a person-level ranking: the best score, the entry that gave it, how many of the person's
+    entries rank above every person not returned, and the decision."""
+
+    person_id: str
+    score: float
+    id: int
+    camera_id: str | None
+    entries: int
+    same_person: bool | None
+
+
+@dataclass(frozen=True)
 class Ranking:
-    """The result of a search: one list of hits per query image, best first."""
+    """The result of a search: one list of hits per query image (or one for a tracklet), best first; with
+    ``by_person`` the hit lists are empty and ``persons`` holds one list of persons per row."""
 
     results: list[list[Hit]]
     scoring: Scoring
     gallery_size: int
     timings: Timings
+    persons: list[list[PersonHit]] | None = None
 
 
 @dataclass(frozen=True)
