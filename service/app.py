@@ -22,6 +22,7 @@ from service.api.limits import BodySizeLimitMiddleware
 from service.config import Settings, get_settings
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.state import ServiceState
+from service.ui.router import mount_console
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ DESCRIPTION = """Person re-identification: verify pairs, search a gallery, manag
 
 Images go in as multipart file parts or base64 strings in JSON (JPEG, PNG, WebP, BMP). Errors are RFC 9457
 `application/problem+json`. When `REID_API_KEYS` is set, send a key in `X-API-Key` (all endpoints but
-`/health`)."""
+`/health`). The operator console is at `/ui` (off with `REID_UI=false`)."""
 
 
 @asynccontextmanager
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors = problem_responses(400, 401, 404, 409, 413, 415, 422, 503)  # every error is problem+json
     for module in (verify, search, embeddings, gallery):
         app.include_router(module.router, dependencies=protected, responses=errors)
+    if settings.ui:
+        mount_console(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
