@@ -8,6 +8,8 @@ const SCAN_LIMIT = 20000;  // entries read to count people; larger galleries sho
 const people = { all: [], page: 0, truncated: false, total: 0 };
 const entries = { person: null, page: 0, total: 0 };
 
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
 /** Every person with their entry count and first entry id (read in pages of 1000 entries). */
 async function scanPeople() {
   const counts = new Map();
@@ -39,7 +41,7 @@ function renderPeople() {
     const item = el("li", "person");
     item.dataset.person = person.id;
     item.append(thumbnail(person.first));
-    item.append(el("span", "person-id", person.id), el("span", "count", `${person.count} entries`));
+    item.append(el("span", "person-id", person.id), el("span", "count", plural(person.count, "entry", "entries")));
     const open = el("button", "open", "Entries");
     open.type = "button";
     open.addEventListener("click", () => openPerson(person.id));
@@ -48,7 +50,7 @@ function renderPeople() {
   }));
   if (!shown.length) list.append(el("li", "note", people.all.length ? "no person matches the filter" : "the gallery is empty"));
   $("people-page").textContent = `page ${people.page + 1} of ${pages}`;
-  let total = `${people.all.length} people, ${people.total} entries`;
+  let total = `${plural(people.all.length, "person", "people")}, ${plural(people.total, "entry", "entries")}`;
   if (people.truncated) total += ` (counted over the first ${SCAN_LIMIT} entries)`;
   $("people-total").textContent = total;
 }
@@ -80,7 +82,7 @@ async function loadEntries() {
   const page = await apiJson(`/gallery?person_id=${person}&offset=${entries.page * PAGE}&limit=${PAGE}`);
   entries.total = page.total;
   $("entries-person").textContent = entries.person;
-  $("entries-total").textContent = `${page.total} entries`;
+  $("entries-total").textContent = plural(page.total, "entry", "entries");
   $("entries-list").replaceChildren(...page.items.map(entryCard));
   $("entries-page").textContent = `page ${entries.page + 1} of ${Math.max(1, Math.ceil(page.total / PAGE))}`;
   $("entries-panel").hidden = false;
@@ -110,7 +112,7 @@ async function deleteEntry(item) {
 async function erasePerson() {
   const person = entries.person;
   const ok = await confirmAction(
-    `Erase ${person}: all ${entries.total} entries, their embeddings and stored images are deleted from the ` +
+    `Erase ${person}: all ${plural(entries.total, "entry", "entries")}, their embeddings and stored images are deleted from the ` +
       "gallery and every index. This is irreversible.", "Erase person");
   if (!ok) return;
   await guarded(async () => {
@@ -135,7 +137,7 @@ async function enrol(event) {
     for (const file of $("enrol-files").files) form.append("images", file, file.name);
     const answer = await apiJson("/gallery", { method: "POST", form });
     $("enrol-result").textContent =
-      `Enrolled ${answer.ids.length} images of ${answer.person_id} (ids ${answer.ids.join(", ")}); ` +
+      `Enrolled ${plural(answer.ids.length, "image", "images")} of ${answer.person_id} (ids ${answer.ids.join(", ")}); ` +
       `gallery size ${answer.gallery_size}.`;
     $("enrol-form").reset();
     await refreshPeople();

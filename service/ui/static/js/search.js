@@ -1,6 +1,6 @@
 // Search: a query image (or a frame with drawn boxes) → ranked gallery entries or persons.
 import { apiJson } from "./api.js";
-import { scale, scoreBar } from "./bars.js";
+import { legend, scale, scoreBar } from "./bars.js";
 import { $, el, formatScore, guarded, thumbnail, verdictBadge } from "./dom.js";
 import { HIGHER_IS_BETTER, fillMetrics } from "./model.js";
 
@@ -13,7 +13,7 @@ function setFile(file) {
   const image = new Image();
   image.onload = () => {
     state.image = image;
-    const factor = Math.min(1, MAX_CANVAS.width / image.naturalWidth, MAX_CANVAS.height / image.naturalHeight);
+    const factor = Math.min(2, MAX_CANVAS.width / image.naturalWidth, MAX_CANVAS.height / image.naturalHeight);
     state.factor = factor;
     const canvas = $("search-canvas");
     canvas.width = Math.max(1, Math.round(image.naturalWidth * factor));
@@ -97,7 +97,7 @@ function entryRow(match, range, answer) {
   const facts = el("div", "facts");
   facts.append(el("span", "person-id", match.person_id));
   if (match.camera_id !== null) facts.append(el("span", "note", `camera ${match.camera_id}`));
-  if (match.entries !== undefined) facts.append(el("span", "note", `${match.entries} entries in the top results`));
+  if (match.entries !== undefined) facts.append(el("span", "note", `${match.entries} of the top entries`));
   facts.append(verdictBadge(match.same_person));
   row.append(facts, scoreBar(match.score, answer.threshold, range, HIGHER_IS_BETTER[answer.metric]));
   return row;
@@ -107,7 +107,7 @@ function render(answer, boxes) {
   const results = $("search-results");
   results.replaceChildren();
   const rows = answer.results.map((r) => r.persons || r.matches);
-  const range = scale(rows.flat().map((m) => m.score), answer.threshold);
+  const range = scale(rows.flat().map((m) => m.score), answer.threshold, answer.metric);
   const direction = HIGHER_IS_BETTER[answer.metric] ? "higher is more similar" : "lower is more similar";
   $("search-summary").textContent = `${answer.metric} (${direction}), threshold ${
     answer.threshold === null ? "none" : formatScore(answer.threshold)}; gallery of ${answer.gallery_size
@@ -117,7 +117,7 @@ function render(answer, boxes) {
     let title = rows.length > 1 || boxes.length ? `Query ${q + 1}` : "Query";
     if (boxes.length && rows.length === boxes.length) title += ` (box ${JSON.stringify(boxes[q])})`;
     else if (boxes.length) title += ` (tracklet of ${boxes.length} boxes)`;
-    block.append(el("h3", "", title));
+    block.append(el("h3", "", title), legend(range, answer.threshold, HIGHER_IS_BETTER[answer.metric]));
     const list = el("ol", "matches");
     for (const match of row) list.append(entryRow(match, range, answer));
     if (!row.length) list.append(el("li", "note", "no gallery entry matched"));
