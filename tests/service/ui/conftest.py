@@ -6,25 +6,19 @@ where they are missing the tests skip and say so. Screenshots go to ``tests/arti
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.reliability.conftest import start_server
 from tests.service.conftest import PersonImages, synthetic_pedestrian_images
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "ui"
-API_KEY = "console-key"
 #: Headless flags for a machine without a display or network (docs: REFERENCE.md "Browser tests here").
 CHROMIUM_FLAGS = (
     "--headless",
@@ -73,12 +67,6 @@ def _browser_binaries() -> tuple[str, str]:
     return browser, driver
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _write_images(folder: Path, images: PersonImages) -> tuple[dict[str, list[Path]], dict[str, Path]]:
     enrol: dict[str, list[Path]] = {}
     queries: dict[str, Path] = {}
@@ -97,34 +85,14 @@ def _write_images(folder: Path, images: PersonImages) -> tuple[dict[str, list[Pa
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``reid serve`` of models/demo-siamese on 127.0.0.1 with REID_STORE_IMAGES and an API key."""
-    data = tmp_path_factory.mktemp("console-data")
-    port = _free_port()
-    env = dict(os.environ, REID_DEVICE="cpu", REID_INTRA_OP_THREADS="1", REID_API_KEYS=API_KEY)
-    env["REID_STORE_IMAGES"] = "true"
-    cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--models-dir", str(ROOT / "models"), "--model", "demo-siamese", "--data-dir", str(data),
-           "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+    root = tmp_path_factory.mktemp("console-server")
+    env = {"REID_STORE_IMAGES": "true"}  # start_server sets REID_API_KEYS to API_KEY
+    server = start_server(ROOT / "models", "demo-siamese", root / "data", root, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/ready", headers={"X-API-Key": API_KEY}).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready in 60 s"
-            time.sleep(0.2)
-        yield base
+        server.wait_ready(timeout_s=60)
+        yield server.base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 @pytest.fixture(scope="module")

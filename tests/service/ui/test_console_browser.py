@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.service.ui.conftest import API_KEY, Console
+from tests.reliability.conftest import API_KEY
+from tests.service.ui.conftest import Console
 
 pytest.importorskip("selenium", reason="selenium (the dev extra) is not installed")
 from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
