@@ -7,8 +7,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from PIL import Image
 
+from service.core.results import StoredImage
 from service.ui.router import STATIC_DIR
+from tests.service.conftest import png_bytes
 
 pytestmark = pytest.mark.anyio
 KEY = {"X-API-Key": "k1"}
@@ -83,3 +86,10 @@ async def test_gallery_image_is_404_when_images_are_not_stored(make_settings, se
         r = await client.get(f"/gallery/{entry_id}/image", headers=KEY)
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
         assert "REID_STORE_IMAGES" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])
+def test_stored_image_media_type_is_read_from_the_bytes(fmt: str) -> None:
+    data = png_bytes(Image.new("RGB", (8, 16), (10, 20, 30)), fmt)
+    assert StoredImage(data).media_type == f"image/{fmt.lower()}"
+    assert StoredImage(b"GIF89a" + data).media_type == "application/octet-stream"
