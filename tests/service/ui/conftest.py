@@ -96,10 +96,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def console(live_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+def console(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """A headless Chromium with a fresh profile, and the synthetic pedestrians as files to upload."""
-    browser, driver_path = _browser_binaries()
+    browser, driver_path = _browser_binaries()  # skip before starting the server
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (the dev extra) is not installed")
+    live_server: str = request.getfixturevalue("live_server")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in CHROMIUM_FLAGS:
