@@ -21,10 +21,10 @@ from service.contract.manifest import ModelManifest, discover, load
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import METRICS
 from service.core.operations import ReidService
+from service.core.retention import RetentionTask
 from service.gallery.factory import GallerySpec, create_gallery
 from service.gallery.index import faiss_gpu_available
 from service.gallery.protocol import GalleryStore
-from service.gallery.retention import RetentionTask
 from service.inference.batching import MicroBatcher
 from service.inference.executor import ModelExecutor
 from service.inference.sessions import ModelRuntime
@@ -182,7 +182,11 @@ class ServiceState:
         )
         if self.settings.retention_hours is not None:
             self.retention = RetentionTask(
-                self.gallery, self.settings.retention_hours, self.settings.retention_check_s, self.metrics
+                self.gallery,
+                self.settings.retention_hours,
+                self.settings.retention_check_s,
+                self.metrics,
+                faiss_threads=self.settings.faiss_threads,
             )
             self.retention.start()
         if self.shutting_down:  # SIGTERM arrived while loading: never report ready

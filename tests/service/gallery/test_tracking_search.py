@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from service.contract.scoring import HeadWeights, center_normalize, l2_normalize
 from service.gallery.filters import SearchFilter, created_seconds
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
+from service.gallery.protocol import Match
 from service.gallery.ranking import entry_search, rank_persons
 from service.gallery.store import NewEntry
 
@@ -75,6 +77,21 @@ class World:
             s = np.stack([compare(np.broadcast_to(e, stored.shape), stored) for e in encodings])
         return s.mean(axis=0, keepdims=True) if aggregate else s
 
+    def search(
+        self, metric: str, queries: np.ndarray, encodings: np.ndarray, where: SearchFilter, aggregate: bool
+    ) -> Callable[[int], list[list[Match]]]:
+        """The service's entry search over this gallery (exhaustive pairwise shortlist)."""
+        return entry_search(
+            self.gallery,
+            metric,
+            queries,
+            encodings,
+            filters=where,
+            aggregate=aggregate,
+            compare=compare,
+            shortlist=N,
+        )
+
     def allowed(self, where: SearchFilter) -> np.ndarray:
         keep = np.ones(N, dtype=bool)
         if where.camera_ids is not None:
@@ -122,17 +139,7 @@ def _order(scores: np.ndarray, metric: str) -> np.ndarray:
 def test_entries_equal_brute_force(world: World, metric: str, aggregate: bool) -> None:
     queries, encodings = _queries(1)
     for where in _filters(world):
-        search = entry_search(
-            world.gallery,
-            metric,
-            queries,
-            encodings,
-            filters=where,
-            aggregate=aggregate,
-            compare=compare,
-            shortlist=N,
-        )
-        got = search(7)
+        got = world.search(metric, queries, encodings, where, aggregate)(7)
         expected = world.scores(metric, queries, encodings, aggregate)
         keep = world.allowed(where)
         assert len(got) == (1 if aggregate else len(queries))
@@ -149,17 +156,7 @@ def test_entries_equal_brute_force(world: World, metric: str, aggregate: bool) -
 def test_person_rows_equal_brute_force(world: World, metric: str, top_k: int) -> None:
     queries, encodings = _queries(2)
     for where in _filters(world)[:4]:
-        search = entry_search(
-            world.gallery,
-            metric,
-            queries,
-            encodings,
-            filters=where,
-            aggregate=True,
-            compare=compare,
-            shortlist=N,
-        )
-        got = rank_persons(search, top_k, world.gallery.size)
+        got = rank_persons(world.search(metric, queries, encodings, where, True), top_k, world.gallery.size)
         (s,) = world.scores(metric, queries, encodings, aggregate=True)
         keep = world.allowed(where)
         ranking = [i for i in _order(s, metric) if keep[i]]
@@ -205,3 +202,19 @@ def test_deleted_and_retained_entries_leave_the_filters(tmp_path: Path) -> None:
     )
     left = {int(i) for i in world.ids[(world.created >= cutoff) & (world.camera != "c0")]}
     assert {m.id for m in rows[0]} == left
+
+
+def test_gpu_widening_path_equals_the_selector_path(world: World) -> None:
+    """GPU indexes take no IDSelector: their search widens until k allowed ids are found (same answer)."""
+    index = world.gallery.indexes["cosine"]
+    queries = l2_normalize(_queries(5)[0])
+    for where in _filters(world):
+        allowed = world.gallery._table.select(where)
+        with_selector = index.search(queries, 9, allowed)
+        index.on_gpu = True  # only switches the code path: the index itself stays on the CPU
+        try:
+            widened = index.search(queries, 9, allowed)
+        finally:
+            index.on_gpu = False
+        for sel_ids, wide_ids in zip(with_selector[1], widened[1], strict=True):
+            assert sel_ids[sel_ids >= 0].tolist() == wide_ids[wide_ids >= 0][:9].tolist()

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
+from service.core.workers import run_index_call
 from service.gallery.protocol import GalleryStore
 from service.metrics import ServiceMetrics
 
@@ -47,15 +49,24 @@ class RetentionTask:
         hours: Entries older than this are erased.
         every_s: Seconds between sweeps.
         metrics: Where the erased entries are counted.
+        faiss_threads: OpenMP threads of the sweep's FAISS work (the ``index`` pool's setting).
     """
 
-    def __init__(self, gallery: GalleryStore, hours: float, every_s: float, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        gallery: GalleryStore,
+        hours: float,
+        every_s: float,
+        metrics: ServiceMetrics,
+        faiss_threads: int = 1,
+    ) -> None:
         if hours <= 0 or every_s <= 0:
             raise ValueError(f"retention hours and check interval must be > 0, got {hours} and {every_s}")
         self.gallery = gallery
         self.hours = hours
         self.every_s = every_s
         self.metrics = metrics
+        self.faiss_threads = faiss_threads
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -66,7 +77,8 @@ class RetentionTask:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(sweep, self.gallery, self.hours, self.metrics)
+                call = functools.partial(sweep, self.gallery, self.hours, self.metrics)
+                await run_index_call(call, self.faiss_threads)  # on the index pool, like every gallery call
             except Exception:  # a failed sweep is retried at the next interval; the service keeps serving
                 logger.exception("retention sweep failed")
             await asyncio.sleep(self.every_s)
