@@ -12,6 +12,7 @@ PORT   ?= 8000
 
 help:
 	@echo "make test         create .venv, install torch (CPU) + .[cpu,train,dev], run ruff and pytest"
+	@echo "make browser-tools  (root) apt-get install chromium chromium-driver for the console's browser tests"
 	@echo "make test-slow    the long tests and those that need a package registry (markers 'slow', 'network')"
 	@echo "make reliability  the whole threat table (tests/reliability), printed with measured figures"
 	@echo "make demo-models  train + export the demo models into models/ (synthetic data, 2 CPU cores)"
