@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     store_images: bool = Field(
         default=False, description="Keep enrolled image bytes in the gallery database."
     )
+    ui: bool = Field(
+        default=True,
+        description="Serve the operator console at /ui (static files; it calls the public API with the key "
+        "the operator types).",
+    )
     snapshot_every: int = Field(default=100, ge=1, description="Gallery writes between index snapshots.")
     intra_op_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0: default).")
     faiss_threads: int = Field(

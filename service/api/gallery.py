@@ -1,10 +1,10 @@
-"""``/gallery``: enrol, list, read and delete gallery entries; erase a person."""
+"""``/gallery``: enrol, list, read and delete gallery entries (and their stored images); erase a person."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.api.deps import ReidDep
 from service.api.errors import ProblemError
@@ -76,6 +76,28 @@ async def list_entries(
 async def get_entry(reid: ReidDep, gallery_id: GalleryId) -> GalleryItem:
     """One entry; 404 when the id is unknown."""
     return _item(await reid.get(gallery_id))
+
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
+
+
+@router.get(
+    "/{gallery_id}/image",
+    response_class=Response,
+    summary="Read the image stored with a gallery entry",
+    responses={
+        200: {
+            "description": "The image bytes as enrolled (media type from their leading bytes).",
+            "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in _IMAGE_TYPES},
+        }
+    },
+)
+async def get_image(reid: ReidDep, gallery_id: GalleryId) -> Response:
+    """The enrolled image of an entry (kept when ``REID_STORE_IMAGES`` is on); 404 when the id is unknown
+    or the entry has no stored image."""
+    image = await reid.image(gallery_id)
+    headers = {"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"}
+    return Response(image.data, media_type=image.media_type, headers=headers)
 
 
 @router.delete("/{gallery_id}", response_model=DeleteResponse, summary="Delete one gallery entry")

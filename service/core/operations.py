@@ -23,7 +23,17 @@ from service.core.errors import (
     NoEmbeddingError,
     NotFoundError,
 )
-from service.core.results import Changed, Embedded, Hit, PersonHit, Ranking, Scoring, Timings, Verdict
+from service.core.results import (
+    Changed,
+    Embedded,
+    Hit,
+    PersonHit,
+    Ranking,
+    Scoring,
+    StoredImage,
+    Timings,
+    Verdict,
+)
 from service.core.workers import run_in_worker, run_index_call
 from service.gallery.filters import SearchFilter
 from service.gallery.protocol import GalleryEntry, GalleryStore, Match, NewEntry
@@ -324,6 +334,22 @@ class ReidService:
         if entry is None:
             raise NotFoundError(f"no gallery entry with id {entry_id}")
         return entry
+
+    async def image(self, entry_id: int) -> StoredImage:
+        """The image bytes stored with an entry (``REID_STORE_IMAGES``).
+
+        Raises:
+            NotFoundError: No entry with that id, or it was enrolled without its image.
+        """
+        gallery = self.gallery
+        data, entry = await self._in_gallery(lambda: (gallery.image(entry_id), gallery.get(entry_id)))
+        if entry is None:
+            raise NotFoundError(f"no gallery entry with id {entry_id}")
+        if data is None:
+            raise NotFoundError(
+                f"gallery entry {entry_id} has no stored image (enrolled while REID_STORE_IMAGES was off)"
+            )
+        return StoredImage(data)
 
     async def delete(self, entry_id: int) -> Changed:
         """Delete an entry (row, embeddings, stored image, index vectors) at once.

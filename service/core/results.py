@@ -93,3 +93,28 @@ class Changed:
 
     ids: list[int]
     gallery_size: int
+
+
+#: Leading bytes of the image formats enrolment accepts, and their media types.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"BM", "image/bmp"),
+)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """The image bytes kept with a gallery entry (``REID_STORE_IMAGES``)."""
+
+    data: bytes
+
+    @property
+    def media_type(self) -> str:
+        """The media type read from the leading bytes (``application/octet-stream`` if unknown)."""
+        if self.data[:4] == b"RIFF" and self.data[8:12] == b"WEBP":
+            return "image/webp"
+        for signature, media in _SIGNATURES:
+            if self.data.startswith(signature):
+                return media
+        return "application/octet-stream"
