@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from service.contract.scoring import gallery_vectors, index_dim, index_scores, query_vectors
+from service.contract.scoring import (
+    gallery_vectors,
+    index_dim,
+    index_scores,
+    mean_query_vectors,
+    query_vectors,
+)
+from service.gallery.filters import SearchFilter
 from service.gallery.index import IndexConfig
 from service.gallery.milvus_client import MilvusConfig, MilvusConnection
 from service.gallery.milvus_layout import (
@@ -45,7 +52,7 @@ from service.gallery.milvus_layout import (
 from service.gallery.protocol import GalleryEntry, GallerySpec, Match, NewEntry, check_encodings
 
 logger = logging.getLogger(__name__)
-_LABELS = ["person_id", "camera_id", "has_camera"]
+_LABELS = ["person_id", "camera_id", "has_camera", "created_s"]
 _ENTRY_FIELDS = ["id", *_LABELS, "metadata", "created"]
 
 
@@ -251,15 +258,19 @@ class MilvusGallery:
         top_k: int,
         exclude_camera_id: str | None = None,
         person_ids: list[str] | None = None,
+        aggregate: bool = False,
+        filters: SearchFilter | None = None,
     ) -> list[list[Match]]:
-        """Rank the gallery for each raw query embedding inside Milvus (filters before the top-k cut).
-
-        ``top_k`` is capped at Milvus' limit (16,384).
+        """Rank the gallery for each raw query embedding inside Milvus; filters are a boolean expression
+        evaluated inside the search, before the top-k cut. ``aggregate``: one ranking for a tracklet (see
+        :func:`service.contract.scoring.mean_query_vectors`). ``top_k`` is capped at Milvus' 16,384.
         """
         if metric not in self._metrics:
             raise ValueError(f"metric {metric!r} is not available; choose one of {self._metrics}")
         kind = RAW if metric == "euclidean" else metric
-        qvec, const = query_vectors(metric, np.asarray(queries, np.float32), self.spec.head)
+        to_query = mean_query_vectors if aggregate else query_vectors
+        qvec, const = to_query(metric, np.asarray(queries, np.float32), self.spec.head)
+        where = (filters or SearchFilter()).narrowed(exclude_camera_id, person_ids)
         if len(qvec) == 0:
             return []
         k = min(int(top_k), MAX_TOP_K)
@@ -271,7 +282,7 @@ class MilvusGallery:
             self._names[kind],
             data=qvec.tolist(),
             limit=k,
-            filter=search_filter(exclude_camera_id, person_ids),
+            filter=search_filter(where),
             output_fields=_LABELS,
             search_params={"metric_type": metric_type(kind), "params": params},
             consistency_level="Strong",
@@ -320,11 +331,17 @@ class MilvusGallery:
         check_encodings(self.encoding_dim, encodings, len(embeddings))
         if not entries:
             return []
+        now = datetime.now(timezone.utc)
+        created, created_s = now.isoformat(), now.timestamp()
         labels = [
-            {"person_id": e.person_id, "camera_id": e.camera_id or "", "has_camera": e.camera_id is not None}
+            {
+                "person_id": e.person_id,
+                "camera_id": e.camera_id or "",
+                "has_camera": e.camera_id is not None,
+                "created_s": created_s,
+            }
             for e in entries
         ]
-        created = datetime.now(timezone.utc).isoformat()
         ids = self._allocate(len(entries))
         rows = [
             {"id": i, **lab, "metadata": e.metadata, "created": created, "vector": [0.0] * PLACEHOLDER_DIM}
@@ -360,6 +377,17 @@ class MilvusGallery:
     def delete(self, ids: list[int]) -> list[int]:
         """Delete entries everywhere (every model's vectors and encodings); returns the ids that existed."""
         found = [int(r["id"]) for r in self.db.by_ids(self._entries, ids, ["id"])]
+        if found:
+            self._delete_everywhere(found)
+        return found
+
+    def erase_created_before(self, cutoff: float, person_id: str | None = None) -> list[int]:
+        """Erase every entry (of ``person_id``, when given) enrolled strictly before ``cutoff`` (UNIX
+        seconds) from every collection (retention); returns the deleted ids."""
+        where = SearchFilter(
+            person_ids=None if person_id is None else frozenset({person_id}), created_before=cutoff
+        )
+        found = [i for batch in self.db.walk(self._entries, search_filter(where)) for i in batch]
         if found:
             self._delete_everywhere(found)
         return found

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from service.gallery.filters import SearchFilter
 from service.gallery.index import IndexConfig
 
 #: Milvus' largest top-k, query window (offset + limit) and vector length (2.3).
@@ -88,13 +89,27 @@ def quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def search_filter(exclude_camera_id: str | None, person_ids: list[str] | None) -> str:
-    """The boolean expression of the search filters ('' for none)."""
+def _names(values: frozenset[str]) -> str:
+    return ", ".join(quote(v) for v in sorted(values))
+
+
+def search_filter(where: SearchFilter) -> str:
+    """The boolean expression of a search filter ('' for none)."""
     parts: list[str] = []
-    if exclude_camera_id is not None:
-        parts.append(f"(has_camera == false or camera_id != {quote(exclude_camera_id)})")
-    if person_ids:
-        parts.append(f"person_id in [{', '.join(quote(p) for p in person_ids)}]")
+    if where.camera_ids is not None:
+        parts.append(
+            f"(has_camera == true and camera_id in [{_names(where.camera_ids)}])"
+            if where.camera_ids
+            else "id < 0"
+        )
+    if where.exclude_camera_ids:
+        parts.append(f"(has_camera == false or camera_id not in [{_names(where.exclude_camera_ids)}])")
+    if where.person_ids is not None:
+        parts.append(f"person_id in [{_names(where.person_ids)}]" if where.person_ids else "id < 0")
+    if where.created_after is not None:
+        parts.append(f"created_s >= {float(where.created_after)!r}")
+    if where.created_before is not None:
+        parts.append(f"created_s < {float(where.created_before)!r}")
     return " and ".join(parts)
 
 
@@ -131,6 +146,7 @@ def add_label_fields(schema: Any, data_type: Any) -> None:
     schema.add_field("person_id", data_type.VARCHAR, max_length=ID_BYTES)
     schema.add_field("camera_id", data_type.VARCHAR, max_length=ID_BYTES)
     schema.add_field("has_camera", data_type.BOOL)
+    schema.add_field("created_s", data_type.DOUBLE)  # UNIX seconds, for the enrolment-time filters
 
 
 def scoped(expr: str, after: int) -> str:

@@ -4,6 +4,8 @@ between two processes' views of one shared store."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 
 from service.contract.scoring import l2_normalize
 from service.gallery import milvus_layout
+from service.gallery.filters import SearchFilter
 from service.gallery.pairwise import pairwise_search
 from service.gallery.protocol import GalleryStore, NewEntry
 from tests.service.gallery.conftest import DIM, MakeGallery
@@ -169,3 +172,43 @@ def test_id_blocks_are_never_shared(make_gallery: MakeGallery, monkeypatch: pyte
     ids_b = b.add([NewEntry("b", None, {}, None)] * 3, _vectors(3, 13))
     assert [i >> milvus_layout.BLOCK_BITS for i in ids_a + ids_b] == [6] * 3 + [10] * 3
     assert max(ids_b) < 2**53 and len(set(ids_a) | set(ids_b)) == 6
+
+
+def test_filters_tracklets_and_retention(make_gallery: MakeGallery) -> None:
+    """Camera / person / enrolment-time filters inside the search, a tracklet's mean ranking, and retention,
+    against numpy on the same entries."""
+    gallery = make_gallery(metrics=METRICS)
+    vectors = _vectors(60, 14)
+    cameras = [None if i % 5 == 0 else f"c{i % 3}" for i in range(60)]
+    persons = [f"p{i % 4}" for i in range(60)]
+    first = gallery.add([NewEntry(persons[i], cameras[i], {}, None) for i in range(30)], vectors[:30])
+    time.sleep(0.05)
+    cutoff = time.time()
+    time.sleep(0.05)
+    second = gallery.add([NewEntry(persons[i], cameras[i], {}, None) for i in range(30, 60)], vectors[30:])
+    ids = np.asarray(first + second)
+    queries = _vectors(3, 15)
+    cosine = l2_normalize(queries).astype(np.float64) @ l2_normalize(vectors).T.astype(np.float64)
+    where = SearchFilter.of(camera_ids=["c1", "c2"], exclude_camera_ids=["c2"], person_ids=["p1", "p2"])
+    where = replace(where, created_after=cutoff)
+    allowed = np.array(
+        [
+            c == "c1" and p in ("p1", "p2") and i >= 30
+            for i, (c, p) in enumerate(zip(cameras, persons, strict=True))
+        ]
+    )
+    for q, row in enumerate(gallery.search("cosine", queries, top_k=60, filters=where)):
+        order = [i for i in np.argsort(-cosine[q], kind="stable") if allowed[i]]
+        assert [m.id for m in row] == ids[order].tolist() and all(m.camera_id == "c1" for m in row)
+    (row,) = gallery.search("cosine", queries, top_k=5, aggregate=True)
+    mean = cosine.mean(axis=0)
+    order = np.argsort(-mean, kind="stable")[:5]
+    assert [m.id for m in row] == ids[order].tolist()
+    np.testing.assert_allclose([m.score for m in row], mean[order], atol=1e-5)
+    assert sorted(gallery.erase_created_before(cutoff, person_id="p0")) == [
+        i for i, p in zip(first, persons[:30], strict=True) if p == "p0"
+    ]
+    assert sorted(gallery.erase_created_before(cutoff)) == [
+        i for i, p in zip(first, persons[:30], strict=True) if p != "p0"
+    ]
+    assert gallery.size == 30 and gallery.list_entries(None, 0, 100)[1] == 30
