@@ -100,7 +100,10 @@ class Settings(BaseSettings):
         "model call shares this one budget.",
     )
     retry_after_s: int = Field(
-        default=1, ge=1, description="Retry-After sent with 503 when the queue is full."
+        default=1,
+        ge=1,
+        description="Retry-After sent with 503 (queue full, shared gallery unreachable); also how often an "
+        "unreachable shared gallery is retried at start.",
     )
     store_images: bool = Field(
         default=False, description="Keep enrolled image bytes in the gallery database."
