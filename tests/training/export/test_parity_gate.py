@@ -20,8 +20,7 @@ from onnx import helper, numpy_helper
 from service.contract.manifest import discover, load
 from service.contract.parity import ParityReport
 from tests.training.export.test_graphs import model_with_bn_statistics
-from training.export.graphs import write_graphs
-from training.export.onnx_io import ExportError
+from training.export.onnx_io import DEFAULT_OPSET, ExportError
 from training.export.parity import (
     FP16_MAX_REL_DIFF,
     FP16_MIN_COSINE,
@@ -30,6 +29,7 @@ from training.export.parity import (
     check_parity,
     compare,
 )
+from training.families import get_family
 from training.models.reid_model import EmbeddingExport, EmbeddingModel
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -73,9 +73,10 @@ def _reference(model: torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def exported(large_resnet50: EmbeddingModel, images: np.ndarray, tmp_path_factory: pytest.TempPathFactory):
-    """The large ResNet-50 through :func:`write_graphs` (the fp32 gate), once for the module."""
+    """The large ResNet-50 through the embedding family's export (the fp32 gate), once for the module."""
     folder = tmp_path_factory.mktemp("r50")
-    return folder / "embedding.onnx", write_graphs(large_resnet50, folder, images)
+    written = get_family("embedding").export(large_resnet50, folder, images, fp16=False, opset=DEFAULT_OPSET)
+    return folder / "embedding.onnx", written
 
 
 def test_large_bnneck_resnet50_passes_the_scale_aware_gate(
