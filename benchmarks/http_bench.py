@@ -16,6 +16,7 @@ requests/s with batching on over off at concurrency 32.
 
     python benchmarks/http_bench.py --requests 200 --max-seconds 10
     python benchmarks/http_bench.py --backbone osnet_x0_25 --gallery-size 10000
+    python benchmarks/http_bench.py --pipeline --max-seconds 10 --rounds 3   # frame + boxes vs crops
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="times each level runs, alternating batching on / off; the median round is reported (1…9)",
     )
     parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="run only the tracking-pipeline load (benchmarks/http_pipeline.py): 1280×720 frames with "
+        "--pipeline-boxes boxes as frame + boxes vs the same crops as separate requests, in boxes/s",
+    )
+    parser.add_argument("--pipeline-boxes", type=int, default=6, help="person boxes per frame (1…64)")
+    parser.add_argument("--pipeline-concurrency", type=int, default=8, help="pipeline load concurrency")
+    parser.add_argument("--pipeline-path", default="/embeddings", choices=("/embeddings", "/search"))
+    parser.add_argument(
         "--client",
         default="raw",
         choices=("raw", "httpx"),
@@ -127,6 +137,7 @@ def export_backbone_model(root: Path, backbone: str, height: int, width: int) ->
     import torch
 
     from benchmarks.embed_speed import build_model
+    from service.contract import tensors
     from service.contract.manifest import (
         InputSpec,
         ModelManifest,
@@ -135,6 +146,7 @@ def export_backbone_model(root: Path, backbone: str, height: int, width: int) ->
         Threshold,
         file_entry,
     )
+    from service.contract.scoring import SERVED_EMBEDDING_METRICS, higher_is_better
     from training.export.onnx_io import export_onnx
 
     name = f"bench-{backbone}"
@@ -145,13 +157,13 @@ def export_backbone_model(root: Path, backbone: str, height: int, width: int) ->
         model,
         (torch.randn(2, 3, height, width),),
         folder / "embedding.onnx",
-        input_names=["images"],
-        output_names=["embeddings"],
+        input_names=list(tensors.EMBEDDING_INPUTS),
+        output_names=list(tensors.EMBEDDING_OUTPUTS),
     )
     placeholder = {"eer": Threshold(threshold=0.5, tpr=0.5, fmr=0.5)}
     scoring: dict[Any, ScoringMode] = {
-        m: ScoringMode(higher_is_better=m != "euclidean", thresholds=placeholder, default_threshold="eer")
-        for m in ("cosine", "correlation", "euclidean")
+        m: ScoringMode(higher_is_better=higher_is_better(m), thresholds=placeholder, default_threshold="eer")
+        for m in SERVED_EMBEDDING_METRICS
     }
     ModelManifest(
         name=name,
@@ -191,28 +203,19 @@ def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str, str]:
     )
 
 
-def _service_metrics(runtime: Any) -> list[str]:
-    """The metrics the service indexes for this model (as ``service.state`` chooses them)."""
-    from service.contract.scoring import METRICS
-
-    manifest = runtime.manifest
-    metrics = list(METRICS)
-    if runtime.head_weights is None or (manifest.verification and not manifest.verification.exact_search):
-        metrics = [m for m in metrics if m != "softmax"]
-    return metrics
-
-
 def open_gallery(runtime: Any, data_dir: Path) -> Any:
     from service.gallery.gallery import Gallery
     from service.gallery.index import IndexConfig
+    from service.state import indexed_metrics
 
     gallery = Gallery(
         data_dir,
         model_id=runtime.manifest.model_id,
         dim=runtime.manifest.embedding_dim,
-        metrics=_service_metrics(runtime),
+        metrics=indexed_metrics(runtime),
         head=runtime.head_weights,
         config=IndexConfig(),
+        encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
     )
     gallery.open()
     return gallery
@@ -286,8 +289,15 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Bare loop, then the live server with batching on / off; return the report."""
+    """Bare loop, then the live server with batching on / off; return the report (with ``--pipeline``: the
+    tracking-pipeline load only)."""
     _validate(args)
+    if args.pipeline:
+        if not 1 <= args.pipeline_boxes <= 64 or not 1 <= args.pipeline_concurrency <= 256:
+            raise ValueError("--pipeline-boxes must be in 1..64 and --pipeline-concurrency in 1..256")
+        pipeline = _load_script("_http_pipeline", REPO_ROOT / "benchmarks" / "http_pipeline.py")
+        batching = _load_script("_http_batching", REPO_ROOT / "benchmarks" / "http_batching.py")
+        return dict(pipeline.run_bench(args, resolve_model, fill_gallery, batching))
     import faiss
     import httpx
 

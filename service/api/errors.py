@@ -19,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core.errors import (
+    BadBoxError,
     BadImageError,
     MetricUnavailableError,
     NoEmbeddingError,
     NotFoundError,
     ServiceError,
+    TooManyBoxesError,
     TooManyImagesError,
 )
 from service.inference.batching import QueueFullError
@@ -132,6 +134,8 @@ _SERVICE_STATUS: dict[type[ServiceError], tuple[int, str | None]] = {
     NoEmbeddingError: (409, None),
     MetricUnavailableError: (422, None),
     TooManyImagesError: (422, "Too many images"),  # the OpenAPI document's maxItems
+    TooManyBoxesError: (422, "Too many boxes"),
+    BadBoxError: (422, "Invalid box"),
 }
 
 
@@ -184,7 +188,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> JSONResponse:
         status, title = _service_status(exc)
-        return problem_response(status, str(exc), title=title, instance=request.url.path)
+        extra = None
+        if isinstance(exc, BadBoxError):  # shaped like a validation error, naming the box
+            loc = ["boxes", str(exc.index)]
+            extra = {"errors": [{"loc": loc, "msg": str(exc), "type": "value_error.box"}]}
+        return problem_response(status, str(exc), title=title, instance=request.url.path, extra=extra)
 
     @app.exception_handler(QueueFullError)
     @app.exception_handler(InferenceStoppedError)
