@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "export": "training.commands.export",
     "models": "service.commands.models",
     "serve": "service.commands.serve",
+    "gallery": "service.commands.gallery",
     "bench": "training.commands.bench",
 }
 
@@ -43,6 +44,7 @@ SUMMARIES: dict[str, str] = {
     "export": "export a checkpoint to ONNX with a parity-checked manifest",
     "models": "list model folders and check their manifests and checksums",
     "serve": "run the REST service",
+    "gallery": "copy a gallery between stores (embedded data dir <-> milvus)",
     "bench": "run a benchmark and print JSON",
 }
 

@@ -51,6 +51,17 @@ def indexed_metrics(runtime: ModelRuntime) -> list[str]:
     return [name for name in SERVED_METRICS if indexed(name)]
 
 
+def gallery_spec(runtime: ModelRuntime) -> GallerySpec:
+    """What the model asks of the gallery: its indexed metrics, head weights and encoding length."""
+    return GallerySpec(
+        model_id=runtime.manifest.model_id,
+        dim=runtime.manifest.embedding_dim,
+        metrics=indexed_metrics(runtime),
+        head=runtime.head_weights,
+        encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
+    )
+
+
 @dataclass
 class ServiceState:
     """The loaded service.
@@ -125,22 +136,10 @@ class ServiceState:
     def _open_gallery(self) -> None:
         runtime = self.runtime
         assert runtime is not None
-        manifest = runtime.manifest
-        metrics = indexed_metrics(runtime)
         if self.settings.faiss_threads > 0:
             faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()
-        gallery = create_gallery(
-            self.settings,
-            GallerySpec(
-                model_id=manifest.model_id,
-                dim=manifest.embedding_dim,
-                metrics=metrics,
-                head=runtime.head_weights,
-                encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
-            ),
-            use_gpu=self.faiss_gpu,
-        )
+        gallery = create_gallery(self.settings, gallery_spec(runtime), use_gpu=self.faiss_gpu)
         gallery.open()
         self.gallery = gallery
         self._reembed_missing(runtime, gallery)

@@ -26,7 +26,7 @@ from service.contract.scoring import (
     mean_query_vectors,
     query_vectors,
 )
-from service.gallery.filters import SearchFilter
+from service.gallery.filters import SearchFilter, created_seconds
 from service.gallery.index import IndexConfig
 from service.gallery.milvus_client import MilvusConfig, MilvusConnection
 from service.gallery.milvus_layout import (
@@ -243,6 +243,12 @@ class MilvusGallery:
         rows = self.db.by_ids(self._names[RAW], [entry_id], ["id", "vector"])
         return np.asarray(rows[0]["vector"], dtype=np.float32) if rows else None
 
+    def embeddings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored embeddings of ``ids`` for the active model: (ids found (M,), float32 (M, D)), by id."""
+        rows = self.db.by_ids(self._names[RAW], ids, ["id", "vector"])
+        vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.spec.dim)
+        return np.array([int(r["id"]) for r in rows], dtype=np.int64), vecs
+
     def encodings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Stored comparator encodings of ``ids``: (ids found (M,), float32 (M, E)), ordered by id."""
         if self.encoding_dim is None:
@@ -322,7 +328,11 @@ class MilvusGallery:
             self.db.write(name, rows, replace=replace, row_bytes=4 * vectors.shape[1] + 64)
 
     def add(
-        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
+        self,
+        entries: list[NewEntry],
+        embeddings: np.ndarray,
+        encodings: np.ndarray | None = None,
+        keep: list[tuple[int, str]] | None = None,
     ) -> list[int]:
         """Store entries (ids from this process's claimed block) with their vectors; returns the new ids."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
@@ -331,21 +341,20 @@ class MilvusGallery:
         check_encodings(self.encoding_dim, encodings, len(embeddings))
         if not entries:
             return []
-        now = datetime.now(timezone.utc)
-        created, created_s = now.isoformat(), now.timestamp()
+        ids = [i for i, _ in keep] if keep else self._allocate(len(entries))
+        created = [c for _, c in keep] if keep else [datetime.now(timezone.utc).isoformat()] * len(entries)
         labels = [
             {
                 "person_id": e.person_id,
                 "camera_id": e.camera_id or "",
                 "has_camera": e.camera_id is not None,
-                "created_s": created_s,
+                "created_s": created_seconds(when),
             }
-            for e in entries
+            for e, when in zip(entries, created, strict=True)
         ]
-        ids = self._allocate(len(entries))
         rows = [
-            {"id": i, **lab, "metadata": e.metadata, "created": created, "vector": [0.0] * PLACEHOLDER_DIM}
-            for i, lab, e in zip(ids, labels, entries, strict=True)
+            {"id": i, **lab, "metadata": e.metadata, "created": when, "vector": [0.0] * PLACEHOLDER_DIM}
+            for i, lab, e, when in zip(ids, labels, entries, created, strict=True)
         ]
         self.db.write(self._entries, rows, replace=False, row_bytes=1024)
         try:

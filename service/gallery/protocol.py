@@ -130,9 +130,15 @@ class GalleryStore(Protocol):
         """None while the store is usable, else why not (checked by ``/ready``)."""
 
     def add(
-        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
+        self,
+        entries: list[NewEntry],
+        embeddings: np.ndarray,
+        encodings: np.ndarray | None = None,
+        keep: list[tuple[int, str]] | None = None,
     ) -> list[int]:
-        """Store entries with their embeddings (and pairwise encodings); returns their new ids."""
+        """Store entries with their embeddings (and pairwise encodings); returns their new ids.
+        ``keep``: (id, created ISO 8601) per entry, kept as given instead of new ones (``reid gallery copy``;
+        the caller guarantees the ids are free)."""
 
     def set_embeddings(
         self, ids: list[int], embeddings: np.ndarray, encodings: np.ndarray | None = None
@@ -163,6 +169,9 @@ class GalleryStore(Protocol):
 
     def embedding(self, entry_id: int) -> np.ndarray | None:
         """The stored embedding of an entry for the active model, or None."""
+
+    def embeddings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored embeddings of ``ids`` for the active model: (ids found (M,), float32 (M, D)), by id."""
 
     def encodings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Stored comparator encodings of ``ids``: (ids found int64 (M,), float32 (M, E)), ordered by id;
