@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -60,11 +61,13 @@ def start_milvus(base_dir: Path, port: int) -> object:
 def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URI of a Milvus server shared by the session's tests (each test uses its own collections)."""
     port = free_port()
-    server = start_milvus(tmp_path_factory.mktemp("milvus"), port)
+    base = tmp_path_factory.mktemp("milvus")
+    server = start_milvus(base, port)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()  # type: ignore[attr-defined]
+        shutil.rmtree(base, ignore_errors=True)  # ~0.5 GB: the unpacked binary and its data
 
 
 class TcpRelay:
