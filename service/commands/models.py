@@ -1,4 +1,8 @@
-"""``reid models``: list model folders, or check one (manifest fields and every checksum). Torch-free."""
+"""``reid models``: list model folders, check one (manifest fields and every checksum), or import one.
+
+``list`` and ``check`` are torch-free. ``import`` converts a torchreid / fast-reid checkpoint or an ONNX file
+into a model folder; it imports the training package (torch, the ``train`` extra) only when it runs.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lst.add_argument("dir", nargs="?", type=Path, default=Path("models"))
     chk = sub.add_parser("check", help="validate a model folder: manifest fields and file checksums")
     chk.add_argument("folder", type=Path, nargs="+")
+    _add_import_arguments(sub)
+
+
+IMPORT_DESCRIPTION = """Convert a model people already have into a model folder: a torchreid checkpoint
+(--arch), a fast-reid BoT / SBS checkpoint (--config), or an embedding ONNX file. The graph is checked on
+rendered pedestrian images at batch 1 and 7 (parity with the source model; shape and finiteness for ONNX)
+and the manifest records the source file's sha256. The model is served uncalibrated: run `reid calibrate
+--model DIR --root YOUR_DATA` to set its thresholds on your own labelled crops."""
+
+
+def _add_import_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    imp = sub.add_parser(
+        "import",
+        help="import a torchreid / fast-reid checkpoint or an ONNX file",
+        description=IMPORT_DESCRIPTION,
+    )
+    imp.add_argument("--format", required=True, choices=("torchreid", "fastreid", "onnx"))
+    imp.add_argument("--weights", type=Path, required=True, help="the .pth / .pth.tar / .onnx file")
+    imp.add_argument("--output", type=Path, required=True, help="the model folder to write (models/NAME)")
+    imp.add_argument("--arch", help="torchreid arch, e.g. osnet_x1_0, osnet_ain_x1_0, resnet50_fc512")
+    imp.add_argument("--config", type=Path, help="fast-reid config YAML (backbone, IBN, pooling)")
+    imp.add_argument("--height", type=int, default=256, help="input height (default 256)")
+    imp.add_argument("--width", type=int, default=128, help="input width (default 128)")
+    imp.add_argument("--mean", type=float, nargs=3, metavar="M", help="RGB mean in [0, 1] (default ImageNet)")
+    imp.add_argument("--std", type=float, nargs=3, metavar="S", help="RGB std in [0, 1] (default ImageNet)")
+    imp.add_argument("--output-name", help="ONNX: the embedding output (default: the only / first output)")
+    imp.add_argument("--name", help="model name (default: the folder name)")
+    imp.add_argument("--version", default="1", help="model version (default 1)")
+    imp.add_argument("--force", action="store_true", help="replace an existing output folder")
 
 
 def run(args: argparse.Namespace) -> int:
     from service.contract.manifest import ManifestError, discover, load
 
+    if args.action == "import":
+        from training.importers.command import run_import  # torch: only for this action
+
+        return run_import(args)
     if args.action in (None, "list"):
         models_dir = getattr(args, "dir", Path("models"))
         folders = discover(models_dir)
