@@ -50,6 +50,14 @@ async def verify(request: Request, ready: ReadyDep) -> VerifyResponse:
     t0 = time.perf_counter()
     body = await parse_body(request, VerifyRequest)
     metric, threshold, higher = resolve_metric(ready, body.metric, body.threshold)
+    if threshold is None:  # an uncalibrated model (fresh import): no decision without a threshold
+        raise ProblemError(
+            422,
+            f"model {ready.runtime.manifest.model_id} has no calibrated threshold for metric {metric!r}: "
+            "pass `threshold` in the request, or calibrate the model on labelled data "
+            "(reid calibrate --model DIR --root DATA)",
+            title="Uncalibrated model",
+        )
     images = [img for img in (body.image_a, body.image_b) if img is not None]
     fields = [name for name, img in (("image_a", body.image_a), ("image_b", body.image_b)) if img is not None]
     decode_ms = inference_ms = 0.0
