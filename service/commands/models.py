@@ -43,7 +43,9 @@ def _add_import_arguments(sub: argparse._SubParsersAction) -> None:  # type: ign
     imp.add_argument("--width", type=int, default=128, help="input width (default 128)")
     imp.add_argument("--mean", type=float, nargs=3, metavar="M", help="RGB mean in [0, 1] (default ImageNet)")
     imp.add_argument("--std", type=float, nargs=3, metavar="S", help="RGB std in [0, 1] (default ImageNet)")
-    imp.add_argument("--output-name", help="ONNX: the embedding output (default: the only / first output)")
+    imp.add_argument(
+        "--output-name", help="ONNX: the embedding output (default: the only 2-D one, else the first)"
+    )
     imp.add_argument("--name", help="model name (default: the folder name)")
     imp.add_argument("--version", default="1", help="model version (default 1)")
     imp.add_argument("--force", action="store_true", help="replace an existing output folder")
