@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Device = Literal["auto", "cuda", "cpu"]
 IndexType = Literal["flat", "ivf", "hnsw"]
+GalleryKind = Literal["embedded", "milvus"]
 
 
 class Settings(BaseSettings):
@@ -28,6 +29,11 @@ class Settings(BaseSettings):
         description="Active model folder name; default: 'demo-siamese' if present, else the first one.",
     )
     data_dir: Path = Field(default=Path("data/service"), description="Gallery database and index snapshots.")
+    gallery: GalleryKind = Field(
+        default="embedded",
+        description="Gallery store: embedded (SQLite + FAISS in this process, one worker) | milvus (a shared "
+        "Milvus server: several workers and replicas).",
+    )
     device: Device = Field(default="auto", description="auto | cuda | cpu (onnxruntime provider and faiss).")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys; empty disables authentication."

@@ -20,8 +20,9 @@ from service.config import Settings
 from service.contract.manifest import ModelManifest, discover, load
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import METRICS
-from service.gallery.gallery import Gallery
-from service.gallery.index import IndexConfig, faiss_gpu_available
+from service.gallery.factory import GallerySpec, create_gallery
+from service.gallery.index import faiss_gpu_available
+from service.gallery.protocol import GalleryStore
 from service.inference.batching import MicroBatcher
 from service.inference.sessions import ModelRuntime
 from service.metrics import ServiceMetrics
@@ -49,7 +50,7 @@ class ServiceState:
     metrics: ServiceMetrics
     manifests: dict[str, ModelManifest | str] = field(default_factory=dict)
     runtime: ModelRuntime | None = None
-    gallery: Gallery | None = None
+    gallery: GalleryStore | None = None
     batcher: MicroBatcher | None = None
     ready: bool = False
     reason: str = "starting"
@@ -96,23 +97,16 @@ class ServiceState:
         if self.settings.faiss_threads > 0:
             faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()
-        config = IndexConfig(
-            index_type=self.settings.index_type,
-            ivf_nlist=self.settings.ivf_nlist,
-            ivf_nprobe=self.settings.ivf_nprobe,
-            hnsw_m=self.settings.hnsw_m,
-            hnsw_ef_search=self.settings.hnsw_ef_search,
+        gallery = create_gallery(
+            self.settings,
+            GallerySpec(
+                model_id=manifest.model_id,
+                dim=manifest.embedding_dim,
+                metrics=metrics,
+                head=runtime.head_weights,
+                encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
+            ),
             use_gpu=self.faiss_gpu,
-        )
-        gallery = Gallery(
-            self.settings.data_dir,
-            model_id=manifest.model_id,
-            dim=manifest.embedding_dim,
-            metrics=metrics,
-            head=runtime.head_weights,
-            config=config,
-            snapshot_every=self.settings.snapshot_every,
-            encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
         )
         gallery.open()
         self.gallery = gallery
@@ -124,8 +118,8 @@ class ServiceState:
             "indexes_rebuilt": gallery.rebuilt,
         })
 
-    def _reembed_missing(self, runtime: ModelRuntime, gallery: Gallery) -> None:
-        missing = gallery.store.missing_embeddings(gallery.model_id)
+    def _reembed_missing(self, runtime: ModelRuntime, gallery: GalleryStore) -> None:
+        missing = gallery.missing_embeddings()
         if not missing:
             return
         with_image = [i for i, has in missing if has]
@@ -142,7 +136,7 @@ class ServiceState:
             ids = with_image[start : start + self.settings.max_batch]
             batch = np.stack(
                 [
-                    preprocess_bytes(gallery.store.image(i) or b"", spec, max_pixels=self.settings.max_pixels)
+                    preprocess_bytes(gallery.image(i) or b"", spec, max_pixels=self.settings.max_pixels)
                     for i in ids
                 ]
             )

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 
 from service.api.errors import ProblemError
 from service.config import Settings
-from service.gallery.gallery import Gallery
+from service.gallery.protocol import GalleryStore
 from service.inference.batching import MicroBatcher
 from service.inference.sessions import ModelRuntime
 from service.state import ServiceState
@@ -67,7 +67,7 @@ class Ready:
 
     state: ServiceState
     runtime: ModelRuntime
-    gallery: Gallery
+    gallery: GalleryStore
     batcher: MicroBatcher
 
 

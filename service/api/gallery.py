@@ -19,7 +19,7 @@ from service.api.schemas import (
     GalleryItem,
     GalleryPage,
 )
-from service.gallery.store import GalleryEntry, NewEntry
+from service.gallery.protocol import GalleryEntry, NewEntry
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
 GalleryId = Annotated[int, Path(ge=1, le=MAX_GALLERY_ID, description="Gallery id.")]
@@ -74,14 +74,14 @@ async def list_entries(
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size (1…1000).")] = 100,
 ) -> GalleryPage:
     """A page of entries, ordered by id."""
-    items, total = await run_in_threadpool(ready.gallery.store.list_entries, person_id, offset, limit)
+    items, total = await run_in_threadpool(ready.gallery.list_entries, person_id, offset, limit)
     return GalleryPage(items=[_item(e) for e in items], total=total, offset=offset, limit=limit)
 
 
 @router.get("/{gallery_id}", response_model=GalleryItem, summary="Read one gallery entry")
 async def get_entry(ready: ReadyDep, gallery_id: GalleryId) -> GalleryItem:
     """One entry; 404 when the id is unknown."""
-    entry = await run_in_threadpool(ready.gallery.store.get, gallery_id)
+    entry = await run_in_threadpool(ready.gallery.get, gallery_id)
     if entry is None:
         raise ProblemError(404, f"no gallery entry with id {gallery_id}")
     return _item(entry)

@@ -52,7 +52,7 @@ async def ready(service: ServiceDep) -> JSONResponse:
         provider=runtime.provider if runtime else None,
         faiss_gpu=service.faiss_gpu,
         gallery_size=gallery.size if gallery else None,
-        metrics=sorted(gallery.indexes) if gallery else [],
+        metrics=gallery.metrics if gallery else [],
         **(_calibration(runtime.manifest) if runtime else {}),
         startup=service.startup,
     )

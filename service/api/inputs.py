@@ -230,8 +230,8 @@ def resolve_metric(
     """
     manifest = ready.runtime.manifest
     name = metric or manifest.default_metric
-    available = sorted(ready.gallery.indexes)
-    if name not in ready.gallery.indexes:
+    available = ready.gallery.metrics
+    if name not in available:
         raise ProblemError(
             422, f"metric {name!r} is not available for model {manifest.model_id}; choose one of {available}"
         )

@@ -20,7 +20,7 @@ router = APIRouter(tags=["verify"])
 def _stored(ready: Ready, gallery_id: int, field: str) -> np.ndarray:
     vec = ready.gallery.embedding(gallery_id)
     if vec is None:
-        if ready.gallery.store.get(gallery_id) is None:
+        if ready.gallery.get(gallery_id) is None:
             raise ProblemError(404, f"{field}: no gallery entry with id {gallery_id}", title="Not Found")
         raise ProblemError(
             409,

@@ -9,32 +9,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from service.contract.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
 from service.gallery.index import IndexConfig, VectorIndex
+from service.gallery.protocol import GalleryEntry, Match, NewEntry
 from service.gallery.rwlock import ReadWriteLock
-from service.gallery.store import GalleryStore, NewEntry
+from service.gallery.store import SqliteStore
 
 logger = logging.getLogger(__name__)
 DB_FILE = "gallery.sqlite3"
 
 
-@dataclass(frozen=True)
-class Match:
-    """One search result."""
-
-    id: int
-    person_id: str
-    camera_id: str | None
-    score: float
-
-
 class Gallery:
-    """Enrol, delete and search gallery embeddings of one model.
+    """The embedded gallery store (``REID_GALLERY=embedded``): enrol, delete and search gallery embeddings of
+    one model in this process. Implements :class:`service.gallery.protocol.GalleryStore`; one process only
+    (``shared`` is False).
 
     Args:
         data_dir: Folder of the database and the index snapshots.
@@ -66,7 +58,7 @@ class Gallery:
         self.head = head
         self.config = config
         self.snapshot_every = snapshot_every
-        self.store = GalleryStore(self.data_dir / DB_FILE)
+        self.store = SqliteStore(self.data_dir / DB_FILE)
         self.lock = ReadWriteLock(shared_reads=not config.use_gpu)
         self.indexes = {
             m: VectorIndex(
@@ -77,6 +69,8 @@ class Gallery:
         self._labels: dict[int, tuple[str, str | None]] = {}
         self._writes = 0
         self.rebuilt: list[str] = []
+
+    shared = False
 
     def _name(self, metric: str) -> str:
         return f"{self.model_id}.{metric}.{self.indexes[metric].index_type}"
@@ -151,6 +145,31 @@ class Gallery:
         """Snapshot the indexes and close the database."""
         self.snapshot()
         self.store.close()
+
+    @property
+    def metrics(self) -> list[str]:
+        """The indexed scoring metrics, sorted."""
+        return sorted(self.indexes)
+
+    def health(self) -> str | None:
+        """Always usable once open (a local file and memory)."""
+        return None
+
+    def get(self, entry_id: int) -> GalleryEntry | None:
+        """One entry, or None."""
+        return self.store.get(entry_id)
+
+    def list_entries(self, person_id: str | None, offset: int, limit: int) -> tuple[list[GalleryEntry], int]:
+        """A page of entries ordered by id, optionally of one person, and the total matching count."""
+        return self.store.list_entries(person_id, offset, limit)
+
+    def image(self, entry_id: int) -> bytes | None:
+        """The stored image bytes of an entry, if any."""
+        return self.store.image(entry_id)
+
+    def missing_embeddings(self) -> list[tuple[int, bool]]:
+        """Entries without an embedding for the active model: (id, has stored image)."""
+        return self.store.missing_embeddings(self.model_id)
 
     @property
     def size(self) -> int:

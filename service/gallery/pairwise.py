@@ -2,7 +2,7 @@
 
 For each query the ``pairwise`` index (L2-normalized descriptors, inner product = cosine) gives the best
 ``shortlist`` gallery entries that pass the filters (filters apply before the cut, see
-:meth:`Gallery.search`); the comparator then scores the query's encoding against each shortlisted entry's
+:meth:`GalleryStore.search`); the comparator then scores the query's encoding against each shortlisted entry's
 stored encoding, and the shortlist is sorted by that score. With ``shortlist`` ≥ the gallery size this is
 exhaustive comparator scoring.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from service.gallery.gallery import Gallery, Match
+from service.gallery.protocol import GalleryStore, Match
 
 #: Scores (N,) of encoding pairs (rows of two (N, E) arrays); higher = same person.
 Compare = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -60,7 +60,7 @@ def rerank(
 
 
 def pairwise_search(
-    gallery: Gallery,
+    gallery: GalleryStore,
     compare: Compare,
     descriptors: np.ndarray,
     encodings: np.ndarray,

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from service.gallery.protocol import GalleryEntry, NewEntry
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -57,30 +58,7 @@ INSERT OR IGNORE INTO counters(name, value) VALUES ('generation', 0);
 """
 
 
-@dataclass(frozen=True)
-class GalleryEntry:
-    """One gallery row (without its embeddings)."""
-
-    id: int
-    person_id: str
-    camera_id: str | None
-    metadata: dict[str, Any]
-    created: str
-    has_image: bool
-    models: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class NewEntry:
-    """What is enrolled for one image."""
-
-    person_id: str
-    camera_id: str | None
-    metadata: dict[str, Any]
-    image: bytes | None
-
-
-class GalleryStore:
+class SqliteStore:
     """Thread-safe access to the gallery database (one connection behind a lock).
 
     Args:
@@ -337,7 +315,7 @@ class GalleryStore:
 
 
 class _Transaction:
-    def __init__(self, store: GalleryStore) -> None:
+    def __init__(self, store: SqliteStore) -> None:
         self.store = store
 
     def __enter__(self) -> None:

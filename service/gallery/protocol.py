@@ -1,0 +1,136 @@
+"""The gallery store as a ``Protocol``: what the service needs from wherever the gallery lives.
+
+Two stores implement it: :class:`service.gallery.gallery.Gallery` (``REID_GALLERY=embedded``: SQLite + one
+FAISS index per metric, in one process) and :class:`service.gallery.milvus.MilvusGallery`
+(``REID_GALLERY=milvus``: a Milvus server shared by every worker and replica). Both pass the same test suite
+(``tests/service/gallery``). :func:`service.gallery.factory.create_gallery` picks one from the settings.
+
+A store holds entries (``person_id``, ``camera_id``, JSON metadata, creation time, optionally the image) with
+one embedding per model id, plus, for pairwise models, the comparator encoding of each entry. Gallery ids are
+int64, never reused, and unique across every process sharing the store. Searches rank entries by one scoring
+metric of :mod:`service.contract.scoring` (exactly for flat indexes and softmax); an acknowledged write is
+seen by the next search of any process sharing the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Match:
+    """One search result."""
+
+    id: int
+    person_id: str
+    camera_id: str | None
+    score: float
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """One gallery entry (without its embeddings)."""
+
+    id: int
+    person_id: str
+    camera_id: str | None
+    metadata: dict[str, Any]
+    created: str
+    has_image: bool
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """What is enrolled for one image."""
+
+    person_id: str
+    camera_id: str | None
+    metadata: dict[str, Any]
+    image: bytes | None
+
+
+class GalleryUnavailableError(RuntimeError):
+    """The store cannot be reached right now (a shared store's server is down); retry later."""
+
+
+@runtime_checkable
+class GalleryStore(Protocol):
+    """Enrol, read, delete and search the gallery entries of one model.
+
+    Attributes:
+        model_id: ``name@version`` of the active model (embeddings are stored per model id).
+        encoding_dim: Length of the comparator encodings kept per entry (pairwise models), else None.
+        shared: True when several processes may open the store at once (``reid serve --workers N``).
+        rebuilt: What :meth:`open` had to rebuild, and why (reported by ``/ready``'s ``startup``).
+    """
+
+    model_id: str
+    encoding_dim: int | None
+    shared: bool
+    rebuilt: list[str]
+
+    def open(self) -> None:
+        """Connect / load; raises when the store cannot be used."""
+
+    def close(self) -> None:
+        """Persist what needs persisting and release the store."""
+
+    @property
+    def metrics(self) -> list[str]:
+        """The scoring metrics the store can search, sorted."""
+
+    @property
+    def size(self) -> int:
+        """Searchable entries (those with an embedding for the active model)."""
+
+    def health(self) -> str | None:
+        """None while the store is usable, else why not (checked by ``/ready``)."""
+
+    def add(
+        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
+    ) -> list[int]:
+        """Store entries with their embeddings (and pairwise encodings); returns their new ids."""
+
+    def set_embeddings(
+        self, ids: list[int], embeddings: np.ndarray, encodings: np.ndarray | None = None
+    ) -> None:
+        """Store re-computed embeddings (and encodings) of existing entries for the active model."""
+
+    def delete(self, ids: list[int]) -> list[int]:
+        """Delete entries everywhere; returns the ids that existed."""
+
+    def erase_person(self, person_id: str) -> list[int]:
+        """Erase every trace of a person; returns the deleted ids."""
+
+    def get(self, entry_id: int) -> GalleryEntry | None:
+        """One entry, or None."""
+
+    def list_entries(self, person_id: str | None, offset: int, limit: int) -> tuple[list[GalleryEntry], int]:
+        """A page of entries ordered by id, optionally of one person, and the total matching count."""
+
+    def image(self, entry_id: int) -> bytes | None:
+        """The stored image bytes of an entry, if any."""
+
+    def missing_embeddings(self) -> list[tuple[int, bool]]:
+        """Entries without an embedding for the active model: (id, has stored image)."""
+
+    def embedding(self, entry_id: int) -> np.ndarray | None:
+        """The stored embedding of an entry for the active model, or None."""
+
+    def encodings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored comparator encodings of ``ids``: (ids found int64 (M,), float32 (M, E)), ordered by id;
+        ids without one (deleted meanwhile) are left out."""
+
+    def search(
+        self,
+        metric: str,
+        queries: np.ndarray,
+        top_k: int,
+        exclude_camera_id: str | None = None,
+        person_ids: list[str] | None = None,
+    ) -> list[list[Match]]:
+        """Rank the gallery for each raw query embedding (N, D); filters apply before the top-k cut."""
