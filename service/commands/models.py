@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "list model folders and check their manifests and checksums"
+HELP = "list model folders, check their manifests and checksums, or import one (torchreid, ONNX …)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
