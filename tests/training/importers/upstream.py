@@ -13,9 +13,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,18 +51,32 @@ def sdist_tree(requirement: str) -> Path:
     return target
 
 
-def torchreid_module(name: str) -> ModuleType:
-    """``torchreid/reid/models/<name>.py`` from the torchreid 0.2.5 sdist, loaded as a standalone module."""
-    path = sdist_tree(TORCHREID) / "torchreid" / "reid" / "models" / f"{name}.py"
-    key = f"_upstream_torchreid_{name}"
+def torchreid_module(name: str, package: str = "models") -> ModuleType:
+    """``torchreid/reid/<package>/<name>.py`` of the torchreid 0.2.5 sdist, loaded as a standalone module."""
+    path = sdist_tree(TORCHREID) / "torchreid" / "reid" / package / f"{name}.py"
+    key = f"_upstream_torchreid_{package}_{name}"
     if key in sys.modules:
         return sys.modules[key]
     spec = importlib.util.spec_from_file_location(key, path)
     assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with warnings.catch_warnings():  # rank.py warns that its Cython evaluation is not built
+        warnings.simplefilter("ignore")
+        spec.loader.exec_module(module)
     sys.modules[key] = module
     return module
+
+
+def torchreid_rank(
+    query: np.ndarray, gallery: np.ndarray, ids: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[float, float]:
+    """(rank-1, mAP) as torchreid evaluates: ``compute_distance_matrix`` (euclidean) + ``eval_market1501``."""
+    distance = torchreid_module("distance", "metrics")
+    rank = torchreid_module("rank", "metrics")
+    distmat = distance.compute_distance_matrix(torch.from_numpy(query), torch.from_numpy(gallery)).numpy()
+    q_pids, g_pids, q_cams, g_cams = ids
+    cmc, mean_ap = rank.eval_market1501(distmat, q_pids, g_pids, q_cams, g_cams, min(50, len(gallery)))
+    return float(cmc[0]), float(mean_ap)
 
 
 #: torchreid arch → the model file that defines it.
