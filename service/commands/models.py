@@ -39,10 +39,16 @@ def _add_import_arguments(sub: argparse._SubParsersAction) -> None:  # type: ign
     imp.add_argument("--output", type=Path, required=True, help="the model folder to write (models/NAME)")
     imp.add_argument("--arch", help="torchreid arch, e.g. osnet_x1_0, osnet_ain_x1_0, resnet50_fc512")
     imp.add_argument("--config", type=Path, help="fast-reid config YAML (backbone, IBN, pooling)")
-    imp.add_argument("--height", type=int, default=256, help="input height (default 256)")
-    imp.add_argument("--width", type=int, default=128, help="input width (default 128)")
-    imp.add_argument("--mean", type=float, nargs=3, metavar="M", help="RGB mean in [0, 1] (default ImageNet)")
-    imp.add_argument("--std", type=float, nargs=3, metavar="S", help="RGB std in [0, 1] (default ImageNet)")
+    imp.add_argument("--height", type=int, help="input height (default 256; fastreid: INPUT.SIZE_TEST)")
+    imp.add_argument("--width", type=int, help="input width (default 128; fastreid: INPUT.SIZE_TEST)")
+    imp.add_argument(
+        "--mean", type=float, nargs=3, metavar="M",
+        help="RGB mean of 0…1 pixels (default ImageNet; fastreid: MODEL.PIXEL_MEAN / 255)",
+    )
+    imp.add_argument(
+        "--std", type=float, nargs=3, metavar="S",
+        help="RGB std of 0…1 pixels (default ImageNet; fastreid: MODEL.PIXEL_STD / 255)",
+    )
     imp.add_argument(
         "--output-name", help="ONNX: the embedding output (default: the only 2-D one, else the first)"
     )

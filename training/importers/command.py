@@ -5,27 +5,33 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from service.contract.manifest import ModelManifest
 from training.importers.folder import IMAGENET_MEAN, IMAGENET_STD, ImportOptions
 
+#: The input contract of torchreid's zoo and of most ONNX re-ID files: 256×128, ImageNet statistics.
+INPUT_DEFAULTS: dict[str, Any] = {"height": 256, "width": 128, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
-def options(args: argparse.Namespace) -> ImportOptions:
-    """The format-independent options of the command line."""
+
+def options(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> ImportOptions:
+    """The format-independent options: command-line values over the format's ``defaults``."""
+    values = {**INPUT_DEFAULTS, **(defaults or {})}
+    for name in ("height", "width", "mean", "std"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
     for name in ("height", "width"):
-        value = getattr(args, name)
-        if not 8 <= value <= 2048:
-            raise ValueError(f"--{name} must be in [8, 2048], got {value}")
-    std = tuple(args.std) if args.std else IMAGENET_STD
-    if any(s <= 0 for s in std):
-        raise ValueError(f"--std values must be > 0, got {list(std)}")
+        if not 8 <= values[name] <= 2048:
+            raise ValueError(f"--{name} must be in [8, 2048], got {values[name]}")
+    if any(s <= 0 for s in values["std"]):
+        raise ValueError(f"--std values must be > 0, got {list(values['std'])}")
     return ImportOptions(
         weights=Path(args.weights),
         output=Path(args.output),
-        height=args.height,
-        width=args.width,
-        mean=tuple(args.mean) if args.mean else IMAGENET_MEAN,  # type: ignore[arg-type]
-        std=std,  # type: ignore[arg-type]
+        height=int(values["height"]),
+        width=int(values["width"]),
+        mean=tuple(values["mean"]),  # type: ignore[arg-type]
+        std=tuple(values["std"]),  # type: ignore[arg-type]
         name=args.name,
         version=args.version,
         force=args.force,
@@ -34,24 +40,24 @@ def options(args: argparse.Namespace) -> ImportOptions:
 
 def import_model(args: argparse.Namespace) -> ModelManifest:
     """Run the importer of ``args.format``; returns the written manifest."""
-    opts = options(args)
-    if not opts.weights.is_file():
-        raise FileNotFoundError(f"weights file not found: {opts.weights}")
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"weights file not found: {args.weights}")
     if args.format == "torchreid":
         from training.importers.torchreid import import_torchreid
 
         if not args.arch:
             raise ValueError("--format torchreid needs --arch (e.g. osnet_x1_0)")
-        return import_torchreid(args.arch, opts)
+        return import_torchreid(args.arch, options(args))
     if args.format == "fastreid":
-        from training.importers.fastreid import import_fastreid
+        from training.importers.fastreid import import_fastreid, input_defaults, read_config
 
         if not args.config:
             raise ValueError("--format fastreid needs --config (the checkpoint's config YAML)")
-        return import_fastreid(Path(args.config), opts)
+        config = Path(args.config)
+        return import_fastreid(config, options(args, input_defaults(read_config(config))))
     from training.importers.onnx_file import import_onnx
 
-    return import_onnx(opts, output_name=args.output_name)
+    return import_onnx(options(args), output_name=args.output_name)
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -14,14 +14,18 @@ import sys
 import tarfile
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 TORCHREID = "torchreid==0.2.5"
+#: fast-reid's PyPI sdist; its model code loads here with termcolor and yacs installed (the dev extra).
+FASTREID = "fastreid==1.4.0"
 
 
 def cache_dir() -> Path:
@@ -93,15 +97,32 @@ def torchreid_model(arch: str, num_classes: int = 10) -> nn.Module:
     return getattr(torchreid_module(TORCHREID_FILES[arch]), arch)(num_classes=num_classes, pretrained=False)
 
 
+def fastreid_model(config: Path, num_classes: int = 10) -> nn.Module:
+    """fast-reid's own ``Baseline`` built from a config file by its own ``get_cfg`` / ``build_model``."""
+    root = str(sdist_tree(FASTREID))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from fastreid.config import get_cfg
+    from fastreid.modeling.meta_arch import build_model
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(config))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.HEADS.NUM_CLASSES = num_classes
+    return build_model(cfg)
+
+
 @torch.no_grad()
-def randomise(model: nn.Module, seed: int, images: torch.Tensor) -> nn.Module:
+def randomise(
+    model: nn.Module, seed: int, images: torch.Tensor, forward: Callable[[torch.Tensor], Any] | None = None
+) -> nn.Module:
     """Random weights and random BN / IN parameters, with BN running statistics at a trained model's scale.
 
     Running statistics that ignore the activations they normalise make a deep random network's outputs
     explode (nothing like a trained model); so they are first measured on ``images`` (preprocessed
-    pedestrians, one train-mode forward pass) and then randomised around those values (mean shifted by
-    N(0, 0.2 σ), variance scaled by U(0.5, 2)), so eval-mode BN is not the identity of the measured
-    statistics.
+    pedestrians, one train-mode pass of ``forward``, default the model) and then randomised around those
+    values (mean shifted by N(0, 0.2 σ), variance scaled by U(0.5, 2)), so eval-mode BN is not the identity
+    of the measured statistics.
     """
     g = torch.Generator().manual_seed(seed)
 
@@ -122,7 +143,7 @@ def randomise(model: nn.Module, seed: int, images: torch.Tensor) -> nn.Module:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
     model.train()
-    model(images)
+    (forward or model)(images)
     for m in batchnorms:
         std = m.running_var.sqrt()
         m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g) * 0.2 * std)
