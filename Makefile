@@ -12,7 +12,7 @@ PORT   ?= 8000
 
 help:
 	@echo "make test         create .venv, install torch (CPU) + .[cpu,train,dev], run ruff and pytest"
-	@echo "make test-slow    the long tests (marker 'slow')"
+	@echo "make test-slow    the long tests and those that need a package registry (markers 'slow', 'network')"
 	@echo "make reliability  the whole threat table (tests/reliability), printed with measured figures"
 	@echo "make demo-models  train + export the demo models into models/ (synthetic data, 2 CPU cores)"
 	@echo "make run          serve the demo models on http://$(HOST):$(PORT)"
@@ -42,10 +42,10 @@ deploy-tools:
 
 test: install deploy-tools
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not network"
 
 test-slow: install
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m "slow or network"
 
 # Every row of the threat table (tests/reliability/README.md), long variants and latency bounds included.
 reliability: install

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=32, ge=1, le=1024, description="Largest inference batch (1 disables).")
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="Longest wait to fill a batch.")
     queue_size: int = Field(default=512, ge=1, description="Images waiting for inference before 503.")
+    inference_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Model calls (embedding batches, comparator, softmax head) that run at once; every "
+        "model call shares this one budget.",
+    )
     retry_after_s: int = Field(
         default=1, ge=1, description="Retry-After sent with 503 when the queue is full."
     )

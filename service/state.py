@@ -20,10 +20,12 @@ from service.config import Settings
 from service.contract.manifest import ModelManifest, discover, load
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import METRICS
+from service.core.operations import ReidService
 from service.gallery.factory import GallerySpec, create_gallery
 from service.gallery.index import faiss_gpu_available
 from service.gallery.protocol import GalleryStore
 from service.inference.batching import MicroBatcher
+from service.inference.executor import ModelExecutor
 from service.inference.sessions import ModelRuntime
 from service.metrics import ServiceMetrics
 
@@ -41,6 +43,8 @@ class ServiceState:
         runtime: The active model's sessions (None until loaded).
         gallery: The gallery (None until opened).
         batcher: The micro-batcher of the embedding model.
+        executor: The one executor every model call runs on (batches, comparator, softmax head).
+        operations: The service layer the routers call (None until ready).
         ready: True once model and gallery are loaded and warmed up.
         reason: Why the service is not ready.
         shutting_down: True from SIGTERM on (:meth:`begin_shutdown`); the service never turns ready again.
@@ -52,6 +56,8 @@ class ServiceState:
     runtime: ModelRuntime | None = None
     gallery: GalleryStore | None = None
     batcher: MicroBatcher | None = None
+    executor: ModelExecutor | None = None
+    operations: ReidService | None = None
     ready: bool = False
     reason: str = "starting"
     faiss_gpu: bool = False
@@ -153,14 +159,25 @@ class ServiceState:
             logger.error("service not ready: %s", self.reason)
             return
         assert self.runtime is not None
+        self.executor = ModelExecutor(workers=self.settings.inference_workers)
         self.batcher = MicroBatcher(
             self.runtime.embed,
             max_batch=self.settings.max_batch,
             max_wait_ms=self.settings.max_wait_ms,
             queue_size=self.settings.queue_size,
             metrics=self.metrics,
+            executor=self.executor,
         )
         self.batcher.start()
+        assert self.gallery is not None
+        self.operations = ReidService(
+            runtime=self.runtime,
+            gallery=self.gallery,
+            batcher=self.batcher,
+            executor=self.executor,
+            settings=self.settings,
+            metrics=self.metrics,
+        )
         if self.shutting_down:  # SIGTERM arrived while loading: never report ready
             return
         self.ready = True
@@ -177,10 +194,12 @@ class ServiceState:
         self.reason = "shutting down"
 
     async def stop(self) -> None:
-        """Stop the batcher and snapshot and close the gallery."""
+        """Answer every pending model call with 503, then snapshot and close the gallery."""
         self.ready = False
         self.reason = "shutting down"
         if self.batcher is not None:
             await self.batcher.stop()
+        if self.executor is not None:
+            self.executor.shutdown()
         if self.gallery is not None:
             await asyncio.to_thread(self.gallery.close)

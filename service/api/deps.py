@@ -7,16 +7,13 @@ few attribute reads would cost four thread hops per request.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from service.api.errors import ProblemError
 from service.config import Settings
-from service.gallery.protocol import GalleryStore
-from service.inference.batching import MicroBatcher
-from service.inference.sessions import ModelRuntime
+from service.core.operations import ReidService
 from service.state import ServiceState
 
 
@@ -61,26 +58,16 @@ async def verify_api_key(request: Request, settings: SettingsDep) -> None:
         raise ProblemError(401, "invalid API key", headers={"WWW-Authenticate": "ApiKey"})
 
 
-@dataclass(frozen=True)
-class Ready:
-    """The parts of a ready service that endpoints use."""
-
-    state: ServiceState
-    runtime: ModelRuntime
-    gallery: GalleryStore
-    batcher: MicroBatcher
-
-
-async def require_ready(service: ServiceDep) -> Ready:
-    """The loaded model and gallery; 503 with the reason while the service is not ready."""
-    if not service.ready or service.runtime is None or service.gallery is None or service.batcher is None:
+async def require_ready(service: ServiceDep) -> ReidService:
+    """The service layer over the loaded model and gallery; 503 with the reason while not ready."""
+    if not service.ready or service.operations is None:
         raise ProblemError(
             503,
             f"the service is not ready: {service.reason}",
             title="Service not ready",
             headers={"Retry-After": str(service.settings.retry_after_s)},
         )
-    return Ready(service, service.runtime, service.gallery, service.batcher)
+    return service.operations
 
 
-ReadyDep = Annotated[Ready, Depends(require_ready)]
+ReidDep = Annotated[ReidService, Depends(require_ready)]

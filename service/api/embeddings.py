@@ -6,9 +6,9 @@ import time
 
 from fastapi import APIRouter, Request
 
-from service.api.deps import ReadyDep
-from service.api.inputs import embed_images, openapi_body, parse_body
-from service.api.schemas import EmbeddingsResponse, ImagesRequest, Timings
+from service.api.deps import ReidDep
+from service.api.inputs import openapi_body, parse_body
+from service.api.schemas import EmbeddingsResponse, ImagesRequest, timings
 
 router = APIRouter(tags=["embeddings"])
 
@@ -19,22 +19,18 @@ router = APIRouter(tags=["embeddings"])
     summary="Compute embedding vectors",
     openapi_extra=openapi_body(ImagesRequest, ("images",)),
 )
-async def embeddings(request: Request, ready: ReadyDep) -> EmbeddingsResponse:
+async def embeddings(request: Request, reid: ReidDep) -> EmbeddingsResponse:
     """Return the model's embedding of every image, in request order (batched with concurrent requests).
 
     For a pairwise model this is the L2-normalized descriptor its gallery shortlist searches.
     """
     t0 = time.perf_counter()
     body = await parse_body(request, ImagesRequest, list_fields=("images",))
-    rows, decode_ms, inference_ms = await embed_images(ready, body.images, "images")
-    vectors, _ = ready.runtime.split(rows)  # pairwise models: the descriptor, not the comparator encoding
-    manifest = ready.runtime.manifest
+    embedded = await reid.embed(body.images, "images")
     return EmbeddingsResponse(
-        embeddings=vectors.astype(float).tolist(),
-        dim=manifest.embedding_dim,
-        normalized=manifest.normalize_embeddings or manifest.kind == "pairwise",
-        model=manifest.model_id,
-        timings=Timings(
-            decode_ms=decode_ms, inference_ms=inference_ms, total_ms=(time.perf_counter() - t0) * 1000.0
-        ),
+        embeddings=embedded.vectors.astype(float).tolist(),
+        dim=reid.embedding_dim,
+        normalized=reid.embeddings_normalized,
+        model=reid.model_id,
+        timings=timings(embedded.timings, t0),
     )

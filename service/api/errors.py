@@ -18,7 +18,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.contract.preprocess import ImageDecodeError, ImageTooLargeError
+from service.core.errors import (
+    BadImageError,
+    MetricUnavailableError,
+    NoEmbeddingError,
+    NotFoundError,
+    ServiceError,
+    TooManyImagesError,
+    UncalibratedError,
+)
+from service.inference.batching import QueueFullError
+from service.inference.executor import InferenceStoppedError
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)
@@ -117,13 +127,23 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def image_error(exc: Exception, field: str) -> ProblemError:
-    """Map a preprocessing error on one image field to a problem (400 decode / 413 too many pixels)."""
-    if isinstance(exc, ImageTooLargeError):
-        return ProblemError(413, f"{field}: {exc}", title="Image too large")
-    if isinstance(exc, ImageDecodeError):
-        return ProblemError(400, f"{field}: {exc}", title="Invalid image")
-    raise exc
+#: The status and title of each service error (a subclass takes its first listed base's entry).
+_SERVICE_STATUS: dict[type[ServiceError], tuple[int, str | None]] = {
+    NotFoundError: (404, None),
+    NoEmbeddingError: (409, None),
+    MetricUnavailableError: (422, None),
+    UncalibratedError: (422, "Uncalibrated model"),
+    TooManyImagesError: (413, "Too many images"),
+}
+
+
+def _service_status(exc: ServiceError) -> tuple[int, str | None]:
+    if isinstance(exc, BadImageError):
+        return (413, "Image too large") if exc.too_large else (400, "Invalid image")
+    for kind in type(exc).__mro__:
+        if kind in _SERVICE_STATUS:
+            return _SERVICE_STATUS[kind]
+    return 400, None
 
 
 def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
@@ -161,6 +181,23 @@ def install_error_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             headers=exc.headers,
             extra=exc.extra,
+        )
+
+    @app.exception_handler(ServiceError)
+    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
+        status, title = _service_status(exc)
+        return problem_response(status, str(exc), title=title, instance=request.url.path)
+
+    @app.exception_handler(QueueFullError)
+    @app.exception_handler(InferenceStoppedError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        retry = str(request.app.state.settings.retry_after_s)
+        return problem_response(
+            503,
+            f"{exc}; retry after {retry} s",
+            title="Service Unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": retry},
         )
 
     @app.exception_handler(RequestValidationError)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+from service.core.results import Timings as CoreTimings
 
 #: Gallery ids are SQLite int64 rowids: larger values are refused (422) instead of overflowing the driver.
 MAX_GALLERY_ID = 2**63 - 1
@@ -86,6 +90,13 @@ class VerifyRequest(_Request):
                 raise ValueError(f"give exactly one of image_{side} and gallery_id_{side}")
         return self
 
+    def sides(self) -> tuple[bytes | int, bytes | int]:
+        """Each side as image bytes or a gallery id (the validator guarantees exactly one of them)."""
+        a = self.image_a if self.image_a is not None else self.gallery_id_a
+        b = self.image_b if self.image_b is not None else self.gallery_id_b
+        assert a is not None and b is not None
+        return a, b
+
 
 class ImagesRequest(_Request):
     """One or more images."""
@@ -130,6 +141,11 @@ class Timings(BaseModel):
     inference_ms: float = Field(description="Queueing and running the model (embedding and head).")
     search_ms: float = Field(default=0.0, description="Searching the gallery index.")
     total_ms: float = Field(description="The whole request.")
+
+
+def timings(core: CoreTimings, t0: float) -> Timings:
+    """The response timings of a request that started at ``perf_counter()`` ``t0``."""
+    return Timings(**dataclasses.asdict(core), total_ms=(time.perf_counter() - t0) * 1000.0)
 
 
 class VerifyResponse(BaseModel):

@@ -16,10 +16,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
+#: 2: ``parity`` is a :class:`~service.contract.parity.ParityReport` (version 1's flat mapping still loads).
+SCHEMA_VERSION = 2
 
 ModelKind = Literal["embedding", "siamese", "pairwise"]
 ScoringName = Literal["cosine", "correlation", "euclidean", "softmax", "pairwise"]
@@ -220,8 +222,9 @@ class ModelManifest(_Strict):
     scoring: dict[ScoringName, ScoringMode] = Field(description="Supported scoring modes and thresholds.")
     verification: VerificationSpec | None = Field(default=None, description="Siamese models only.")
     pairwise: PairwiseSpec | None = Field(default=None, description="Pairwise models only.")
-    parity: dict[str, float] = Field(
-        default_factory=dict, description="Measured onnxruntime-vs-torch differences at export."
+    parity: ParityReport = Field(
+        default_factory=ParityReport,
+        description="The export's onnxruntime-vs-torch parity gate: its rule and the measured numbers.",
     )
     provenance: Provenance
     calibrations: list[CalibrationRecord] = Field(

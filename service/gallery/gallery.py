@@ -3,18 +3,26 @@
 At start each index is loaded from its snapshot only if the snapshot's checksum, row count and generation
 match the database; otherwise it is rebuilt from SQLite (and the reason is logged). Writes hold the write lock
 while the database and every index change, so searches never see a deleted id.
+
+Snapshots (every ``snapshot_every`` writes, after each erasure, and on close) never hold the write lock: the
+indexes are serialized to bytes under the read lock (searches go on; writers wait only for the in-memory copy)
+and the files are written and recorded with no lock held. A snapshot records the generation it was copied
+at, so one that a later write overtook is stale at the next start and rebuilt from SQLite; snapshots are
+written one at a time, in generation order, so an older copy never replaces a newer file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from service.contract.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
-from service.gallery.index import IndexConfig, VectorIndex
+from service.gallery.index import IndexConfig, VectorIndex, write_snapshot
 from service.gallery.protocol import GalleryEntry, Match, NewEntry
 from service.gallery.rwlock import ReadWriteLock
 from service.gallery.store import SqliteStore
@@ -68,6 +76,7 @@ class Gallery:
         }
         self._labels: dict[int, tuple[str, str | None]] = {}
         self._writes = 0
+        self._snapshotting = threading.Lock()  # one snapshot at a time, so files go out in generation order
         self.rebuilt: list[str] = []
 
     shared = False
@@ -113,33 +122,58 @@ class Gallery:
         return None
 
     def _save(self, metric: str, index: VectorIndex, generation: int) -> None:
-        if index.tombstones:  # compact first so the snapshot never holds deleted vectors
-            ids, emb = self.store.embeddings(self.model_id, self.dim)
-            index.build(ids, gallery_vectors(metric, emb, self.head))
-        checksum = index.save(self._path(metric))
+        """Snapshot one index at start-up (no request is running yet)."""
+        data = self._serialized(metric, index)
+        checksum = write_snapshot(self._path(metric), data)
         self.store.record_snapshot(
             self._name(metric), self.model_id, self._path(metric).name, index.size, checksum, generation
         )
 
-    def snapshot(self) -> None:
-        """Write every index snapshot now."""
-        with self.lock.write():
-            self._snapshot_locked()
+    def _serialized(self, metric: str, index: VectorIndex) -> bytes:
+        """The index as bytes, compacted (from SQLite) when it holds tombstones, so that a snapshot never
+        holds deleted vectors; the live index is left as it is. Call with the lock held."""
+        if not index.tombstones:
+            return index.serialize()
+        config = dataclasses.replace(index.config, use_gpu=False)  # a copy for the file, never on the GPU
+        compact = VectorIndex(index.dim, index.inner_product, config, exact=index.index_type == "flat")
+        ids, emb = self.store.embeddings(self.model_id, self.dim)
+        compact.build(ids, gallery_vectors(metric, emb, self.head))
+        return compact.serialize()
 
-    def _snapshot_locked(self) -> None:
-        generation = self.store.generation()
-        for metric, index in self.indexes.items():
-            self._save(metric, index, generation)
-        self._writes = 0
+    def snapshot(self) -> None:
+        """Write every index snapshot now (after the one being written, if any)."""
+        with self._snapshotting:
+            self._write_snapshots()
+
+    def _write_snapshots(self) -> None:
+        with self.lock.read():  # a consistent copy: no write is half done; searches go on meanwhile
+            generation = self.store.generation()
+            copies = {m: (self._serialized(m, index), index.size) for m, index in self.indexes.items()}
+            self._writes = 0
+        for metric, (data, size) in copies.items():  # no lock held: searches and writes go on
+            checksum = write_snapshot(self._path(metric), data)
+            self.store.record_snapshot(
+                self._name(metric), self.model_id, self._path(metric).name, size, checksum, generation
+            )
 
     def _after_write(self) -> None:
+        """Count a write and compact indexes that need it (write lock held)."""
         self._writes += 1
         for metric, index in self.indexes.items():
             if index.needs_rebuild:
                 ids, emb = self.store.embeddings(self.model_id, self.dim)
                 index.build(ids, gallery_vectors(metric, emb, self.head))
-        if self._writes >= self.snapshot_every:
-            self._snapshot_locked()
+
+    def _maybe_snapshot(self) -> None:
+        """Snapshot when ``snapshot_every`` writes have accumulated (call with no lock held); when another
+        snapshot is being written, leave it to the next write."""
+        if self._writes < self.snapshot_every or not self._snapshotting.acquire(blocking=False):
+            return
+        try:
+            if self._writes >= self.snapshot_every:
+                self._write_snapshots()
+        finally:
+            self._snapshotting.release()
 
     def close(self) -> None:
         """Snapshot the indexes and close the database."""
@@ -203,6 +237,7 @@ class Gallery:
             for i, entry in zip(ids, entries, strict=True):
                 self._labels[i] = (entry.person_id, entry.camera_id)
             self._after_write()
+        self._maybe_snapshot()
         return ids
 
     def set_embeddings(
@@ -216,6 +251,7 @@ class Gallery:
                 index.remove(ids)
                 index.add(np.asarray(ids, np.int64), gallery_vectors(metric, embeddings, self.head))
             self._after_write()
+        self._maybe_snapshot()
 
     def delete(self, ids: list[int]) -> list[int]:
         """Delete entries everywhere (rows, embeddings, images, vectors); returns the ids that existed."""
@@ -227,6 +263,7 @@ class Gallery:
                 self._labels.pop(i, None)
             if found:
                 self._after_write()
+        self._maybe_snapshot()
         return found
 
     def erase_person(self, person_id: str) -> list[int]:
@@ -239,8 +276,11 @@ class Gallery:
             for i in found:
                 self._labels.pop(i, None)
             if found:
-                # a person's erasure is always snapshotted, so no index file on disk holds their vectors
-                self._snapshot_locked()
+                self._after_write()
+        if found:
+            # a person's erasure is always snapshotted before it returns, so no index file on disk holds
+            # their vectors (waits for a snapshot in progress, which may predate the erasure)
+            self.snapshot()
         return found
 
     def embedding(self, entry_id: int) -> np.ndarray | None:

@@ -165,23 +165,15 @@ class VectorIndex:
             ids = np.where(dead, -1, ids)
         return raw, ids
 
+    def serialize(self) -> bytes:
+        """The index as bytes (a copy: later changes to the index do not reach it)."""
+        index = faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.index
+        data: bytes = faiss.serialize_index(index).tobytes()
+        return data
+
     def save(self, path: Path) -> str:
         """Write a snapshot atomically (temp file, fsync, os.replace); returns the file's sha256."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        index = faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.index
-        data = faiss.serialize_index(index).tobytes()
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return hashlib.sha256(data).hexdigest()
+        return write_snapshot(path, self.serialize())
 
     def load(self, path: Path, checksum: str) -> bool:
         """Load a snapshot if its sha256 matches ``checksum``; False when missing, damaged or mismatched."""
@@ -205,3 +197,21 @@ class VectorIndex:
         self.on_gpu = False
         self._to_device()
         return True
+
+
+def write_snapshot(path: Path, data: bytes) -> str:
+    """Write serialized index bytes atomically (temp file, fsync, ``os.replace``, fsync of the folder);
+    returns their sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return hashlib.sha256(data).hexdigest()

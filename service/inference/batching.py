@@ -1,11 +1,13 @@
 """A small micro-batcher: concurrent requests' images are queued and run on the model in batches.
 
 Each image is a job with its own future. The worker takes the first waiting job, then gathers more until the
-batch holds ``max_batch`` images or ``max_wait_ms`` has passed, and runs the model in a worker thread so the
-event loop stays free. It waits only while more images are on their way: requests announce their images
-(:meth:`MicroBatcher.announce`) before decoding them, so a lone request runs at once. The queue is bounded:
+batch holds ``max_batch`` images or ``max_wait_ms`` has passed, and runs the model on the service's one model
+executor (:mod:`service.inference.executor`) so the event loop stays free. It waits only while more images
+are on their way: requests announce their images (:meth:`MicroBatcher.announce`) before decoding them, so a
+lone request runs at once. The queue is bounded:
 when it is full :meth:`MicroBatcher.submit` raises :class:`QueueFullError` at once (the API answers 503 with
-``Retry-After``).
+``Retry-After``). :meth:`MicroBatcher.stop` resolves every job it has not answered, the running batch's
+included, with :class:`BatcherStoppedError` (503): no request waits forever on a stopped batcher.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from service.inference.executor import InferenceStoppedError, ModelExecutor
 from service.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ class QueueFullError(RuntimeError):
     """The inference queue has no room for the request's images."""
 
 
-class BatcherStoppedError(RuntimeError):
+class BatcherStoppedError(InferenceStoppedError):
     """The batcher is not running (the service is starting or shutting down)."""
 
 
@@ -43,11 +45,12 @@ class MicroBatcher:
     """Batch single-image inference calls onto one model function.
 
     Args:
-        run_batch: Maps an (N, 3, H, W) float32 batch to (N, D) outputs; runs in a worker thread.
+        run_batch: Maps an (N, 3, H, W) float32 batch to (N, D) outputs; runs on ``executor``.
         max_batch: Largest batch (1 turns batching off).
         max_wait_ms: Longest time the first job of a batch waits for company.
         queue_size: Largest number of waiting images.
         metrics: Where batch sizes, inference times and queue depth are recorded.
+        executor: The service's model executor (default: a private one-thread executor).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class MicroBatcher:
         max_wait_ms: float,
         queue_size: int,
         metrics: ServiceMetrics | None = None,
+        executor: ModelExecutor | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -72,7 +76,9 @@ class MicroBatcher:
         self.metrics = metrics
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
-        self._thread: ThreadPoolExecutor | None = None  # one inference thread: batches run one at a time
+        self._own_executor = executor is None
+        self.executor = executor or ModelExecutor(workers=1)
+        self._taken: list[_Job] = []  # jobs taken off the queue (gathering or running) and not answered yet
         self._expected = 0  # images announced or queued but not yet taken into a batch
 
     def announce(self, count: int) -> None:
@@ -86,23 +92,26 @@ class MicroBatcher:
     def start(self) -> None:
         """Start the worker task on the running event loop."""
         if self._worker is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-inference")
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="reid-micro-batcher")
 
     async def stop(self) -> None:
-        """Stop the worker; jobs still queued fail with a RuntimeError."""
-        if self._worker is not None:
-            self._worker.cancel()
+        """Stop the worker; every job not answered yet (queued, or in the running batch) fails with
+        :class:`BatcherStoppedError`, which the API answers with 503."""
+        worker, self._worker = self._worker, None  # submit() refuses new work from here on
+        if worker is not None:
+            worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
-        if self._thread is not None:
-            self._thread.shutdown(wait=False)
-            self._thread = None
+                await worker
+        if self._own_executor:
+            self.executor.shutdown()
+        stopped = BatcherStoppedError("the service is shutting down")
+        jobs, self._taken = self._taken, []
         while not self._queue.empty():
-            job = self._queue.get_nowait()
+            jobs.append(self._queue.get_nowait())
+        for job in jobs:
             if not job.future.done():
-                job.future.set_exception(BatcherStoppedError("the service is shutting down"))
+                job.future.set_exception(stopped)
+        self._expected = 0
 
     @property
     def depth(self) -> int:
@@ -144,7 +153,7 @@ class MicroBatcher:
             self.metrics.queue_depth.set(self._queue.qsize())
 
     async def _gather(self) -> list[_Job]:
-        batch = [await self._queue.get()]
+        batch = self._taken = [await self._queue.get()]  # stop() answers these if it cancels the worker
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch:
             try:
@@ -163,22 +172,23 @@ class MicroBatcher:
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
             self._observe_depth()
             live = [job for job in batch if not job.future.done()]  # cancelled requests are skipped
             if not live:
+                self._taken = []
                 continue
             start = time.perf_counter()
             try:
                 stacked = np.stack([job.image for job in live], axis=0)
-                outputs = await loop.run_in_executor(self._thread, self.run_batch, stacked)
+                outputs = await self.executor.run(self.run_batch, stacked)
             except Exception as exc:  # a model failure fails the batch's requests, not the worker
                 logger.exception("inference failed for a batch of %d", len(live))
                 for job in live:
                     if not job.future.done():
                         job.future.set_exception(exc)
+                self._taken = []
                 continue
             if self.metrics is not None:
                 self.metrics.batch_size.observe(len(live))
@@ -186,3 +196,4 @@ class MicroBatcher:
             for job, out in zip(live, outputs, strict=True):
                 if not job.future.done():
                     job.future.set_result(out)
+            self._taken = []

@@ -1,5 +1,6 @@
 """The Dockerfile, parsed: its pip installs are the tested ones, it runs as non-root, its HEALTHCHECK hits an
-open route of the app, and the GPU extra resolves (from PyPI) to wheels of the base image's CUDA major."""
+open route of the app, and the GPU extra resolves (from PyPI) to wheels of the base image's CUDA major (marker
+``network``: run by ``make test-slow``, since ``make test`` makes no network call)."""
 
 from __future__ import annotations
 
@@ -213,6 +214,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.mark.network  # resolves against the package registry: `make test-slow`, not `make test`
 def test_gpu_extra_resolves_to_cuda12_wheels_for_the_image_python(
     dockerfile: Dockerfile, tmp_path: Path
 ) -> None:

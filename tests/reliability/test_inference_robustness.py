@@ -29,6 +29,7 @@ from service.contract.preprocess import (
 )
 from service.inference.sessions import ModelRuntime
 from tests.reliability.conftest import Figure
+from tests.timing import STRICT_TIMING, within
 
 DEMO_MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -136,11 +137,11 @@ def _check_one(data: bytes, max_pixels: int) -> None:
     else:
         assert out.shape == (3, SPEC.height, SPEC.width) and out.dtype == np.float32
         assert np.isfinite(out).all()
-    assert time.perf_counter() - t0 < 2.0, "decode + preprocess took over 2 s"
+    within(time.perf_counter() - t0, 2.0, "decode + preprocess")
 
 
 FUZZ = settings(
-    deadline=2000,
+    deadline=2000 if STRICT_TIMING else None,  # a per-example time bound: see tests/timing.py
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
     derandomize=True,

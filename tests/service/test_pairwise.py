@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -384,6 +385,31 @@ async def test_contract_violations_keep_the_service_unready(
     async with serve(make_settings(models_dir=pairwise_models, model=model)) as (_, client):
         r = await client.get("/ready")
         assert r.status_code == 503 and reason in r.json()["reason"]
+
+
+async def test_the_comparator_runs_on_the_one_model_executor(
+    make_settings, serve, pairwise_models, people
+) -> None:
+    """/search's re-ranking (from an index worker) and /verify both call the comparator on a model thread,
+    never on the index pool, Starlette's pool or the event loop."""
+    threads: list[str] = []
+    async with serve(_settings(make_settings, pairwise_models)) as (app, client):
+        pairwise = app.state.service.runtime.pairwise
+        real = pairwise.compare
+
+        def spy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            threads.append(threading.current_thread().name)
+            return real(a, b)
+
+        pairwise.compare = spy
+        ids = await _enrol(client, people)
+        await _search(client, people.query["p-red"], top_k=3)
+        searched = len(threads)
+        body = {"image_a": _b64([people.query["p-red"]])[0], "gallery_id_b": ids["p-red"][0]}
+        r = await client.post("/verify", json=body)
+        assert r.status_code == 200 and r.json()["metric"] == "pairwise", r.text
+    assert 0 < searched < len(threads)
+    assert all(name.startswith("reid-model") for name in threads), threads
 
 
 def test_rerank_drops_entries_deleted_after_the_shortlist() -> None:

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from training.engine import progress
+
 HELP = "evaluate a checkpoint or a served model folder on a dataset (CMC, mAP, mINP, plots)"
 DESCRIPTION = (
     "Rebuild the model stored in a checkpoint, rank the gallery for every query of the dataset's test split "
@@ -100,6 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--target-fmr", type=float, default=None, help="default threshold's false-match rate")
+    progress.add_arguments(parser)
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -120,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print a JSON summary (or list the protocols)."""
     import os
 
+    progress.configure_from_args(args)
     if args.list_protocols:
         from training.evaluation.paper_protocols import format_protocols
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from training.engine import progress
+
 HELP = "export a checkpoint to ONNX with a parity-checked, calibrated manifest"
 DESCRIPTION = (
     "Export RUN/checkpoint.pt to a model folder: embedding.onnx (input `images` N×3×H×W float32 → "
@@ -51,10 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="false-match rate of the default threshold (default: the run's target_fmr, normally 1e-3)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for the calibration pairs")
+    progress.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from training.export.exporter import ExportOptions, export_checkpoint
+
+    progress.configure_from_args(args)
 
     manifest = export_checkpoint(
         ExportOptions(
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         "kind": manifest.kind,
         "output": str(args.output),
         "files": {role: entry.file for role, entry in manifest.files.items()},
-        "parity": manifest.parity,
+        "parity": manifest.parity.model_dump(mode="json"),
         "thresholds": {
             metric: {k: t.model_dump() for k, t in mode.thresholds.items()}
             for metric, mode in manifest.scoring.items()

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from training.data.synthetic import SynthConfig, generate_market_dataset
+from training.engine import progress
 
 HELP = "write a synthetic pedestrian dataset in the Market-1501 layout"
 DESCRIPTION = (
@@ -52,10 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="delete the images already in OUT's three subset folders"
     )
+    progress.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate the dataset and print the summary as JSON."""
+    progress.configure_from_args(args)
     config = SynthConfig(
         identities=args.identities,
         train_identities=args.train_identities,

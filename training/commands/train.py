@@ -25,6 +25,8 @@ import json
 import time
 from typing import Any
 
+from training.engine import progress
+
 HELP = "train a model from a recipe"
 DESCRIPTION = (
     "Train a model from a recipe (see `reid recipes`); any config field can be overridden with "
@@ -34,7 +36,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--recipe``, ``--resume``, ``--output`` and one flag per config field."""
+    """Add ``--recipe``, ``--resume``, ``--output``, the progress flags and one flag per config field."""
     from training.engine.config import field_names
 
     parser.add_argument("--recipe", required=True, help="recipe name (see `reid recipes`)")
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue a run: from CHECKPOINT, or from OUTPUT/last.pt when no path is given",
     )
     parser.add_argument("--output", dest="output_dir", default=argparse.SUPPRESS, help="run folder")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    progress.add_arguments(parser)
     parser.add_argument("--skip-eval", action="store_true", help="train only: no final evaluation")
     parser.add_argument(
         "--protocol", metavar="NAME",
@@ -116,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
     from training.engine import distributed
     from training.engine.trainer import LAST_CHECKPOINT, Trainer
+
+    progress.configure_from_args(args)
 
     cfg = config_from_args(args)
     resume = None

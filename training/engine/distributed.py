@@ -97,3 +97,16 @@ def average_gradients(params: list[torch.nn.Parameter], ctx: DistContext) -> Non
         if param.grad is not None:
             dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
             param.grad.div_(ctx.world_size)
+
+
+def broadcast_from_main(module: torch.nn.Module | None, ctx: DistContext) -> None:
+    """Copy rank 0's parameters of a module DDP does not wrap (the center-loss centers) to every rank.
+
+    Each rank seeds its own initialisation (``seed + rank``); without this, the centers would start, and stay,
+    different on every rank although their gradients are averaged.
+    """
+    if module is None or not ctx.distributed:
+        return
+    with torch.no_grad():
+        for param in module.parameters():
+            dist.broadcast(param.data, src=0)

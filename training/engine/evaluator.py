@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from service.contract.preprocess import PreprocessSpec
 from training.data.dataset import ReidImageDataset
 from training.data.datasets.base import ImageRecord, ReidSplit
+from training.engine.progress import batch_images, track
 from training.evaluation.distances import compute_distance
 from training.evaluation.metrics import evaluate_rank
 from training.evaluation.protocols import aggregate_runs, single_shot_runs
@@ -115,7 +116,8 @@ def extract_features(
     )
     chunks: list[np.ndarray] = []
     try:
-        for images, *_ in loader:
+        for images, *_ in track(loader, "features" + (" (+flip)" if flip else ""), total=len(records),
+                                size=batch_images):  # fmt: skip
             images = images.to(device)
             features = _embed(model, images).float()
             if flip:
@@ -170,7 +172,7 @@ def extract_encodings(
     encodings: list[torch.Tensor] = []
     descriptors: list[np.ndarray] = []
     try:
-        for images, *_ in loader:
+        for images, *_ in track(loader, "encodings", total=len(records), size=batch_images):
             enc = net.encode(images.to(device))
             encodings.append(net.flatten_encoding(enc).half().cpu())
             descriptors.append(enc.descriptor.float().cpu().numpy())
@@ -228,7 +230,9 @@ def shortlist_distances(
     rows = np.repeat(np.arange(num_q), k)
     cols = candidates.ravel()
     scores = np.empty(len(rows), dtype=np.float64)
-    for start in range(0, len(rows), batch_size):  # gather encodings per batch: Q·k of them would not fit
+    starts = range(0, len(rows), batch_size)  # gather encodings per batch: Q·k of them would not fit
+    for start in track(starts, "comparator", total=len(rows), size=lambda s: min(batch_size, len(rows) - s),
+                       unit="pairs"):  # fmt: skip
         index = slice(start, start + batch_size)
         scores[index] = comparator_scores(
             model, query_encodings[torch.from_numpy(rows[index])],

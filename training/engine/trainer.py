@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from service.contract.preprocess import PreprocessSpec
 from training.data.dataset import ReidImageDataset, ReidPairDataset
@@ -36,6 +35,7 @@ from training.engine.checkpoint import save_checkpoint as _save
 from training.engine.config import TrainConfig
 from training.engine.evaluator import evaluate_model
 from training.engine.optim import build_optimizer, lr_factor, set_lr
+from training.engine.progress import Progress
 from training.losses import (
     CenterLoss,
     CombinedLoss,
@@ -82,7 +82,7 @@ class Trainer:
     Args:
         cfg: The resolved run config.
         resume: A checkpoint (usually ``RUN/last.pt``) to continue from, or None.
-        progress: Show a tqdm bar (rank 0 only, and only on a terminal).
+        progress: Show the epoch's progress (rank 0 only): a bar on a terminal, else a line every N steps.
     """
 
     def __init__(self, cfg: TrainConfig, *, resume: str | Path | None = None, progress: bool = True) -> None:
@@ -120,6 +120,7 @@ class Trainer:
             self.net = DistributedDataParallel(
                 self.model, device_ids=device_ids, find_unused_parameters=cfg.id_weight == 0
             )
+            distributed.broadcast_from_main(self.center_loss, self.ctx)  # DDP broadcasts only the model
 
     # ------------------------------------------------------------------ construction
     def _build_loader(self) -> tuple[DataLoader, PKSampler | PairSampler]:
@@ -267,10 +268,8 @@ class Trainer:
             self.net.train()
             sums: dict[str, float] = {}
             images_seen, epoch_start, steps = 0, time.perf_counter(), 0
-            bar = tqdm(
-                total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                dynamic_ncols=True, disable=not (self.progress and ctx.is_main and sys.stderr.isatty()),
-            )
+            bar = Progress(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, unit="it",
+                           enabled=self.progress and ctx.is_main, summary=False)  # fmt: skip
             for step, batch in enumerate(self.loader):
                 position = epoch + step / steps_per_epoch
                 if budget_s is not None:
@@ -284,9 +283,7 @@ class Trainer:
                     sums[name] = sums.get(name, 0.0) + value
                 images_seen += count
                 steps += 1
-                rate = images_seen * ctx.world_size / max(time.perf_counter() - epoch_start, 1e-9)
-                bar.set_postfix(loss=f"{components['total']:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
-                bar.update()
+                bar.update(images=count * ctx.world_size, losses=components, lr=lr)
                 if budget_s is not None and distributed.any_rank(
                     time.perf_counter() - started > budget_s, ctx
                 ):

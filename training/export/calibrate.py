@@ -15,6 +15,7 @@ import numpy as np
 from service.contract.manifest import ScoringMode
 from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
 from service.contract.scoring import HeadWeights, pair_scores
+from training.engine.progress import track
 from training.evaluation.calibration import calibrate, make_pairs
 from training.export.parity import cpu_session
 
@@ -25,7 +26,9 @@ def onnx_embeddings(
     """Embed image files with an exported ``embedding.onnx`` through the shared preprocessing."""
     session = cpu_session(onnx_path)
     out = []
-    for start in range(0, len(paths), batch_size):
+    starts = range(0, len(paths), batch_size)
+    for start in track(starts, "calibration embeddings", total=len(paths),
+                       size=lambda s: min(batch_size, len(paths) - s)):  # fmt: skip
         batch = stack_batch([preprocess_file(p, spec) for p in paths[start : start + batch_size]])
         out.append(session.run(None, {"images": batch})[0])
     return np.concatenate(out, axis=0)
@@ -70,7 +73,9 @@ def onnx_encodings(
     """Encodings (N × E) and descriptors (N × D) of image files from a pairwise model's ``encoder.onnx``."""
     session = cpu_session(encoder_path)
     encodings, descriptors = [], []
-    for start in range(0, len(paths), batch_size):
+    starts = range(0, len(paths), batch_size)
+    for start in track(starts, "calibration encodings", total=len(paths),
+                       size=lambda s: min(batch_size, len(paths) - s)):  # fmt: skip
         batch = stack_batch([preprocess_file(p, spec) for p in paths[start : start + batch_size]])
         encoding, descriptor = session.run(["encoding", "descriptor"], {"images": batch})
         encodings.append(encoding)

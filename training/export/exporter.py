@@ -180,7 +180,7 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
                 if pairwise
                 else None
             ),
-            parity={**written.parity, **{k: float(v) for k, v in pair_counts.items()}},
+            parity=written.parity.with_measured(pair_counts),
             provenance=Provenance(
                 recipe=cfg.recipe,
                 dataset=f"{dataset} ({root.name})",

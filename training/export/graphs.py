@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.contract.parity import ParityReport
 from service.contract.scoring import HeadWeights, pair_scores
 from training.export.onnx_io import DEFAULT_OPSET, ExportError, assert_eval_mode, export_onnx
-from training.export.parity import check_parity, cpu_session
+from training.export.parity import check_parity, cpu_session, parity_rule
 from training.models.heads import SAME_INDEX
 from training.models.mls import (
     COMPARATOR_INPUT_NAMES,
@@ -50,10 +51,10 @@ HEAD_WEIGHTS_TOLERANCE = 1e-5
 
 @dataclass
 class WrittenGraphs:
-    """What :func:`write_graphs` produced: role → file name, and the measured parity numbers."""
+    """What :func:`write_graphs` produced: role → file name, and the parity gate's rule and numbers."""
 
     files: dict[str, str] = field(default_factory=dict)
-    parity: dict[str, float] = field(default_factory=dict)
+    parity: ParityReport = field(default_factory=ParityReport)
     embedding_dim: int = 0
     encoding_dim: int | None = None  # pairwise models: length of one flat encoding
     comparator_max_batch: int | None = None  # pairwise models: most pairs per comparator call
@@ -82,7 +83,8 @@ def write_graphs(
         model: The trained model, in eval mode (checked for every module).
         folder: Output folder (created).
         images: At least 7 preprocessed real images, float32 N × 3 × H × W.
-        fp16: Export float16 graphs (gated by cosine ≥ 0.999 instead of max |Δ| ≤ 1e-4); not for pairwise.
+        fp16: Export float16 graphs (gated by the fp16 tolerances of
+            :func:`~training.export.parity.parity_rule`); not for pairwise.
         opset: ONNX opset.
 
     Raises:
@@ -96,7 +98,7 @@ def write_graphs(
         if fp16:
             raise ValueError("--fp16 is not supported for pairwise (MLS) models; export them in fp32")
         return _write_pairwise(model, folder, images, opset=opset)
-    out = WrittenGraphs()
+    out = WrittenGraphs(parity=ParityReport(rule=parity_rule(fp16)))
     embedder: nn.Module
     if isinstance(model, MultiDepthVGG):
         if model.selected is None:
@@ -118,10 +120,10 @@ def write_graphs(
         fp16=fp16,
     )
     # fp16 graphs are compared with the fp32 torch model: what matters is distance to the trained model.
-    parity = check_parity(folder / EMBEDDING_FILE, _numpy_fn(embedder), {"images": images}, fp16=fp16)
+    out.parity.outputs["embedding"] = check_parity(
+        folder / EMBEDDING_FILE, _numpy_fn(embedder), {"images": images}, fp16=fp16
+    )
     out.files["embedding"] = EMBEDDING_FILE
-    out.parity.update(parity.as_dict("embedding"))
-    out.parity["fp16"] = float(fp16)
     embeddings = cpu_session(folder / EMBEDDING_FILE).run(None, {"images": images})[0]
     out.embedding_dim = int(embeddings.shape[1])
 
@@ -140,30 +142,30 @@ def write_graphs(
         fp16=False,
     )
     pairs = {"embeddings_a": embeddings, "embeddings_b": np.roll(embeddings, 1, axis=0)}
-    head_parity = check_parity(folder / VERIFICATION_FILE, _numpy_fn(head_export), pairs, fp16=False)
+    out.parity.outputs["verification_head"] = check_parity(
+        folder / VERIFICATION_FILE, _numpy_fn(head_export), pairs, fp16=False
+    )
     out.files["verification_head"] = VERIFICATION_FILE
-    out.parity.update(head_parity.as_dict("verification_head"))
 
     weight, bias = head.effective_weights()
     np.savez(folder / HEAD_WEIGHTS_FILE, weight=weight.float().numpy(), bias=np.float32(bias.item()))
     out.files["head_weights"] = HEAD_WEIGHTS_FILE
-    out.parity["head_weights_max_abs_diff"] = check_head_weights(folder, out.embedding_dim)
+    out.parity.measured["head_weights_max_abs_diff"] = check_head_weights(folder, out.embedding_dim)
     return out
 
 
 def _write_pairwise(model: MLSNet, folder: Path, images: np.ndarray, *, opset: int) -> WrittenGraphs:
     """``encoder.onnx`` + ``comparator.onnx``, each output through the parity gate at batch 1 and 7."""
-    out = WrittenGraphs()
+    out = WrittenGraphs(parity=ParityReport(rule=parity_rule(fp16=False)))
     encoder = MLSEncoderExport(model).eval()
     export_onnx(
         encoder, (torch.from_numpy(images[:2]),), folder / ENCODER_FILE, input_names=["images"],
         output_names=list(ENCODER_OUTPUT_NAMES), opset=opset,
     )
     for index, name in enumerate(ENCODER_OUTPUT_NAMES):
-        parity = check_parity(
+        out.parity.outputs[f"encoder_{name}"] = check_parity(
             folder / ENCODER_FILE, _numpy_fn(encoder, index), {"images": images}, fp16=False, output=index
         )
-        out.parity.update(parity.as_dict(f"encoder_{name}"))
     encoding, descriptor = cpu_session(folder / ENCODER_FILE).run(None, {"images": images})[:2]
     out.files["encoder"] = ENCODER_FILE
     out.embedding_dim, out.encoding_dim = int(descriptor.shape[1]), int(encoding.shape[1])
@@ -179,13 +181,11 @@ def _write_pairwise(model: MLSNet, folder: Path, images: np.ndarray, *, opset: i
     )
     pairs = {"encoding_a": encoding, "encoding_b": np.roll(encoding, 1, axis=0)}
     for index, name in enumerate(COMPARATOR_OUTPUT_NAMES[:2]):  # score, probabilities
-        parity = check_parity(
+        out.parity.outputs[f"comparator_{name}"] = check_parity(
             folder / COMPARATOR_FILE, _numpy_fn(comparator, index), pairs, fp16=False, output=index
         )
-        out.parity.update(parity.as_dict(f"comparator_{name}"))
     out.files["comparator"] = COMPARATOR_FILE
     out.comparator_max_batch = COMPARATOR_MAX_BATCH
-    out.parity["fp16"] = 0.0
     return out
 
 

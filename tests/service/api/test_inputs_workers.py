@@ -6,19 +6,12 @@ import asyncio
 import inspect
 import os
 import threading
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import faiss
 
 from service.api import deps
-from service.api.deps import Ready
-from service.api.inputs import run_in_worker, run_index_call
-
-
-def _ready(faiss_threads: int) -> Ready:
-    state = SimpleNamespace(settings=SimpleNamespace(faiss_threads=faiss_threads))
-    return cast(Ready, SimpleNamespace(state=state))
+from service.core.workers import run_in_worker, run_index_call
 
 
 def test_index_calls_run_with_the_configured_faiss_threads_in_the_worker() -> None:
@@ -29,7 +22,7 @@ def test_index_calls_run_with_the_configured_faiss_threads_in_the_worker() -> No
         def probe() -> tuple[int, str]:
             return faiss.omp_get_max_threads(), threading.current_thread().name
 
-        return await run_index_call(_ready(3), probe)
+        return await run_index_call(probe, faiss_threads=3)
 
     threads, name = asyncio.run(main())
     assert threads == 3

@@ -18,7 +18,7 @@ from training.data.datasets import build_dataset
 from training.engine.checkpoint import load_model
 from training.export.graphs import COMPARATOR_MAX_BATCH
 from training.export.onnx_io import ExportError
-from training.export.parity import FP32_MAX_ABS_DIFF, cpu_session
+from training.export.parity import FP32_MAX_REL_DIFF, cpu_session
 
 
 def _train(recipe: str, root: Path, run: Path, *extra: str) -> Path:
@@ -47,8 +47,10 @@ def test_mls_exports_encoder_and_comparator(mls_checkpoint: Path, tiny_market: P
     assert manifest.embedding_dim == 256 and manifest.normalize_embeddings
     assert manifest.pairwise is not None and manifest.pairwise.comparator_max_batch == COMPARATOR_MAX_BATCH
     for key in ("encoder_encoding", "encoder_descriptor", "comparator_score", "comparator_probabilities"):
-        assert manifest.parity[f"{key}_max_abs_diff"] <= FP32_MAX_ABS_DIFF, key
-    assert manifest.parity["pairwise_negative_pairs"] > 0
+        assert manifest.parity.outputs[key].max_rel_diff <= FP32_MAX_REL_DIFF, key
+    assert manifest.parity.rule is not None and manifest.parity.rule.precision == "fp32"
+    assert manifest.parity.outputs["comparator_score"].min_cosine is None  # one number per pair
+    assert manifest.parity.measured["pairwise_negative_pairs"] > 0
 
     # The graphs reproduce the torch model on real images, at batch sizes the gate did not use.
     model, _, _ = load_model(mls_checkpoint)
@@ -126,4 +128,4 @@ def test_multidepth_image_resolution_smoothing_passes_parity(tmp_path: Path) -> 
     images = np.random.default_rng(0).standard_normal((7, 3, 64, 32)).astype(np.float32)
     written = write_graphs(model, tmp_path, images)
     assert written.embedding_dim == 4 * 64 * 32
-    assert written.parity["embedding_max_abs_diff"] <= FP32_MAX_ABS_DIFF
+    assert written.parity.outputs["embedding"].max_rel_diff <= FP32_MAX_REL_DIFF

@@ -36,11 +36,11 @@ def test_export_round_trip(trained_run: Path, tmp_path: Path, fp16: bool, capsys
     manifest = load(out)
     assert manifest.kind == "embedding" and manifest.default_metric == "cosine"
     assert set(manifest.scoring) == {"cosine", "correlation", "euclidean"}
-    assert summary["parity"] == manifest.parity
-    if fp16:
-        assert manifest.parity["embedding_min_cosine"] >= 0.999
-    else:
-        assert manifest.parity["embedding_max_abs_diff"] <= 1e-4
+    assert summary["parity"] == manifest.parity.model_dump(mode="json")
+    rule, embedding = manifest.parity.rule, manifest.parity.outputs["embedding"]
+    assert rule is not None and rule.precision == ("fp16" if fp16 else "fp32")
+    assert embedding.max_rel_diff <= rule.max_rel_diff
+    assert embedding.min_cosine is not None and embedding.min_cosine >= rule.min_cosine
     for mode in manifest.scoring.values():
         assert mode.default_threshold == "fmr_1e-03" and "eer" in mode.thresholds
     assert manifest.provenance.synthetic and "synthetic" in manifest.provenance.notes

@@ -37,6 +37,7 @@ from training.data.synthetic.cameras import (
     sample_camera,
 )
 from training.data.synthetic.render import draw_person
+from training.engine.progress import track
 
 SUBSETS = ("bounding_box_train", "query", "bounding_box_test")
 _SUPERSAMPLE = 2  # draw at 2x and reduce: cheap anti-aliasing
@@ -253,10 +254,11 @@ def generate_market_dataset(
     context = _Context(config=config, cameras=cameras, root=root)
     if workers == 1:
         _init_worker(context)
-        subsets = [_write_job(job) for job in jobs]
+        subsets = list(track(map(_write_job, jobs), "synth", total=len(jobs)))
     else:
         with Pool(workers, initializer=_init_worker, initargs=(context,)) as pool:
-            subsets = list(pool.imap_unordered(_write_job, jobs, chunksize=32))
+            written = pool.imap_unordered(_write_job, jobs, chunksize=32)
+            subsets = list(track(written, "synth", total=len(jobs)))
     seconds = time.perf_counter() - start
     summary: dict[str, object] = {
         "config": asdict(config) | {"train_identities": config.num_train},

@@ -1,0 +1,340 @@
+"""The service object: embed, enrol, search, verify, list, read, delete and erase, free of HTTP.
+
+:class:`ReidService` holds the loaded model, the gallery store (any :class:`GalleryStore`), the micro-batcher
+and the model executor. Every blocking step runs off the event loop: decoding on the ``decode`` pool, gallery
+calls (SQLite, FAISS, a remote store) on the ``index`` pool, model calls on the one model executor. Errors
+are those of :mod:`service.core.errors` (plus the batcher's and the executor's 503s).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from service.config import Settings
+from service.contract.manifest import HIGHER_IS_BETTER
+from service.contract.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessSpec, preprocess_bytes
+from service.contract.scoring import pair_scores
+from service.core.errors import (
+    BadImageError,
+    MetricUnavailableError,
+    NoEmbeddingError,
+    NotFoundError,
+    TooManyImagesError,
+    UncalibratedError,
+)
+from service.core.results import Changed, Embedded, Hit, Ranking, Scoring, Timings, Verdict
+from service.core.workers import run_in_worker, run_index_call
+from service.gallery.pairwise import pairwise_search
+from service.gallery.protocol import GalleryEntry, GalleryStore, NewEntry
+from service.inference.batching import MicroBatcher, QueueFullError
+from service.inference.executor import ModelExecutor
+from service.inference.sessions import ModelRuntime
+from service.metrics import ServiceMetrics
+
+T = TypeVar("T")
+
+
+def _preprocess_all(
+    images: list[bytes], spec: PreprocessSpec, max_pixels: int, fields: list[str]
+) -> list[np.ndarray]:
+    arrays = []
+    for data, field in zip(images, fields, strict=True):
+        try:
+            arrays.append(preprocess_bytes(data, spec, max_pixels=max_pixels))
+        except ImageTooLargeError as exc:
+            raise BadImageError(field, exc, too_large=True) from None
+        except ImageDecodeError as exc:
+            raise BadImageError(field, exc, too_large=False) from None
+    return arrays
+
+
+class ReidService:
+    """What the service does with a loaded model and gallery.
+
+    Args:
+        runtime: The active model's sessions.
+        gallery: The gallery store.
+        batcher: The micro-batcher of the embedding model.
+        executor: The one executor of every model call.
+        settings: The service settings.
+        metrics: The service's Prometheus metrics.
+    """
+
+    def __init__(
+        self,
+        *,
+        runtime: ModelRuntime,
+        gallery: GalleryStore,
+        batcher: MicroBatcher,
+        executor: ModelExecutor,
+        settings: Settings,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.runtime = runtime
+        self.gallery = gallery
+        self.batcher = batcher
+        self.executor = executor
+        self.settings = settings
+        self.metrics = metrics
+
+    @property
+    def model_id(self) -> str:
+        """``name@version`` of the active model."""
+        return self.runtime.manifest.model_id
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of the vectors :meth:`embed` returns."""
+        return self.runtime.manifest.embedding_dim
+
+    @property
+    def embeddings_normalized(self) -> bool:
+        """True when the vectors are L2-normalized (always for a pairwise model's descriptors)."""
+        manifest = self.runtime.manifest
+        return manifest.normalize_embeddings or manifest.kind == "pairwise"
+
+    def scoring(self, metric: str | None, threshold: float | None) -> Scoring:
+        """The metric (default: the manifest's), its threshold (given, or calibrated) and its direction.
+
+        Raises:
+            MetricUnavailableError: The active model does not offer the metric.
+        """
+        manifest = self.runtime.manifest
+        name = metric or manifest.default_metric
+        available = self.gallery.metrics
+        if name not in available:
+            raise MetricUnavailableError(
+                f"metric {name!r} is not available for model {manifest.model_id}; choose one of {available}"
+            )
+        if threshold is None and name in manifest.scoring:
+            threshold = manifest.scoring[name].default_value()
+        return Scoring(name, threshold, HIGHER_IS_BETTER[name])
+
+    async def _in_gallery(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a gallery call on the index pool (never the event loop)."""
+        call = functools.partial(fn, *args, **kwargs)
+        return await run_index_call(call, self.settings.faiss_threads)
+
+    async def embed(self, images: list[bytes], field: str | list[str]) -> Embedded:
+        """Decode, preprocess and embed images (batched with concurrent requests).
+
+        Args:
+            images: Encoded images.
+            field: The request field holding the images (errors say ``field[i]``), or one name per image.
+
+        Raises:
+            TooManyImagesError: More than ``REID_MAX_IMAGES_PER_REQUEST`` images.
+            BadImageError: An image that does not decode or has too many pixels.
+            QueueFullError: The inference queue has no room (checked before decoding, and again after).
+        """
+        settings, batcher = self.settings, self.batcher
+        if len(images) > settings.max_images_per_request:
+            raise TooManyImagesError(
+                f"{len(images)} images in one request, above the limit of {settings.max_images_per_request} "
+                "(REID_MAX_IMAGES_PER_REQUEST)"
+            )
+        if batcher.depth + len(images) > batcher.queue_size:  # overloaded: shed the request before decoding
+            self.metrics.queue_rejections.inc(len(images))
+            raise QueueFullError(
+                f"the inference queue is full ({batcher.depth} of {batcher.queue_size} images waiting)"
+            )
+        t0 = time.perf_counter()
+        fields = field if isinstance(field, list) else [f"{field}[{i}]" for i in range(len(images))]
+        batcher.announce(len(images))  # concurrent batches wait for these while they decode
+        try:
+            decode = functools.partial(
+                _preprocess_all, images, self.runtime.spec, settings.max_pixels, fields
+            )
+            arrays = await run_in_worker(decode)
+        except BaseException:
+            batcher.withdraw(len(images))
+            raise
+        t1 = time.perf_counter()
+        rows = await batcher.submit(arrays, announced=True)
+        vectors, encodings = self.runtime.split(rows)
+        timings = Timings(decode_ms=(t1 - t0) * 1000.0, inference_ms=(time.perf_counter() - t1) * 1000.0)
+        return Embedded(vectors, encodings, timings)
+
+    async def enrol(
+        self, images: list[bytes], *, person_id: str, camera_id: str | None, metadata: dict[str, Any]
+    ) -> Changed:
+        """Embed the images and add them under ``person_id`` (image bytes kept with REID_STORE_IMAGES)."""
+        embedded = await self.embed(images, "images")
+        keep = self.settings.store_images
+        entries = [NewEntry(person_id, camera_id, metadata, img if keep else None) for img in images]
+        return await self._in_gallery(self._add, entries, embedded)
+
+    def _add(self, entries: list[NewEntry], embedded: Embedded) -> Changed:
+        ids = self.gallery.add(entries, embedded.vectors, embedded.encodings)
+        return self._changed(ids)
+
+    def _changed(self, ids: list[int]) -> Changed:
+        size = self.gallery.size
+        self.metrics.gallery_size.set(size)
+        return Changed(ids, size)
+
+    async def search(
+        self,
+        images: list[bytes],
+        *,
+        top_k: int,
+        metric: str | None = None,
+        threshold: float | None = None,
+        exclude_camera_id: str | None = None,
+        person_ids: list[str] | None = None,
+    ) -> Ranking:
+        """Rank the gallery for each query image (exactly, for flat indexes and softmax).
+
+        ``pairwise``: shortlist ``REID_SHORTLIST`` entries by descriptor (after the filters), then re-rank
+        them by the comparator on the model executor; ``search_ms`` includes the comparator.
+        """
+        scoring = self.scoring(metric, threshold)
+        embedded = await self.embed(images, "images")
+        t1 = time.perf_counter()
+        pairwise = self.runtime.pairwise
+        if scoring.metric == "pairwise" and pairwise is not None and embedded.encodings is not None:
+            shortlist = self.settings.shortlist or pairwise.spec.shortlist
+            compare = self.executor.blocking(pairwise.compare)
+            query = functools.partial(
+                pairwise_search, self.gallery, compare, embedded.vectors, embedded.encodings,
+                top_k=top_k, shortlist=shortlist, exclude_camera_id=exclude_camera_id, person_ids=person_ids,
+            )  # fmt: skip
+        else:
+            query = functools.partial(
+                self.gallery.search, scoring.metric, embedded.vectors, top_k, exclude_camera_id, person_ids
+            )
+        ranked, size = await self._in_gallery(lambda: (query(), self.gallery.size))
+        search_ms = (time.perf_counter() - t1) * 1000.0
+        results = [
+            [Hit(m.id, m.person_id, m.camera_id, m.score, scoring.decide(m.score)) for m in row]
+            for row in ranked
+        ]
+        timings = Timings(embedded.timings.decode_ms, embedded.timings.inference_ms, search_ms)
+        return Ranking(results, scoring, size, timings)
+
+    async def verify(
+        self, a: bytes | int, b: bytes | int, *, metric: str | None = None, threshold: float | None = None
+    ) -> Verdict:
+        """Score a pair and decide 'same person' at the threshold.
+
+        Args:
+            a: Side a: image bytes, or the gallery id of a stored entry.
+            b: Side b: image bytes, or a gallery id.
+            metric: Scoring mode (default: the model's).
+            threshold: Decision threshold (default: the calibrated one).
+
+        Raises:
+            NotFoundError: A gallery id that does not exist.
+            NoEmbeddingError: A gallery entry without an embedding (or encoding) for the active model.
+            UncalibratedError: No ``threshold`` given and the model has none calibrated for the metric.
+        """
+        scoring = self.scoring(metric, threshold)
+        if scoring.threshold is None:  # a fresh import: /verify decides, so it needs a threshold
+            raise UncalibratedError(
+                f"model {self.model_id} has no calibrated threshold for metric {scoring.metric!r}: pass "
+                "`threshold` in the request, or calibrate the model on labelled data "
+                "(reid calibrate --model DIR --root DATA)"
+            )
+        sides = {"a": a, "b": b}
+        images = {side: v for side, v in sides.items() if isinstance(v, bytes)}
+        vectors: dict[str, np.ndarray] = {}
+        encodings: dict[str, np.ndarray] = {}
+        decode_ms = inference_ms = 0.0
+        if images:  # both images go to the batcher together
+            embedded = await self.embed(list(images.values()), [f"image_{side}" for side in images])
+            vectors = dict(zip(images, embedded.vectors, strict=True))
+            if embedded.encodings is not None:
+                encodings = dict(zip(images, embedded.encodings, strict=True))
+            decode_ms, inference_ms = embedded.timings.decode_ms, embedded.timings.inference_ms
+        stored = {side: v for side, v in sides.items() if not isinstance(v, bytes)}
+        if stored:
+            pairwise = scoring.metric == "pairwise"
+            stored_vectors, stored_encodings = await self._in_gallery(self._stored, stored, pairwise)
+            vectors |= stored_vectors
+            encodings |= stored_encodings
+        t1 = time.perf_counter()
+        score = await self._pair_score(scoring.metric, vectors, encodings)
+        inference_ms += (time.perf_counter() - t1) * 1000.0
+        return Verdict(score, scoring.decide(score), scoring, Timings(decode_ms, inference_ms))
+
+    def _stored(
+        self, ids: dict[str, int], with_encodings: bool
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Stored embeddings (and comparator encodings) of the sides given by gallery id."""
+        vectors: dict[str, np.ndarray] = {}
+        for side, entry_id in ids.items():
+            vec = self.gallery.embedding(entry_id)
+            if vec is None:
+                if self.gallery.get(entry_id) is None:
+                    raise NotFoundError(f"gallery_id_{side}: no gallery entry with id {entry_id}")
+                raise NoEmbeddingError(
+                    f"gallery_id_{side}: gallery entry {entry_id} has no embedding for {self.model_id}"
+                )
+            vectors[side] = vec
+        encodings: dict[str, np.ndarray] = {}
+        for side, entry_id in ids.items() if with_encodings else ():
+            found, rows = self.gallery.encodings([entry_id])
+            if len(found) == 0:
+                raise NoEmbeddingError(
+                    f"gallery entry {entry_id} has no comparator encoding for {self.model_id}"
+                )
+            encodings[side] = rows[0]
+        return vectors, encodings
+
+    async def _pair_score(
+        self, metric: str, vectors: dict[str, np.ndarray], encodings: dict[str, np.ndarray]
+    ) -> float:
+        a, b = vectors["a"][None, :], vectors["b"][None, :]
+        pairwise = self.runtime.pairwise
+        if metric == "pairwise" and pairwise is not None:  # through the comparator graph
+            enc_a, enc_b = encodings["a"][None, :], encodings["b"][None, :]
+            scores = await self.executor.run(pairwise.compare, enc_a, enc_b)
+        elif metric == "softmax":  # through the verification head graph itself
+            scores = await self.executor.run(self.runtime.same_probability, a, b)
+        else:
+            scores = pair_scores(metric, a, b, self.runtime.head_weights)
+        return float(scores[0])
+
+    async def list_entries(
+        self, person_id: str | None, offset: int, limit: int
+    ) -> tuple[list[GalleryEntry], int]:
+        """A page of entries ordered by id (optionally of one person) and the total matching count."""
+        return await self._in_gallery(self.gallery.list_entries, person_id, offset, limit)
+
+    async def get(self, entry_id: int) -> GalleryEntry:
+        """One entry.
+
+        Raises:
+            NotFoundError: No entry with that id.
+        """
+        entry = await self._in_gallery(self.gallery.get, entry_id)
+        if entry is None:
+            raise NotFoundError(f"no gallery entry with id {entry_id}")
+        return entry
+
+    async def delete(self, entry_id: int) -> Changed:
+        """Delete an entry (row, embeddings, stored image, index vectors) at once.
+
+        Raises:
+            NotFoundError: No entry with that id.
+        """
+        changed = await self._in_gallery(lambda: self._changed(self.gallery.delete([entry_id])))
+        if not changed.ids:
+            raise NotFoundError(f"no gallery entry with id {entry_id}")
+        return changed
+
+    async def erase(self, person_id: str) -> Changed:
+        """Erase every trace of a person (entries, vectors, stored images, index snapshots on disk).
+
+        Raises:
+            NotFoundError: The person has no entries.
+        """
+        changed = await self._in_gallery(lambda: self._changed(self.gallery.erase_person(person_id)))
+        if not changed.ids:
+            raise NotFoundError(f"no gallery entries for person_id {person_id!r}")
+        return changed
