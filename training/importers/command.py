@@ -69,7 +69,11 @@ def run_import(args: argparse.Namespace) -> int:
     except (ExportError, FileExistsError) as exc:
         print(f"reid models import: error: {exc}", file=sys.stderr)
         return 2
-    checks = ", ".join(f"{k} {v:.3g}" for k, v in manifest.parity.items() if k != "fp16")
+    parity = manifest.parity
+    checks = ", ".join(
+        [f"{k} max|Δ|/max|ref| {o.max_rel_diff:.2g} cosine {o.min_cosine}" for k, o in parity.outputs.items()]
+        + [f"{k} {v:.3g}" for k, v in parity.measured.items()]
+    )
     print(
         f"imported {manifest.provenance.source.file if manifest.provenance.source else args.weights} → "
         f"{args.output} ({manifest.model_id}, {manifest.input.height}×{manifest.input.width}, "

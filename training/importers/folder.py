@@ -31,11 +31,12 @@ from service.contract.manifest import (
     load,
     sha256_file,
 )
+from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec, resize_normalize, stack_batch
 from service.contract.tensors import EMBEDDINGS, IMAGES
 from training.export.exporter import library_versions
 from training.export.onnx_io import DEFAULT_OPSET, export_onnx
-from training.export.parity import PARITY_BATCHES, check_parity
+from training.export.parity import PARITY_BATCHES, check_parity, parity_rule
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,10 @@ class ImportOptions:
 
 @dataclass(frozen=True)
 class WrittenGraph:
-    """What an importer's writer reports: the embedding length and the check's numbers."""
+    """What an importer's writer reports: the embedding length and the checks' rule and numbers."""
 
     embedding_dim: int
-    checks: dict[str, float]
+    checks: ParityReport
 
 
 #: Writes ``embedding.onnx`` into the folder and checks it on the preprocessed images (N × 3 × H × W).
@@ -177,7 +178,7 @@ def torch_graph_writer(model: nn.Module, opset: int = DEFAULT_OPSET) -> GraphWri
 
         parity = check_parity(path, reference, {IMAGES: images}, fp16=False)
         dim = int(reference(images[:1]).shape[1])
-        checks = {"embedding_max_abs_diff": parity.max_abs_diff, "embedding_min_cosine": parity.min_cosine}
-        return WrittenGraph(embedding_dim=dim, checks={**checks, "fp16": 0.0})
+        report = ParityReport(rule=parity_rule(fp16=False), outputs={"embedding": parity})
+        return WrittenGraph(embedding_dim=dim, checks=report)
 
     return write
