@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from service.contract.manifest import (
@@ -78,12 +79,8 @@ class WrittenGraph:
 GraphWriter = Callable[[Path, np.ndarray], WrittenGraph]
 
 
-def sample_images(spec: PreprocessSpec, count: int = max(PARITY_BATCHES), seed: int = 0) -> np.ndarray:
-    """Pedestrian images rendered in-process (no dataset needed), preprocessed exactly as the service does.
-
-    Images, not noise: a graph that is wrong only on image-like inputs (saturated BN, a batch-specialised
-    reshape) shows here.
-    """
+def render_pedestrians(count: int, seed: int = 0) -> list[Image.Image]:
+    """``count`` different synthetic pedestrians (128×64 RGB), cameras in turn; no dataset needed."""
     from training.data.synthetic import (
         SynthConfig,
         camera_profiles,
@@ -93,12 +90,20 @@ def sample_images(spec: PreprocessSpec, count: int = max(PARITY_BATCHES), seed: 
     )
 
     cameras = camera_profiles(SynthConfig(seed=seed))
-    rows = []
-    for i in range(count):
-        person = sample_person(person_rng(seed, i + 1))
-        image = render_pedestrian_image(person, cameras[i % len(cameras)], np.random.default_rng([seed, i]))
-        rows.append(resize_normalize(image, spec))
-    return stack_batch(rows)
+    people = [sample_person(person_rng(seed, i + 1)) for i in range(count)]
+    return [
+        render_pedestrian_image(person, cameras[i % len(cameras)], np.random.default_rng([seed, i]))
+        for i, person in enumerate(people)
+    ]
+
+
+def sample_images(spec: PreprocessSpec, count: int = max(PARITY_BATCHES), seed: int = 0) -> np.ndarray:
+    """Rendered pedestrians (:func:`render_pedestrians`), preprocessed exactly as the service does.
+
+    Images, not noise: a graph that is wrong only on image-like inputs (saturated BN, a batch-specialised
+    reshape) shows here.
+    """
+    return stack_batch([resize_normalize(image, spec) for image in render_pedestrians(count, seed)])
 
 
 def uncalibrated_scoring() -> dict[str, ScoringMode]:

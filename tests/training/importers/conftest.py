@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from service.config import Settings
+from tests.service.conftest import running
+from training.importers.folder import render_pedestrians
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -17,22 +21,31 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def pedestrian_png(seed: int, height: int = 128, width: int = 64) -> bytes:
-    """One rendered synthetic pedestrian, PNG-encoded (what a client uploads)."""
-    from training.data.synthetic import (
-        SynthConfig,
-        camera_profiles,
-        person_rng,
-        render_pedestrian_image,
-        sample_person,
-    )
-
-    cameras = camera_profiles(SynthConfig(seed=seed))
-    person = sample_person(person_rng(seed, 1))
-    image = render_pedestrian_image(person, cameras[0], np.random.default_rng(seed), height, width)
+def pedestrian_png(seed: int) -> bytes:
+    """One rendered synthetic pedestrian (128×64), PNG-encoded (what a client uploads)."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    render_pedestrians(1, seed)[0].save(buf, format="PNG")
     return buf.getvalue()
+
+
+async def served_embeddings(models_dir: Path, name: str, images: list[bytes], data_dir: Path) -> np.ndarray:
+    """``POST /embeddings`` of the real app serving ``models_dir/name``: the served vectors (float64)."""
+    settings = Settings(models_dir=models_dir, model=name, data_dir=data_dir, device="cpu",
+                        max_wait_ms=2.0, intra_op_threads=1)  # type: ignore[call-arg]
+    async with running(settings) as (_, client):
+        r = await client.post("/embeddings", files=[("images", (f"{i}.png", b, "image/png"))
+                                                      for i, b in enumerate(images)])
+    assert r.status_code == 200, r.text
+    return np.asarray(r.json()["embeddings"], dtype=np.float64)
+
+
+def agreement(served: np.ndarray, expected: np.ndarray) -> tuple[float, float, float]:
+    """(min row cosine, max |Δ|, max |Δ| / max |expected|) of two embedding batches of the same shape."""
+    assert served.shape == expected.shape, (served.shape, expected.shape)
+    norms = np.linalg.norm(served, axis=1) * np.linalg.norm(expected, axis=1)
+    cosine = float(((served * expected).sum(1) / norms).min())
+    diff = float(np.abs(served - expected).max())
+    return cosine, diff, diff / float(np.abs(expected).max())
 
 
 def save_random_torchreid(arch: str, path: Path, seed: int = 0) -> Path:

@@ -15,11 +15,9 @@ import pytest
 import torch
 
 from service.cli import main
-from service.config import Settings
 from service.contract.manifest import load
 from service.contract.preprocess import PreprocessSpec, preprocess_bytes
-from tests.service.conftest import running
-from tests.training.importers.conftest import pedestrian_png
+from tests.training.importers.conftest import agreement, pedestrian_png, served_embeddings
 from tests.training.importers.upstream import fastreid_model, randomise
 from training.importers.fastreid import input_defaults, read_config
 from training.importers.folder import sample_images
@@ -58,11 +56,6 @@ MIN_COSINE = 0.99999
 MAX_REL_DIFF = 1e-4
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", ["bot", "sbs_ibn"])
 async def test_served_embeddings_equal_fastreid(name: str, tmp_path: Path) -> None:
@@ -84,13 +77,7 @@ async def test_served_embeddings_equal_fastreid(name: str, tmp_path: Path) -> No
     assert (manifest.input.height, manifest.input.width) == (64, 32) and manifest.embedding_dim == 2048
 
     pngs = [pedestrian_png(seed) for seed in (1, 2)]
-    settings = Settings(models_dir=models, model=name, data_dir=tmp_path / "data", device="cpu",
-                        max_wait_ms=2.0, intra_op_threads=1)  # type: ignore[call-arg]
-    async with running(settings) as (_, client):
-        r = await client.post("/embeddings", files=[("images", (f"{i}.png", b, "image/png"))
-                                                      for i, b in enumerate(pngs)])
-    assert r.status_code == 200, r.text
-    served = np.asarray(r.json()["embeddings"], dtype=np.float64)
+    served = await served_embeddings(models, name, pngs, tmp_path / "data")
 
     batch = np.stack([preprocess_bytes(b, manifest.input.to_spec()) for b in pngs])
     mean = np.asarray(manifest.input.mean, dtype=np.float32)[:, None, None]
@@ -98,8 +85,6 @@ async def test_served_embeddings_equal_fastreid(name: str, tmp_path: Path) -> No
     pixels = torch.from_numpy((batch * std + mean) * 255.0)  # fast-reid normalises 0…255 pixels itself
     with torch.no_grad():
         expected = reference.eval()(pixels).double().numpy()
-    cosine = (served * expected).sum(1) / (np.linalg.norm(served, axis=1) * np.linalg.norm(expected, axis=1))
-    rel = float(np.abs(served - expected).max() / np.abs(expected).max())
-    print(f"fastreid {name}: max |Δ| = {np.abs(served - expected).max():.3g} (relative {rel:.3g}), "
-          f"min cosine = {cosine.min():.8f}")
-    assert cosine.min() >= MIN_COSINE and rel <= MAX_REL_DIFF
+    cosine, diff, rel = agreement(served, expected)
+    print(f"fastreid {name}: max |Δ| = {diff:.3g} (relative {rel:.3g}), min cosine = {cosine:.8f}")
+    assert cosine >= MIN_COSINE and rel <= MAX_REL_DIFF

@@ -21,7 +21,7 @@ from service.contract.manifest import load
 from service.contract.preprocess import PreprocessSpec, preprocess_bytes, preprocess_file, stack_batch
 from service.contract.scoring import pair_scores
 from tests.service.conftest import running
-from tests.training.importers.upstream import torchreid_model, torchreid_rank
+from tests.training.importers.upstream import torchreid_features, torchreid_model, torchreid_rank
 from training.data.datasets import build_dataset
 from training.data.synthetic import SynthConfig, generate_market_dataset
 from training.evaluation.recalibrate import labelled_records
@@ -32,11 +32,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 H, W = 64, 32
 TARGET_FMR = 1e-2
 EPOCHS = 25
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def _ids(records: list) -> tuple[np.ndarray, np.ndarray]:
@@ -91,11 +86,7 @@ async def test_trained_torchreid_osnet_imported_evaluated_calibrated_served(tmp_
                  "--output", str(tmp_path / "report")]) == 0
     served = json.loads((tmp_path / "report" / "metrics.json").read_text())
     split = build_dataset("market1501", benchmark)
-    with torch.no_grad():
-        qf, gf = (
-            model(torch.from_numpy(stack_batch([preprocess_file(r.path, spec) for r in records]))).numpy()
-            for records in (split.query, split.gallery)
-        )
+    qf, gf = (torchreid_features(model, [r.path for r in rs], spec) for rs in (split.query, split.gallery))
     (q_pids, q_cams), (g_pids, g_cams) = _ids(split.query), _ids(split.gallery)
     rank1, mean_ap = torchreid_rank(qf, gf, (q_pids, g_pids, q_cams, g_cams))
     print(f"e2e: reid eval --model rank-1 {served['rank1']:.4f} mAP {served['mAP']:.4f}; "

@@ -18,9 +18,9 @@ from PIL import Image
 
 from service.cli import main
 from service.contract.manifest import MANIFEST_FILE, load
-from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
+from service.contract.preprocess import PreprocessSpec
 from tests.training.engine.conftest import tiny_market  # noqa: F401  (fixture)
-from tests.training.importers.upstream import randomise, torchreid_model, torchreid_rank
+from tests.training.importers.upstream import randomise, torchreid_features, torchreid_model, torchreid_rank
 from training.data.datasets import build_dataset
 from training.importers.folder import IMAGENET_MEAN, IMAGENET_STD, sample_images
 
@@ -58,11 +58,7 @@ def test_eval_model_equals_torchreid_evaluation(
 
     split = build_dataset("market1501", tiny_market)
     spec = load(folder).input.to_spec()
-    with torch.no_grad():
-        qf, gf = (
-            model(torch.from_numpy(stack_batch([preprocess_file(r.path, spec) for r in records]))).numpy()
-            for records in (split.query, split.gallery)
-        )
+    qf, gf = (torchreid_features(model, [r.path for r in rs], spec) for rs in (split.query, split.gallery))
     (q_pids, q_cams), (g_pids, g_cams) = _ids(split.query), _ids(split.gallery)
     rank1, mean_ap = torchreid_rank(qf, gf, (q_pids, g_pids, q_cams, g_cams))
     print(f"reid eval --model: rank-1 {report['rank1']:.4f} mAP {report['mAP']:.4f}; "

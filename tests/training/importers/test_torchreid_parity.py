@@ -15,11 +15,9 @@ import pytest
 import torch
 
 from service.cli import main
-from service.config import Settings
 from service.contract.manifest import load
 from service.contract.preprocess import PreprocessSpec, preprocess_bytes
-from tests.service.conftest import running
-from tests.training.importers.conftest import pedestrian_png
+from tests.training.importers.conftest import agreement, pedestrian_png, served_embeddings
 from tests.training.importers.upstream import TORCHREID_FILES, randomise, torchreid_model
 from training.importers.folder import IMAGENET_MEAN, IMAGENET_STD, sample_images
 from training.importers.torchreid import ARCHS
@@ -69,21 +67,11 @@ async def test_served_embeddings_equal_torchreid(arch: str, tmp_path: Path) -> N
     assert manifest.provenance.source is not None and manifest.provenance.source.arch == arch
     assert manifest.uncalibrated == ["correlation", "cosine", "euclidean"]
     images = [pedestrian_png(seed) for seed in (1, 2)]
-    settings = Settings(models_dir=models, model=arch, data_dir=tmp_path / "data", device="cpu",
-                        max_wait_ms=2.0, intra_op_threads=1)  # type: ignore[call-arg]
-    async with running(settings) as (_, client):
-        r = await client.post("/embeddings", files=[("images", (f"{i}.png", b, "image/png"))
-                                                      for i, b in enumerate(images)])
-    assert r.status_code == 200, r.text
-    served = np.asarray(r.json()["embeddings"], dtype=np.float64)
-
+    served = await served_embeddings(models, arch, images, tmp_path / "data")
     batch = np.stack([preprocess_bytes(b, manifest.input.to_spec()) for b in images])
     with torch.no_grad():
         expected = reference(torch.from_numpy(batch)).double().numpy()
-    assert served.shape == expected.shape == (2, manifest.embedding_dim)
-    cosine = (served * expected).sum(1) / (np.linalg.norm(served, axis=1) * np.linalg.norm(expected, axis=1))
-    rel = float(np.abs(served - expected).max() / np.abs(expected).max())
-    print(f"{arch}: max |Δ| = {np.abs(served - expected).max():.3g} (relative {rel:.3g}), "
-          f"min cosine = {cosine.min():.8f}")
-    assert cosine.min() >= MIN_COSINE, cosine
-    assert rel <= MAX_REL_DIFF
+    assert served.shape == (2, manifest.embedding_dim)
+    cosine, diff, rel = agreement(served, expected)
+    print(f"{arch}: max |Δ| = {diff:.3g} (relative {rel:.3g}), min cosine = {cosine:.8f}")
+    assert cosine >= MIN_COSINE and rel <= MAX_REL_DIFF

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
+
 TORCHREID = "torchreid==0.2.5"
 #: fast-reid's PyPI sdist; its model code loads here with termcolor and yacs installed (the dev extra).
 FASTREID = "fastreid==1.4.0"
@@ -69,6 +71,12 @@ def torchreid_module(name: str, package: str = "models") -> ModuleType:
         spec.loader.exec_module(module)
     sys.modules[key] = module
     return module
+
+
+@torch.no_grad()
+def torchreid_features(model: nn.Module, paths: list[Path], spec: PreprocessSpec) -> np.ndarray:
+    """Eval-mode outputs of a torchreid model on image files preprocessed as the service does."""
+    return model.eval()(torch.from_numpy(stack_batch([preprocess_file(p, spec) for p in paths]))).numpy()
 
 
 def torchreid_rank(

@@ -158,6 +158,18 @@ def _osnet_stage(
     return nn.Sequential(*layers)
 
 
+def init_osnet_weights(module: nn.Module) -> None:
+    """torchreid's OSNet initialisation: Kaiming (fan-out) convolutions, unit-scale zero-shift norms."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class OSNet(Backbone):
     """OSNet feature extractor (``conv1`` … ``conv5``), no feature ``fc`` and no classifier.
 
@@ -183,14 +195,7 @@ class OSNet(Backbone):
         self.conv4 = _osnet_stage(c3, c4, num_blocks=blocks_per_stage, transition=False)
         self.conv5 = ConvLayer(c4, c4, kernel_size=1)
         self.feature_dim = c4
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_osnet_weights(self)
 
     def _pool_conv2(self, x: Tensor) -> Tensor:
         return self.conv2(self.maxpool(x))

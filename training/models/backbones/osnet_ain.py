@@ -25,6 +25,7 @@ from training.models.backbones.osnet import (
     Conv1x1Linear,
     ConvLayer,
     LightConv3x3,
+    init_osnet_weights,
     osnet_channels,
 )
 from training.models.backbones.registry import register_backbone
@@ -108,14 +109,7 @@ class OSNetAIN(Backbone):
         self.conv4 = _stage(c3, c4, AIN_PATTERN[2])
         self.conv5 = ConvLayer(c4, c4, kernel_size=1)
         self.feature_dim = c4
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_osnet_weights(self)
 
     def _conv2(self, x: Tensor) -> Tensor:
         return self.pool2(self.conv2(self.maxpool(x)))
