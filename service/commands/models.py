@@ -28,7 +28,7 @@ and the manifest records the source file's sha256. The model is served uncalibra
 --model DIR --root YOUR_DATA` to set its thresholds on your own labelled crops."""
 
 
-def _add_import_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_import_arguments(sub: argparse._SubParsersAction) -> None:
     imp = sub.add_parser(
         "import",
         help="import a torchreid / fast-reid checkpoint or an ONNX file",
@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
                 thr = m.scoring[metric].default_value()
                 print(
                     f"{m.model_id:<28} {m.kind:<9} {m.input.height}×{m.input.width} dim={m.embedding_dim:<5} "
-                    f"default={metric}" + (f"@{thr:.4g}" if thr is not None else "") + f"  {folder}"
+                    f"default={metric}"
+                    + (f"@{thr:.4g}" if thr is not None else " (uncalibrated)")
+                    + f"  {folder}"
                 )
             except ManifestError as exc:
                 print(f"INVALID  {exc}")

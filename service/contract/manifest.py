@@ -199,7 +199,7 @@ class CalibrationRecord(_Strict):
     identities: int = Field(ge=0, description="Different persons among them.")
     counts: dict[str, int] = Field(default_factory=dict, description="Same- / different-person pair counts.")
     previous_version: str = Field(description="The manifest version these thresholds replaced.")
-    previous: dict[str, ScoringMode] = Field(
+    previous: dict[ScoringName, ScoringMode] = Field(
         default_factory=dict, description="The scoring modes (thresholds) before this calibration."
     )
 

@@ -101,20 +101,20 @@ def recalibrate_folder(
             "different people (different-person pairs) and people seen by two cameras"
         )
     features = embed_records(runtime, records, batch_size)
-    common = {"target_fmr": target_fmr, "seed": seed}
     metrics = [m for m in manifest.scoring if m != "pairwise"]
     scoring: dict[str, ScoringMode] = {}
     counts: dict[str, int] = {}
     if metrics:
         modes, counts = calibrate_scoring(
             features.embeddings, person_ids, camera_ids, metrics, head=runtime.head_weights,
-            max_negatives=max_negatives, **common,
+            max_negatives=max_negatives, target_fmr=target_fmr, seed=seed,
         )
         scoring.update(modes)
     if "pairwise" in manifest.scoring and manifest.pairwise is not None and features.encodings is not None:
         scoring["pairwise"], pairwise_counts = calibrate_pairwise(
             features.encodings, person_ids, camera_ids, manifest.file_path(folder, "comparator"),
-            max_batch=manifest.pairwise.comparator_max_batch, max_negatives=max_pairwise_negatives, **common,
+            max_batch=manifest.pairwise.comparator_max_batch, max_negatives=max_pairwise_negatives,
+            target_fmr=target_fmr, seed=seed,
         )
         counts.update(pairwise_counts)
     record = CalibrationRecord(

@@ -197,6 +197,28 @@ class GlobalPool(nn.Module):
         return x.amax(dim=(2, 3), keepdim=True) if self.mode == "max" else x.mean(dim=(2, 3), keepdim=True)
 
 
+class FastreidHead(nn.Module):
+    """fast-reid's ``EmbeddingHead`` at eval time (``heads.*``): ``pool_layer`` → ``bottleneck``."""
+
+    def __init__(self, pool: str, in_dim: int, embedding_dim: int, bn_neck: bool) -> None:
+        super().__init__()
+        self.pool_layer: nn.Module = (
+            GeneralizedMeanPooling(learnable=pool.endswith("P")) if pool.startswith("GeneralizedMean")
+            else GlobalPool("max" if pool == "GlobalMaxPool" else "avg")
+        )
+        neck: list[nn.Module] = []
+        if embedding_dim > 0:
+            neck.append(nn.Conv2d(in_dim, embedding_dim, 1, bias=False))
+            in_dim = embedding_dim
+        if bn_neck:
+            neck.append(nn.BatchNorm2d(in_dim))
+        self.bottleneck = nn.Sequential(*neck)
+        self.embedding_dim = in_dim
+
+    def forward(self, feature_map: Tensor) -> Tensor:
+        return self.bottleneck(self.pool_layer(feature_map))[..., 0, 0]
+
+
 class FastreidModel(nn.Module):
     """``backbone`` → ``heads`` (pool → bottleneck) → post-neck embeddings N × D (fast-reid eval output)."""
 
@@ -207,24 +229,16 @@ class FastreidModel(nn.Module):
             with_ibn=bool(config["MODEL.BACKBONE.WITH_IBN"]),
             with_nl=bool(config["MODEL.BACKBONE.WITH_NL"]),
         )
-        pool = str(config["MODEL.HEADS.POOL_LAYER"])
-        self.heads = nn.Module()
-        self.heads.pool_layer = (
-            GeneralizedMeanPooling(learnable=pool.endswith("P")) if pool.startswith("GeneralizedMean")
-            else GlobalPool("max" if pool == "GlobalMaxPool" else "avg")
+        self.heads = FastreidHead(
+            str(config["MODEL.HEADS.POOL_LAYER"]),
+            self.backbone.feature_dim,
+            int(config["MODEL.HEADS.EMBEDDING_DIM"]),
+            bool(config["MODEL.HEADS.WITH_BNNECK"]),
         )
-        dim, neck = self.backbone.feature_dim, []
-        if int(config["MODEL.HEADS.EMBEDDING_DIM"]) > 0:
-            neck.append(nn.Conv2d(dim, int(config["MODEL.HEADS.EMBEDDING_DIM"]), 1, bias=False))
-            dim = int(config["MODEL.HEADS.EMBEDDING_DIM"])
-        if config["MODEL.HEADS.WITH_BNNECK"]:
-            neck.append(nn.BatchNorm2d(dim))
-        self.heads.bottleneck = nn.Sequential(*neck)
-        self.embedding_dim = dim
+        self.embedding_dim = self.heads.embedding_dim
 
     def forward(self, images: Tensor) -> Tensor:
-        pooled = self.heads.pool_layer(self.backbone(images))
-        return self.heads.bottleneck(pooled)[..., 0, 0]
+        return self.heads(self.backbone(images))
 
 
 def load_fastreid(config: dict[str, Any], weights: Path) -> FastreidModel:

@@ -20,12 +20,12 @@ class IBN(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.half = channels // 2
-        self.IN = nn.InstanceNorm2d(self.half, affine=True)
-        self.BN = nn.BatchNorm2d(channels - self.half)
+        self.split_at = channels // 2
+        self.IN = nn.InstanceNorm2d(self.split_at, affine=True)
+        self.BN = nn.BatchNorm2d(channels - self.split_at)
 
     def forward(self, x: Tensor) -> Tensor:
-        first, second = x[:, : self.half].contiguous(), x[:, self.half :].contiguous()
+        first, second = x[:, : self.split_at].contiguous(), x[:, self.split_at :].contiguous()
         return torch.cat([self.IN(first), self.BN(second)], dim=1)
 
 
