@@ -32,7 +32,8 @@ SHUTDOWN_TESTS = "tests/service/test_graceful_shutdown.py"
 
 #: row → (case, expected), abridged from issue 9.
 ROWS: dict[int, tuple[str, str]] = {
-    1: ("200 MB upload, with / without Content-Length", "413 < 1 s, RSS growth < 50 MB, no temp file"),
+    1: ("200 MB upload, with / without Content-Length; 60 MiB via urllib, requests, httpx, curl",
+        "413 < 1 s, RSS growth < 50 MB, no temp file; every client reads the 413"),
     2: ("gzip body inflating past the limit", "413 / 415, no memory blow-up"),
     3: ("PNG header 50 000²; real 12 000² image", "413 before decoding (< 100 ms)"),
     4: ("empty, random, truncated, PDF/EPS/PSD/GIF as .jpg, CMYK, 16 bit, alpha, 1×1", "4xx / right, no 500"),
@@ -52,6 +53,8 @@ ROWS: dict[int, tuple[str, str]] = {
     18: ("fuzzed decode + preprocess (hypothesis)", "no crash, no hang"),
     19: ("SIGTERM with requests in flight", "each 200 / 503, exit 0, gallery intact"),
     20: ("dependency audit of pinned minimums", "no known-vulnerable minimums"),
+    21: ("second `reid serve` on one data dir; kill -9 of the holder",
+         "exits non-zero < 10 s naming the holder's pid; then a new one starts"),
 }  # fmt: skip
 
 

@@ -19,6 +19,8 @@ from service.api import embeddings, gallery, health, search, verify
 from service.api.deps import verify_api_key
 from service.api.errors import install_error_handlers, problem_responses
 from service.api.limits import BodySizeLimitMiddleware
+from service.api.lingering import LingeringCloseMiddleware
+from service.api.openapi import install_openapi
 from service.config import Settings, get_settings
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.state import ServiceState
@@ -36,6 +38,11 @@ Images go in as multipart file parts or base64 strings in JSON (JPEG, PNG, WebP,
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load model and gallery once, warm up, serve, then snapshot and close."""
     service: ServiceState = app.state.service
+    if not service.settings.api_keys:
+        logger.warning(
+            "REID_API_KEYS is not set: authentication is off and every endpoint is open to anyone who can "
+            "reach this port; set REID_API_KEYS before exposing it beyond 127.0.0.1"
+        )
     await service.start()
     try:
         yield
@@ -66,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors = problem_responses(400, 401, 404, 409, 413, 415, 422, 503)  # every error is problem+json
     for module in (verify, search, embeddings, gallery):
         app.include_router(module.router, dependencies=protected, responses=errors)
+    install_openapi(app, max_images=settings.max_images_per_request)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(LingeringCloseMiddleware)  # outermost: drains after the answer and the metrics
     return app

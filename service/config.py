@@ -21,7 +21,10 @@ GalleryKind = Literal["embedded", "milvus"]
 class Settings(BaseSettings):
     """Every knob of the service; each one can be set as ``REID_<NAME>`` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="REID_", extra="ignore", protected_namespaces=())
+    # An empty REID_X means "unset" (compose passes ${REID_X:-} through as an empty string).
+    model_config = SettingsConfigDict(
+        env_prefix="REID_", extra="ignore", protected_namespaces=(), env_ignore_empty=True
+    )
 
     models_dir: Path = Field(default=Path("models"), description="Folder holding one sub-folder per model.")
     model: str | None = Field(

@@ -21,6 +21,7 @@ from service.contract.manifest import ModelManifest, discover, load
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import METRICS
 from service.core.operations import ReidService
+from service.gallery.dirlock import DataDirLockedError
 from service.gallery.factory import GallerySpec, create_gallery
 from service.gallery.index import faiss_gpu_available
 from service.gallery.protocol import GalleryStore
@@ -151,9 +152,15 @@ class ServiceState:
             logger.info("re-embedded %d stored images with %s", len(with_image), gallery.model_id)
 
     async def start(self) -> None:
-        """Load everything (off the event loop); on failure stay live but not ready with the reason."""
+        """Load everything (off the event loop); on failure stay live but not ready with the reason.
+
+        Raises:
+            DataDirLockedError: Another process holds the data dir (this one must exit, not wait).
+        """
         try:
             await asyncio.to_thread(self._load_sync)
+        except DataDirLockedError:  # not a reason to wait: this process must not serve that gallery
+            raise
         except Exception as exc:  # any load failure: the reason goes to /ready, the process stays up
             self.reason = f"{type(exc).__name__}: {exc}"
             logger.error("service not ready: %s", self.reason)

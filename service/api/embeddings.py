@@ -7,7 +7,8 @@ import time
 from fastapi import APIRouter, Request
 
 from service.api.deps import ReidDep
-from service.api.inputs import openapi_body, parse_body
+from service.api.inputs import parse_body
+from service.api.openapi import openapi_body
 from service.api.schemas import EmbeddingsResponse, ImagesRequest, timings
 
 router = APIRouter(tags=["embeddings"])

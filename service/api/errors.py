@@ -51,9 +51,9 @@ _ERROR_DESCRIPTIONS = {
     401: "Missing or invalid API key (when REID_API_KEYS is set).",
     404: "Unknown gallery id or person.",
     409: "The gallery entry has no embedding for the active model.",
-    413: "Body over REID_MAX_UPLOAD_MB, image over REID_MAX_PIXELS, or too many images.",
+    413: "Body over REID_MAX_UPLOAD_MB or image over REID_MAX_PIXELS.",
     415: "Unsupported request media type or content encoding.",
-    422: "Request validation failed; `errors` lists each problem.",
+    422: "Request validation failed (too many images included); `errors` lists each problem.",
     503: "Not ready (`detail` says why) or the inference queue is full; see Retry-After.",
 }
 
@@ -133,7 +133,7 @@ _SERVICE_STATUS: dict[type[ServiceError], tuple[int, str | None]] = {
     NoEmbeddingError: (409, None),
     MetricUnavailableError: (422, None),
     UncalibratedError: (422, "Uncalibrated model"),
-    TooManyImagesError: (413, "Too many images"),
+    TooManyImagesError: (422, "Too many images"),  # the OpenAPI document's maxItems
 }
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from service.api.deps import ReidDep
-from service.api.inputs import openapi_body, parse_body
+from service.api.inputs import parse_body
+from service.api.openapi import openapi_body
 from service.api.schemas import (
     MAX_GALLERY_ID,
     DeleteResponse,

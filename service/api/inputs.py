@@ -1,4 +1,6 @@
-"""Request bodies from JSON or multipart forms (large ones parsed on a worker thread), and their OpenAPI."""
+"""Request bodies from JSON or multipart forms (large ones parsed on a worker thread).
+
+Their OpenAPI document is built in :mod:`service.api.openapi`."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from service.api.errors import ProblemError
+from service.api.openapi import MAX_FORM_LIST
 from service.core.workers import run_in_worker
 
 M = TypeVar("M", bound=BaseModel)
@@ -20,29 +23,6 @@ _MEDIA = "send multipart/form-data (image files) or application/json (base64 ima
 #: Bodies larger than this are parsed and validated (JSON, base64) on a worker thread, not the event loop:
 #: a 20 MiB JSON body takes tens of milliseconds to parse, during which no other request would move.
 INLINE_PARSE_BYTES = 64 * 1024
-
-
-def openapi_body(model: type[BaseModel], file_fields: tuple[str, ...]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a body that may be JSON (base64 images) or multipart (files)."""
-    json_schema = model.model_json_schema()
-    form = json.loads(json.dumps(json_schema))
-    for name in file_fields:
-        prop = form["properties"].get(name)
-        if prop is None:
-            continue
-        binary = {"type": "string", "format": "binary"}
-        if prop.get("type") == "array":
-            prop["items"] = binary
-        elif "anyOf" in prop:
-            prop["anyOf"] = [binary, {"type": "null"}]
-        else:
-            prop.update(binary)
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": json_schema}, "multipart/form-data": {"schema": form}},
-        }
-    }
 
 
 async def parse_body(
@@ -59,7 +39,7 @@ async def parse_body(
     """
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "application/json" or media.endswith("+json"):
-        body = await request.body()
+        body = await request.body()  # JSON has types, so they are checked strictly (``false`` is no number)
         call = functools.partial(_json_model, body, model)
         size = len(body)
     elif media == "multipart/form-data":
@@ -84,12 +64,12 @@ def _json_model(body: bytes, model: type[M]) -> M:
         raise ProblemError(400, "the JSON body is nested too deeply", title="Malformed JSON") from None
     if not isinstance(data, dict):
         raise ProblemError(422, f"the JSON body must be an object, got {type(data).__name__}")
-    return _validate(data, model)
+    return _validate(data, model, strict=True)
 
 
-def _validate(data: dict[str, Any], model: type[M]) -> M:
+def _validate(data: dict[str, Any], model: type[M], strict: bool = False) -> M:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
 
@@ -117,8 +97,18 @@ async def _form_data(request: Request, list_fields: tuple[str, ...], max_files: 
             target = "images" if key == "image" and "images" in list_fields else key
             if target in list_fields:
                 data.setdefault(target, []).extend(values)
+            elif len(values) > 1:  # a scalar field given twice: which one was meant?
+                raise _form_error(key, f"{key}: given {len(values)} times; give it once")
             else:
-                data[target] = values[-1]
+                data[target] = values[0]
     finally:
         await form.close()
+    for name, values in data.items():  # as the OpenAPI form schema says
+        if name != "images" and isinstance(values, list) and len(values) > MAX_FORM_LIST:
+            raise _form_error(name, f"{name}: {len(values)} values, above the {MAX_FORM_LIST} of a form")
     return data
+
+
+def _form_error(name: str, detail: str) -> ProblemError:
+    error = {"loc": [name], "msg": detail, "type": "too_long"}
+    return ProblemError(422, detail, title="Validation error", extra={"errors": [error]})

@@ -13,12 +13,22 @@ import json
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from service.core.results import Timings as CoreTimings
 
-#: Gallery ids are SQLite int64 rowids: larger values are refused (422) instead of overflowing the driver.
-MAX_GALLERY_ID = 2**63 - 1
+#: Largest gallery id accepted: 2^53 - 1, the largest integer every JSON parser reads exactly (RFC 7493), so
+#: that the limit in the OpenAPI document means the same to a client comparing in doubles. (SQLite rowids are
+#: int64; the gallery numbers entries from 1.)
+MAX_GALLERY_ID = 2**53 - 1
 Metric = Literal["softmax", "cosine", "correlation", "euclidean", "pairwise"]
 _METRIC_DOC = (
     "Scoring mode: softmax | cosine | correlation | euclidean | pairwise (default: the model's default "
@@ -45,6 +55,18 @@ def _image_bytes(value: object) -> object:
     return value
 
 
+def _integral(value: object) -> object:
+    """A JSON number with no fraction (``3.0``) is an integer, as in JSON Schema; ``true`` is not one.
+
+    JSON bodies are validated strictly (no ``"3"`` or ``false`` for a number), which would refuse ``3.0``.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _json_object(value: object) -> object:
     if isinstance(value, str):
         try:
@@ -59,7 +81,13 @@ def _json_object(value: object) -> object:
 ImageData = Annotated[
     bytes,
     BeforeValidator(_image_bytes),
-    WithJsonSchema({"type": "string", "format": "byte", "description": "Base64-encoded JPEG/PNG/WebP/BMP."}),
+    WithJsonSchema({
+        "type": "string",
+        "format": "byte",
+        "minLength": 4,
+        "description": "Base64-encoded JPEG/PNG/WebP/BMP (a data: URL prefix is allowed); it must decode "
+        "to an image (400) of at most REID_MAX_PIXELS pixels (413).",
+    }),
 ]
 Metadata = Annotated[dict[str, Any], BeforeValidator(_json_object)]
 
@@ -68,8 +96,22 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _one_of(image: str, gallery_id: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of ``image`` and ``gallery_id`` is given (not null)"."""
+    return {
+        "oneOf": [
+            {"required": [image], "properties": {image: {"type": "string"}}},
+            {"required": [gallery_id], "properties": {gallery_id: {"type": "integer"}}},
+        ]
+    }
+
+
 class VerifyRequest(_Request):
     """Two images (or gallery ids in their place) to compare."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"allOf": [_one_of("image_a", "gallery_id_a"), _one_of("image_b", "gallery_id_b")]}
+    )
 
     image_a: ImageData | None = Field(default=None, description="First image (or give gallery_id_a).")
     image_b: ImageData | None = Field(default=None, description="Second image (or give gallery_id_b).")
@@ -81,6 +123,8 @@ class VerifyRequest(_Request):
     )
     metric: Metric | None = Field(default=None, description=_METRIC_DOC)
     threshold: float | None = Field(default=None, allow_inf_nan=False, description=_THRESHOLD_DOC)
+
+    _integral_ids = field_validator("gallery_id_a", "gallery_id_b", mode="before")(_integral)
 
     @model_validator(mode="after")
     def _one_of_each(self) -> VerifyRequest:
@@ -108,6 +152,7 @@ class SearchRequest(ImagesRequest):
     """Query images and how to rank the gallery for them."""
 
     top_k: int = Field(default=10, ge=1, le=1000, description="Results per query image (1…1000).")
+    _integral_top_k = field_validator("top_k", mode="before")(_integral)
     metric: Metric | None = Field(default=None, description=_METRIC_DOC)
     threshold: float | None = Field(default=None, allow_inf_nan=False, description=_THRESHOLD_DOC)
     exclude_camera_id: str | None = Field(

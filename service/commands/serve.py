@@ -5,13 +5,18 @@ Settings come from ``REID_*`` environment variables; the flags here override the
 Shutdown on SIGTERM (``docker stop``): ``/ready`` and new requests answer 503 at once; after
 ``REID_SHUTDOWN_DRAIN_S`` the listener closes, in-flight requests get up to ``REID_GRACEFUL_TIMEOUT_S`` to
 finish, then the lifespan writes the gallery snapshot and the process exits 0.
+
+One process per data dir: ``REID_DATA_DIR/reid.lock`` is locked at start (:mod:`service.gallery.dirlock`); a
+second ``reid serve`` on the same dir exits 1 with one line naming the holder's pid.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +28,9 @@ DESCRIPTION = (
     "Serve /verify, /search, /embeddings and /gallery with uvicorn (OpenAPI docs at /docs). Every setting "
     "can also be given as a REID_* environment variable (REID_MODELS_DIR, REID_MODEL, REID_DATA_DIR, "
     "REID_DEVICE, REID_API_KEYS, REID_MAX_UPLOAD_MB, REID_INDEX_TYPE, REID_MAX_BATCH, REID_MAX_WAIT_MS, "
-    "REID_SHUTDOWN_DRAIN_S, REID_GRACEFUL_TIMEOUT_S …)."
+    "REID_SHUTDOWN_DRAIN_S, REID_GRACEFUL_TIMEOUT_S …). One process per data dir: a second `reid serve` on "
+    "the same REID_DATA_DIR exits 1 naming the holder's pid. Without REID_API_KEYS the service is open "
+    "(it says so at start-up)."
 )
 
 
@@ -71,11 +78,18 @@ def run(args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.config import Settings
+    from service.gallery import dirlock
 
     # uvicorn shuts down gracefully on SIGTERM (lifespan: gallery snapshot) and then re-raises the signal into
     # the handler that was installed before it; make that one a clean exit so supervisors see status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = Settings()  # validate the environment before binding: a bad REID_* value is one error line
+    try:  # before loading anything: a second process on this data dir exits at once (held until exit)
+        if settings.gallery == "embedded":
+            dirlock.acquire(settings.data_dir)
+    except dirlock.DataDirLockedError as exc:
+        print(f"reid serve: error: {exc}", file=sys.stderr)
+        return 1
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -86,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         # annotated int | None, but only passed to asyncio.wait_for: fractional seconds work
         timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
     )
+    _show_service_logs(args.log_level)
     service = app.state.service
     server = _make_server(
         uvicorn.Server, config, on_shutdown=service.begin_shutdown, drain_s=settings.shutdown_drain_s
@@ -114,6 +129,19 @@ def _make_server(base: type, config: Any, *, on_shutdown: Callable[[], None], dr
             return bool(await super().on_tick(counter))
 
     return DrainingServer(config)
+
+
+def _show_service_logs(level: str) -> None:
+    """Print the ``service`` loggers' records (start-up facts, the no-API-key warning) like uvicorn's own."""
+    from uvicorn.logging import DefaultFormatter
+
+    log = logging.getLogger("service")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
+        log.addHandler(handler)
+        log.setLevel(level.upper())
+        log.propagate = False
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

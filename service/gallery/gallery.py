@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from service.contract.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
+from service.gallery import dirlock
 from service.gallery.index import IndexConfig, VectorIndex, write_snapshot
 from service.gallery.protocol import GalleryEntry, Match, NewEntry
 from service.gallery.rwlock import ReadWriteLock
@@ -45,6 +46,9 @@ class Gallery:
         config: Index type and parameters.
         snapshot_every: Writes between index snapshots (a snapshot is also written on close).
         encoding_dim: Length of the comparator encodings stored with each entry (pairwise models only).
+
+    Raises:
+        service.gallery.dirlock.DataDirLockedError: Another process has a gallery open on ``data_dir``.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class Gallery:
         encoding_dim: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self._dir_lock: Path | None = dirlock.acquire(self.data_dir)  # one process per data dir
         self.encoding_dim = encoding_dim
         self.model_id = model_id
         self.dim = dim
@@ -176,9 +181,12 @@ class Gallery:
             self._snapshotting.release()
 
     def close(self) -> None:
-        """Snapshot the indexes and close the database."""
+        """Snapshot the indexes, close the database and release the data dir."""
         self.snapshot()
         self.store.close()
+        if self._dir_lock is not None:
+            dirlock.release(self._dir_lock)
+            self._dir_lock = None
 
     @property
     def metrics(self) -> list[str]:

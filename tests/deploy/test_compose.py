@@ -1,6 +1,7 @@
 """docker-compose.yml: validated by ``docker-compose config`` (Debian's docker-compose 1.29, or the compose v2
-plugin) when installed, and checked field by field from the YAML: GPU reservation, volumes, 127.0.0.1 port,
-health check, grace period longer than the shutdown, every REID_* default equal to the service's default."""
+plugin) when installed, on a copy shaped like a fresh clone (no env file), and checked field by field from the
+YAML: GPU reservation, volumes, 127.0.0.1 port, health check, grace period longer than the shutdown, every
+REID_* default equal to the service's default (the API keys and the model empty: unset)."""
 
 from __future__ import annotations
 
@@ -55,29 +56,35 @@ def _seconds(duration: str) -> float:
     return total
 
 
-def _project(tmp_path: Path, with_env_file: bool) -> Path:
-    """A copy of the compose project (compose file, Dockerfile, env template, models/) in tmp_path."""
+def _project(tmp_path: Path) -> Path:
+    """A copy of the compose project as a fresh clone has it (compose file, Dockerfile, models/)."""
+    tmp_path.mkdir()
     for name in ("docker-compose.yml", "Dockerfile"):
         shutil.copy(ROOT / name, tmp_path / name)
-    (tmp_path / "deploy").mkdir()
     (tmp_path / "models").mkdir()
-    if with_env_file:
-        shutil.copy(ROOT / "deploy" / "reid.env.example", tmp_path / "deploy" / "reid.env")
     return tmp_path
+
+
+def _files(root: Path) -> set[Path]:
+    return {p.relative_to(root) for p in root.rglob("*")}
 
 
 def test_docker_compose_config_validates_the_file(tmp_path: Path) -> None:
     cmd = compose_command()
     if cmd is None:
         pytest.skip("no docker-compose binary (make deploy-tools installs Debian's docker-compose)")
-    project = _project(tmp_path, with_env_file=True)
+    project = _project(tmp_path / "clone")
+    before = _files(project)
     base = [*cmd, "--project-directory", str(project), "-f", str(project / "docker-compose.yml")]
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path)}  # no REID_* from the test env
+    quiet = subprocess.run([*base, "config", "-q"], capture_output=True, text=True, timeout=120, env=env)
+    assert quiet.returncode == 0, quiet.stderr  # a fresh clone: nothing to create first
+    assert _files(project) == before, "docker-compose config created files"
     proc = subprocess.run([*base, "config"], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    resolved = yaml.safe_load(proc.stdout)
-    reid = resolved["services"]["reid"]
+    reid = yaml.safe_load(proc.stdout)["services"]["reid"]
     assert reid["environment"]["REID_DEVICE"] == "cuda"
+    assert reid["environment"]["REID_API_KEYS"] == ""  # keyless: open, on 127.0.0.1 only, and says so
     assert reid["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     proc = subprocess.run(
         [*base, "--profile", "cpu", "--profile", "train", "config", "--services"],
@@ -88,9 +95,11 @@ def test_docker_compose_config_validates_the_file(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert set(proc.stdout.split()) == {"reid", "reid-cpu", "train"}
-    (project / "deploy" / "reid.env").unlink()  # the API-key file is required: no silent keyless start
+    example = (ROOT / "deploy" / "reid.env.example").read_text()  # the documented way to set a key
+    (project / ".env").write_text(example.replace("REID_API_KEYS=\n", "REID_API_KEYS=k1,k2\n"))
     proc = subprocess.run([*base, "config"], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode != 0 and "reid.env" in proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load(proc.stdout)["services"]["reid"]["environment"]["REID_API_KEYS"] == "k1,k2"
 
 
 def test_gpu_service_reserves_an_nvidia_gpu_and_keeps_the_gallery(compose: dict[str, Any]) -> None:
@@ -134,11 +143,11 @@ def test_every_setting_has_the_service_default_and_the_api_key_stays_out(
     env = compose["services"]["reid"]["environment"]
     example = (ROOT / "deploy" / "reid.env.example").read_text()
     from_env_file = set(re.findall(r"^#? ?(REID_\w+)=", example, re.M))
-    assert {"REID_API_KEYS", "REID_MODEL"} <= from_env_file
-    assert compose["services"]["reid"]["env_file"] == "deploy/reid.env"
-    assert not from_env_file & set(env), "the env file's settings must not be set in the compose file"
+    assert {"REID_API_KEYS", "REID_MODEL"} <= from_env_file <= set(env)
+    assert "env_file" not in compose["services"]["reid"]  # a required env file breaks a fresh clone
+    assert env["REID_API_KEYS"] == "${REID_API_KEYS:-}", "keys come from the shell or .env, never the file"
     fields = {f"REID_{name.upper()}" for name in Settings.model_fields}
-    assert fields == (set(env) | from_env_file), fields ^ (set(env) | from_env_file)
+    assert fields == set(env), fields ^ set(env)
     for key in fields:
         monkeypatch.delenv(key, raising=False)
     defaults = Settings()
@@ -149,7 +158,7 @@ def test_every_setting_has_the_service_default_and_the_api_key_stays_out(
         monkeypatch.setenv(key, str(_resolve(value)))
     from_compose = Settings()
     compared = [n for n in Settings.model_fields if f"REID_{n.upper()}" in env]
-    assert len(compared) >= 18
+    assert len(compared) >= 21
     for name in compared:
         if name not in {"models_dir", "data_dir", "device"}:
             expected = DEPLOY_OVERRIDES.get(name, getattr(defaults, name))

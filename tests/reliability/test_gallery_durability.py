@@ -33,6 +33,7 @@ from service.gallery.store import NewEntry
 from service.metrics import ServiceMetrics
 from service.state import ServiceState
 from tests.reliability.conftest import API_KEY, Figure, start_server
+from tests.timing import STRICT_TIMING
 
 DIM = 16
 METRICS = ["cosine", "correlation", "euclidean", "softmax"]
@@ -138,7 +139,9 @@ def run_concurrent_search_and_writes(data_dir: Path, seconds: float, index_type:
     assert not violations, f"deleted ids returned by later searches: {violations[:5]}"
     assert counts["adds"] > 0 and counts["deletes"] > 0
     # searches keep going under a steady stream of writes (the lock is phase-fair: no reader starvation)
-    assert min(per_searcher) >= 10 * seconds, f"searches starved by the writers: {per_searcher}"
+    assert min(per_searcher) > 0, f"a searcher starved by the writers: {per_searcher}"
+    if STRICT_TIMING:  # a rate depends on the machine's load: `make reliability` asserts it (tests/timing.py)
+        assert min(per_searcher) >= 10 * seconds, f"searches starved by the writers: {per_searcher}"
     rows = _assert_index_equals_rows(gallery)
     gallery.close()
     reopened = _gallery(data_dir, index_type)

@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--shortlist", type=int, help="pairwise models: descriptor shortlist re-ranked by the comparator "
-        "(default: the run's pairwise_shortlist, 100)"
+        "(default: the run's pairwise.shortlist, 100)"
     )
     parser.add_argument("--p", type=float, default=3.0, help="exponent of the minkowski distance")
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
@@ -154,9 +154,9 @@ def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
     from training.data.datasets import build_dataset
     from training.engine.checkpoint import load_model
     from training.engine.distributed import select_device
-    from training.engine.evaluator import evaluate_model, is_single_shot
-    from training.engine.report import write_report
     from training.engine.trainer import preprocess_spec
+    from training.evaluation.evaluator import evaluate_model, is_single_shot
+    from training.evaluation.report import write_report
 
     started = time.perf_counter()
     device = select_device(args.device)
@@ -165,12 +165,10 @@ def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
     root = args.root or Path(cfg.root)
     options = parse_options(args.option) if args.option else (cfg.dataset_options if not args.dataset else {})
     split = build_dataset(dataset, root, **options)
-    shortlist = args.shortlist if args.shortlist is not None else cfg.pairwise_shortlist
     result = evaluate_model(
-        model, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
-        metric=args.metric or cfg.eval_metric, p=args.p, rerank=args.rerank, flip=args.flip,
-        batch_size=args.batch_size, num_workers=args.num_workers, single_shot=is_single_shot(split),
-        shortlist=shortlist,
+        model, cfg, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
+        metric=args.metric, p=args.p, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size,
+        num_workers=args.num_workers, single_shot=is_single_shot(split), shortlist=args.shortlist,
     )
     output = args.output or checkpoint.parent / f"eval-{dataset}"
     extra = {
@@ -178,7 +176,7 @@ def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
         "checkpoint_epoch": int(ckpt["epoch"]) + 1, "architecture": ckpt["architecture"],
     }
     target_fmr = args.target_fmr if args.target_fmr is not None else cfg.target_fmr
-    metrics = write_report(result, output, model=model, target_fmr=target_fmr, extra=extra, seed=cfg.seed)
+    metrics = write_report(result, output, target_fmr=target_fmr, extra=extra, seed=cfg.seed)
     keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
     summary: dict[str, Any] = {"output": str(output), **{k: round(float(metrics[k]), 4) for k in keys}}
     if "single_shot" in metrics:
@@ -237,17 +235,15 @@ def _run_protocol(args: argparse.Namespace) -> int:
     from training.data.datasets import build_dataset
     from training.engine.checkpoint import load_model
     from training.engine.distributed import select_device
-    from training.engine.evaluator import evaluate_model, is_single_shot
     from training.engine.trainer import preprocess_spec
+    from training.evaluation.evaluator import evaluate_model, is_single_shot
     from training.evaluation.paper_protocols import (
         RANKINGS,
         compare_with_papers,
-        default_output,
         get_protocol,
-        parse_splits,
-        split_checkpoints,
     )
     from training.evaluation.protocols import aggregate_runs
+    from training.evaluation.splits import default_output, parse_splits, split_checkpoints
 
     protocol = get_protocol(args.protocol)
     if args.dataset is not None:
@@ -280,10 +276,9 @@ def _run_protocol(args: argparse.Namespace) -> int:
         split = build_dataset(protocol.dataset, root, **options)
         _check_training_split(cfg, root, split, options, checkpoint, split_index, protocol.name)
         result = evaluate_model(
-            model, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
-            metric=args.metric or cfg.eval_metric, p=args.p, rerank=args.rerank, flip=args.flip,
-            batch_size=args.batch_size, num_workers=args.num_workers, single_shot=is_single_shot(split),
-            shortlist=args.shortlist if args.shortlist is not None else cfg.pairwise_shortlist,
+            model, cfg, split.query, split.gallery, spec=preprocess_spec(cfg), device=device,
+            metric=args.metric, p=args.p, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size,
+            num_workers=args.num_workers, single_shot=is_single_shot(split), shortlist=args.shortlist,
         )
         metrics = result.metrics
         rankings = {"default": _headline(metrics)}

@@ -21,6 +21,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -90,15 +91,16 @@ def run(args: argparse.Namespace) -> int:
 
     from training.data.dataset import ReidImageDataset
     from training.data.datasets import build_dataset
-    from training.engine.checkpoint import load_model, store_selection
+    from training.engine.checkpoint import load_model
     from training.engine.trainer import preprocess_spec
+    from training.families.multidepth import MultiDepthFamily, store_selection
     from training.models.multidepth import MultiDepthVGG, filter_margins
 
     for name in ("triplets", "top_k", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     model, cfg, _ = load_model(args.checkpoint)
-    if not isinstance(model, MultiDepthVGG):
+    if not isinstance(cfg.family, MultiDepthFamily):  # the family, or one derived from it
         raise ValueError(
             f"{args.checkpoint}: explore-filters needs a multidepth model, got {cfg.model_kind!r}"
         )
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             q, s, d = (torch.stack([images[t[k]][0] for t in chunk]) for k in range(3))
             yield q, s, d
 
-    margins = filter_margins(model, batches())
+    margins = filter_margins(cast(MultiDepthVGG, model), batches())  # the family builds MultiDepthVGG
     selected: dict[str, list[int]] = {}
     report: dict[str, dict[str, object]] = {}
     for layer, (d_s, d_d) in margins.items():
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     store_selection(args.checkpoint, selected)
     summary = {
         "checkpoint": str(args.checkpoint), "triplets": len(triplets), "top_k": args.top_k,
-        "filter_size": cfg.filter_size, "layers": report,
+        "filter_size": cfg.section.filter_size, "layers": report,
     }
     (args.checkpoint.parent / FILTERS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=2))

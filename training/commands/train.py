@@ -13,14 +13,18 @@ Examples::
 (the protocol's ``data/<dataset>``) and the run folder (``<recipe output_dir>/NAME/splitK``, the layout
 ``reid eval --protocol NAME --checkpoint '.../NAME/split{split}/checkpoint.pt'`` reads back).
 
-Every field of :class:`training.engine.config.TrainConfig` is a flag (``--lr 3e-4``, ``--milestones 40,70``,
-``--triplet_margin none``). The run folder receives config.json, log.csv, last.pt, checkpoint.pt (best),
-metrics.json, calibration.json and the plots; a JSON summary is printed on stdout.
+Every common field of :class:`training.engine.config.TrainConfig` is a flag (``--lr 3e-4``,
+``--milestones 40,70``, ``--triplet_margin none``); the fields of the run family's section are
+``--FAMILY.FIELD`` (``--siamese.dropout 0.2``, ``--pairwise.levels l2,l3,l4``,
+``--multidepth.filter_size 10``); the old flat names (``--siamese_dropout``, ``--mls_levels``,
+``--filter_size`` …) still work. The run folder receives config.json, log.csv, last.pt, checkpoint.pt
+(best), metrics.json, calibration.json and the plots; a JSON summary is printed on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from typing import Any
@@ -30,14 +34,18 @@ from training.engine import progress
 HELP = "train a model from a recipe"
 DESCRIPTION = (
     "Train a model from a recipe (see `reid recipes`); any config field can be overridden with "
-    "--<field> VALUE. At the end the best checkpoint is evaluated on the test split (CMC, mAP, mINP, plots) "
-    "and its verification thresholds are calibrated; a JSON summary is printed."
+    "--<field> VALUE, a field of the model family's section (model_kind) with --<family>.<field> "
+    "VALUE (old flat names such as --siamese_dropout still work). At the end the best checkpoint is "
+    "evaluated on the test split (CMC, mAP, mINP, plots) and its verification thresholds are calibrated; "
+    "a JSON summary is printed."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--recipe``, ``--resume``, ``--output``, the progress flags and one flag per config field."""
+    """Add ``--recipe``, ``--resume``, ``--output``, the progress flags, one flag per config field and one
+    per field of each family's section."""
     from training.engine.config import field_names
+    from training.families import family_names, get_family
 
     parser.add_argument("--recipe", required=True, help="recipe name (see `reid recipes`)")
     parser.add_argument(
@@ -57,19 +65,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     overrides = parser.add_argument_group("config overrides (any TrainConfig field)")
     for name in field_names():
-        if name in ("recipe", "output_dir"):
+        if name in ("recipe", "output_dir", "section"):
             continue
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
         overrides.add_argument(*flags, dest=name, default=argparse.SUPPRESS, metavar="VALUE")
     overrides.add_argument("--output_dir", "--output-dir", dest="output_dir", default=argparse.SUPPRESS)
+    for family in map(get_family, family_names()):
+        if family.options_type is None:
+            continue
+        group = parser.add_argument_group(
+            f"model_kind {family.name} ({family.description})",
+            f"fields of the {family.name} section; see {family.options_type.__module__}",
+        )
+        for option in dataclasses.fields(family.options_type):
+            group.add_argument(
+                f"--{family.name}.{option.name}", dest=f"{family.name}.{option.name}",
+                default=argparse.SUPPRESS, metavar="VALUE",
+            )
+        for legacy in family.legacy_fields:  # the flat names of earlier versions, kept working
+            group.add_argument(f"--{legacy}", dest=legacy, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The recipe's config with every given flag applied."""
-    from training.engine.config import field_names
+    from training.engine.overrides import all_field_names
     from training.engine.recipes import resolve_config
+    from training.families import family_names, get_family
 
-    names = [name for name in field_names() if name != "recipe"]
+    legacy = [name for family in family_names() for name in get_family(family).legacy_fields]
+    names = [name for name in all_field_names() + legacy if name != "recipe"]
     overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
     if args.protocol is not None:
         overrides.update(protocol_overrides(args.recipe, args.protocol, args.split, overrides))
@@ -154,21 +178,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _final_evaluation(trainer: Any, checkpoint: Any) -> dict[str, Any]:
     from training.engine.checkpoint import load_model
-    from training.engine.evaluator import evaluate_model, is_single_shot
-    from training.engine.report import write_report
+    from training.evaluation.evaluator import evaluate_model, is_single_shot
+    from training.evaluation.report import write_report
 
     started = time.perf_counter()
     cfg, split, device = trainer.cfg, trainer.split, trainer.ctx.device
     model, _, ckpt = load_model(checkpoint, map_location=device)
     result = evaluate_model(
-        model, split.query, split.gallery, spec=trainer.spec, device=device, metric=cfg.eval_metric,
-        rerank=cfg.rerank, flip=cfg.flip_test, batch_size=max(cfg.batch_size, 64),
-        num_workers=cfg.num_workers, single_shot=is_single_shot(split), shortlist=cfg.pairwise_shortlist,
+        model, cfg, split.query, split.gallery, spec=trainer.spec, device=device, rerank=cfg.rerank,
+        flip=cfg.flip_test, batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers,
+        single_shot=is_single_shot(split),
     )
     extra = {"dataset": cfg.dataset, "root": str(cfg.root), "checkpoint": str(checkpoint),
              "checkpoint_epoch": int(ckpt["epoch"]) + 1}
-    metrics = write_report(result, cfg.output_dir, model=model, target_fmr=cfg.target_fmr, extra=extra,
-                           seed=cfg.seed)
+    metrics = write_report(result, cfg.output_dir, target_fmr=cfg.target_fmr, extra=extra, seed=cfg.seed)
     keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
     out: dict[str, Any] = {k: round(float(metrics[k]), 4) for k in keys}
     out["tpr_at_fmr"] = metrics["tpr_at_fmr"].get(cfg.eval_metric, metrics["tpr_at_fmr"]["cosine"])

@@ -18,87 +18,32 @@ from torch import nn
 from training.engine.config import TrainConfig
 
 CHECKPOINT_FORMAT = "reid-checkpoint/1"
-#: Checkpoint key of a multidepth model's filter selection (written by ``reid explore-filters``).
-SELECTION_KEY = "selected_filters"
 
 
 def architecture_name(cfg: TrainConfig) -> str:
-    """A short string that differs whenever the parameter layout differs.
+    """A short string that differs whenever the parameter layout differs (the family decides).
 
     Examples: ``embedding:osnet_x0_25``, ``embedding:resnet50+reduce512``, ``siamese:efficientnet_b0+bnneck``,
     ``pairwise:mls+l2+l3``, ``multidepth:vgg16+pool3+pool4+pool5``.
     """
-    name = f"{cfg.model_kind}:{cfg.backbone}"
-    if cfg.model_kind == "pairwise":
-        return name + "".join(f"+{level}" for level in cfg.mls_levels)
-    if cfg.model_kind == "multidepth":
-        return name + "".join(f"+{layer}" for layer in cfg.multidepth_layers)
-    if cfg.model_kind == "embedding" and cfg.embedding_dim is not None:
-        name += f"+reduce{cfg.embedding_dim}"
-    if cfg.model_kind == "siamese":
-        if cfg.siamese_embedding != "pooled":
-            name += f"+{cfg.siamese_embedding}"
-        if cfg.id_weight == 0:
-            name += "+noid"
-    return name
+    return cfg.family.architecture(cfg)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """The model a config describes, randomly initialised except for ``cfg.pretrained`` backbone weights.
+    """The model a config describes (built by its family), randomly initialised except for
+    ``cfg.pretrained`` backbone weights, in training mode.
 
     Args:
-        cfg: The run configuration (backbone, model kind, head options).
-        num_classes: Number of training identities (size of the identity classifier).
-
-    Returns:
-        An :class:`~training.models.reid_model.EmbeddingModel`, a
-        :class:`~training.models.reid_model.SiameseModel`, an :class:`~training.models.mls.MLSNet` (kind
-        ``pairwise``; ``num_classes`` is unused) or a :class:`~training.models.multidepth.MultiDepthVGG`, in
-        training mode.
+        cfg: The run configuration (family, backbone, the family's section).
+        num_classes: Number of training identities (size of the identity classifier, where there is one).
 
     Raises:
         ValueError: Unknown backbone (lists the valid ones), an option the backbone does not take, or
             ``num_classes`` < 1.
     """
-    from training.models.backbones import build_backbone
-    from training.models.heads import BNNeckHead
-    from training.models.reid_model import EmbeddingModel, SiameseModel
-
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if cfg.model_kind == "pairwise":
-        from training.models.mls import MLSNet
-
-        parts = {str(k): int(v) for k, v in cfg.mls_part_sizes.items()} or None
-        return MLSNet(levels=cfg.mls_levels, input_size=(cfg.height, cfg.width), part_sizes=parts)
-    if cfg.model_kind == "multidepth":
-        from training.models.multidepth import MultiDepthVGG
-
-        return MultiDepthVGG(
-            num_classes=num_classes, backbone=cfg.backbone, layers=cfg.multidepth_layers,
-            filter_size=cfg.filter_size, pretrained=cfg.pretrained,
-            map_size=(cfg.height, cfg.width) if cfg.multidepth_image_resolution else None,
-        )
-    options: dict[str, Any] = {}
-    if cfg.last_stride is not None:
-        options["last_stride"] = cfg.last_stride
-    try:
-        backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained, **options)
-    except TypeError as exc:
-        raise ValueError(f"backbone {cfg.backbone!r} does not take options {sorted(options)}: {exc}") from exc
-    if cfg.model_kind == "embedding":
-        head = BNNeckHead(
-            backbone.feature_dim, num_classes, embedding_dim=cfg.embedding_dim, pool=cfg.pooling
-        )
-        return EmbeddingModel(backbone, head)
-    return SiameseModel(
-        backbone,
-        num_classes=num_classes if cfg.id_weight > 0 else None,
-        dropout=cfg.siamese_dropout,
-        embedding=cfg.siamese_embedding,
-        pool=cfg.pooling,
-        relu=cfg.siamese_relu,
-    )
+    return cfg.family.build(cfg, num_classes)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -158,24 +103,6 @@ def save_checkpoint(
         state["scaler"] = scaler.state_dict()
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def store_selection(path: str | Path, selected: dict[str, list[int]]) -> Path:
-    """Add a multidepth filter selection to a checkpoint (atomically); :func:`load_model` applies it.
-
-    Raises:
-        FileNotFoundError / ValueError: See :func:`read_checkpoint`; or the checkpoint is not multidepth.
-    """
-    path = Path(path)
-    ckpt = read_checkpoint(path)
-    kind = ckpt["config"].get("model_kind")
-    if kind != "multidepth":
-        raise ValueError(f"{path}: filter selection needs a multidepth checkpoint, got model_kind {kind!r}")
-    ckpt[SELECTION_KEY] = {str(layer): [int(i) for i in idx] for layer, idx in selected.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
     os.replace(tmp, path)
     return path
 
@@ -240,8 +167,9 @@ def load_model(
 ) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint, from its own config, in eval mode.
 
-    The stored ``pretrained`` path is ignored: the checkpoint already holds every weight. A multidepth model
-    gets the filter selection ``reid explore-filters`` stored in the checkpoint, if any.
+    The stored ``pretrained`` path is ignored: the checkpoint already holds every weight. The family then
+    applies what else the checkpoint stores (a multidepth model: the filter selection of
+    ``reid explore-filters``).
 
     Returns:
         ``(model in eval mode, the run's TrainConfig, the raw checkpoint dict)``.
@@ -255,8 +183,7 @@ def load_model(
     cfg.pretrained = None
     model = build_model(cfg, int(ckpt["num_classes"]))
     load_weights(model, ckpt, architecture=architecture_name(cfg), source=str(path))
-    if ckpt.get(SELECTION_KEY) is not None:
-        model.set_selection(ckpt[SELECTION_KEY])  # type: ignore[operator]
+    cfg.family.load_extras(model, ckpt)
     model.to(map_location)
     model.eval()
     return model, cfg, ckpt

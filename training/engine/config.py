@@ -1,35 +1,33 @@
-"""The flat training configuration: one dataclass, filled from a recipe, overridden on the command line.
+"""The training configuration: flat common fields plus the section of the run's model family.
 
 A run is fully described by a :class:`TrainConfig`. A recipe (:mod:`training.engine.recipes`) sets the
-defaults of a method; ``reid train --field value`` overrides single fields (:func:`apply_overrides` parses the
-strings by the field's type); the resolved config is written to ``RUN/config.json`` and stored in every
-checkpoint, so a run can be rebuilt from its checkpoint alone.
+defaults of a method; ``reid train --field value`` overrides single fields and ``--FAMILY.FIELD value`` a
+field of the family's section (:mod:`training.engine.overrides` parses the strings by the field's type). The
+family (``model_kind``, see :mod:`training.families`) owns its section: a typed dataclass, flat inside
+(``cfg.section``, also ``cfg.siamese`` when the family is ``siamese``). The resolved config is written to
+``RUN/config.json`` (the section under the family's name) and stored in every checkpoint, so a run can be
+rebuilt from its checkpoint alone; files written before the sections existed (flat ``siamese_dropout``,
+``mls_levels`` …) still load.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-#: embedding: backbone → BN neck (ID / triplet / center); siamese: shared backbone + square-layer verification
-#: head (+ ID); pairwise: the multi-level similarity network (encoder + comparator, paper 002); multidepth: a
-#: VGG identity classifier whose smoothed multi-depth maps become the descriptor (paper 001).
-MODEL_KINDS: tuple[str, ...] = ("embedding", "siamese", "pairwise", "multidepth")
-#: model kinds trained on image pairs (sampler "pairs"); the others use PK batches.
-PAIR_KINDS: tuple[str, ...] = ("siamese", "pairwise")
-MLS_LEVELS: tuple[tuple[str, ...], ...] = (("l2", "l3"), ("l2", "l3", "l4"))
+if TYPE_CHECKING:
+    from training.families.registry import Family
+
 SAMPLERS: tuple[str, ...] = ("pk", "pairs")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
 SCHEDULERS: tuple[str, ...] = ("step", "cosine")
+DEFAULT_BACKBONE = "osnet_x0_25"
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 POOLINGS: tuple[str, ...] = ("avg", "gem", "max")
-SIAMESE_EMBEDDINGS: tuple[str, ...] = ("pooled", "bnneck")
 #: Metrics the evaluator accepts for ranking (see :mod:`training.evaluation.distances`).
 EVAL_METRICS: tuple[str, ...] = ("cosine", "euclidean", "correlation", "cityblock", "minkowski")
 _NON_NEGATIVE: tuple[str, ...] = (
@@ -51,24 +49,14 @@ class TrainConfig:
     dataset: str = "market1501"
     root: str = "data/market1501"
     dataset_options: dict[str, Any] = field(default_factory=dict)
-    # --- model
+    # --- model: the family (training.families) and its section, then the backbone options
     model_kind: str = "embedding"
-    backbone: str = "osnet_x0_25"
+    section: Any = None  # the family's options (a dataclass; a dict is converted); None: its defaults
+    backbone: str = DEFAULT_BACKBONE
     pretrained: str | None = None
     last_stride: int | None = None  # only for backbones that take it (ResNet); None keeps their default
     embedding_dim: int | None = None  # None: the embedding is the pooled backbone feature
     pooling: str = "avg"
-    siamese_dropout: float = 0.5
-    siamese_embedding: str = "pooled"
-    siamese_relu: bool = False  # ReLU after the square layer (the fusion paper's layer list; an identity)
-    # --- pairwise (MLS, model_kind "pairwise"; the backbone field must be "mls")
-    mls_levels: tuple[str, ...] = ("l2", "l3")
-    mls_part_sizes: dict[str, Any] = field(default_factory=dict)  # {} keeps 10 / 5 / 5 (l2 / l3 / l4)
-    pairwise_shortlist: int = 100  # evaluation: gallery items re-ranked by the comparator per query
-    # --- multidepth (model_kind "multidepth")
-    multidepth_layers: tuple[str, ...] = ("pool3", "pool4", "pool5")
-    filter_size: int = 20  # box filter side l
-    multidepth_image_resolution: bool = False  # resize maps to height × width before smoothing (else native)
     # --- input (the preprocessing contract the export step writes into the manifest)
     height: int = 256
     width: int = 128
@@ -80,7 +68,7 @@ class TrainConfig:
     center_weight: float = 0.0
     verification_weight: float = 0.0
     contrastive_weight: float = 0.0
-    stn_weight: float = 0.0  # L1 prior on the STN rotation / shear terms (pairwise only)
+    stn_weight: float = 0.0  # L1 prior on the STN rotation / shear terms (pairwise)
     label_smoothing: float = 0.1
     triplet_margin: float | None = 0.3  # None: soft-margin triplet
     contrastive_margin: float = 1.0
@@ -135,27 +123,45 @@ class TrainConfig:
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         self.milestones = tuple(int(v) for v in self.milestones)
-        self.mls_levels = tuple(str(v) for v in self.mls_levels)
-        self.multidepth_layers = tuple(str(v) for v in self.multidepth_layers)
+        family = self.family  # raises for an unknown model_kind, listing the valid ones
+        self.section = _make_section(family, self.section)
+        if family.network is not None:  # a family with its own network (MLS): the backbone field names it
+            if self.backbone not in (family.network, DEFAULT_BACKBONE):
+                raise ValueError(
+                    f"model_kind {self.model_kind!r} builds its own network {family.network!r}; backbone "
+                    f"{self.backbone!r} does not apply"
+                )
+            self.backbone = family.network
         self.validate()
 
+    @property
+    def family(self) -> Family:
+        """The registered :class:`~training.families.Family` named by ``model_kind``."""
+        from training.families import get_family
+
+        return get_family(self.model_kind)
+
+    def __getattr__(self, name: str) -> Any:
+        # cfg.siamese → the section, when the run's family is "siamese" (only called for unknown attributes)
+        if name != "model_kind" and name == self.__dict__.get("model_kind"):
+            return self.__dict__["section"]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
     def validate(self) -> None:
-        """Check every field against its allowed values.
+        """Check every field against its allowed values (the family's section checks its own).
 
         Raises:
             ValueError: The first bad field, naming its value and the allowed range.
         """
-        _choice("model_kind", self.model_kind, MODEL_KINDS)
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("device", self.device, DEVICES)
         _choice("pooling", self.pooling, POOLINGS)
-        _choice("siamese_embedding", self.siamese_embedding, SIAMESE_EMBEDDINGS)
         _choice("eval_metric", self.eval_metric, EVAL_METRICS)
         for name in ("height", "width"):
             _at_least(name, getattr(self, name), 8)
-        for name in ("p", "epochs", "batch_size", "pairs_per_epoch", "pairwise_shortlist", "filter_size"):
+        for name in ("p", "epochs", "batch_size", "pairs_per_epoch"):
             _at_least(name, getattr(self, name), 1)
         _at_least("k", self.k, 2 if self.triplet_weight > 0 else 1)
         for name in ("num_workers", "threads", "eval_every", "seed"):
@@ -166,9 +172,8 @@ class TrainConfig:
         for name in _NON_NEGATIVE:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("label_smoothing", "siamese_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         for name in ("flip", "erasing"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -189,52 +194,41 @@ class TrainConfig:
             raise ValueError(f"target_fmr must be in (0, 1), got {self.target_fmr}")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {list(self.milestones)}")
-        self._validate_kind()
-        weights = (self.id_weight, self.triplet_weight, self.center_weight, self.verification_weight,
-                   self.contrastive_weight, self.stn_weight)
-        if not any(w > 0 for w in weights):
+        self._validate_family()
+        if not self.loss_weights():
             raise ValueError("at least one loss weight must be > 0")
 
-    def _validate_kind(self) -> None:
-        """The losses, sampler and kind-specific fields each model kind allows."""
-        kind = self.model_kind
-        if kind not in PAIR_KINDS and (self.verification_weight > 0 or self.contrastive_weight > 0):
+    def _validate_family(self) -> None:
+        """The losses and the sampler the run's family trains with, then the family's own checks."""
+        from training.families import families_with_loss
+
+        family = self.family
+        for loss in self.loss_weights():
+            if loss not in family.losses:
+                allowed = " or ".join(repr(name) for name in families_with_loss(loss))
+                raise ValueError(
+                    f"{loss}_weight needs model_kind {allowed}, got model_kind {self.model_kind!r}"
+                )
+        if self.sampler != family.sampler:
             raise ValueError(
-                f"verification_weight and contrastive_weight need model_kind {' or '.join(PAIR_KINDS)}, "
-                f"got model_kind {kind!r}"
+                f"model_kind {self.model_kind!r} needs sampler {family.sampler!r}, got {self.sampler!r}"
             )
-        if kind != "embedding" and (self.triplet_weight > 0 or self.center_weight > 0):
-            raise ValueError("triplet_weight and center_weight need model_kind 'embedding' (PK batches)")
-        if kind != "pairwise" and self.stn_weight > 0:
-            raise ValueError(f"stn_weight needs model_kind 'pairwise', got model_kind {kind!r}")
-        if kind == "pairwise":
-            if self.id_weight > 0:
-                raise ValueError("model_kind 'pairwise' (MLS) has no identity classifier: set id_weight 0")
-            if self.backbone != "mls":
-                raise ValueError(f"model_kind 'pairwise' needs backbone 'mls', got {self.backbone!r}")
-            if self.mls_levels not in MLS_LEVELS:
-                raise ValueError(f"mls_levels must be one of {MLS_LEVELS}, got {self.mls_levels}")
-        if kind == "multidepth" and self.id_weight <= 0:
-            raise ValueError("model_kind 'multidepth' trains an identity classifier: id_weight must be > 0")
-        expected_sampler = "pairs" if kind in PAIR_KINDS else "pk"
-        if self.sampler != expected_sampler:
-            raise ValueError(f"model_kind {kind!r} needs sampler {expected_sampler!r}, got {self.sampler!r}")
+        family.validate(self)
 
     def loss_weights(self) -> dict[str, float]:
         """The non-zero loss weights by loss name (``id``, ``triplet``, ``center``, ``verification``, …)."""
-        weights = {
-            "id": self.id_weight,
-            "triplet": self.triplet_weight,
-            "center": self.center_weight,
-            "verification": self.verification_weight,
-            "contrastive": self.contrastive_weight,
-            "stn": self.stn_weight,
-        }
+        from training.families import LOSS_NAMES
+
+        weights = {name: float(getattr(self, f"{name}_weight")) for name in LOSS_NAMES}
         return {name: w for name, w in weights.items() if w > 0}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict: the common fields, then the family's section under the family's name."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "section"}
+        out = json.loads(json.dumps(out))  # deep copy; tuples become lists
+        if self.section is not None:
+            out[self.model_kind] = dataclasses.asdict(self.section)
+        return out
 
     def save(self, path: str | Path) -> Path:
         """Write the config as indented JSON to ``path``."""
@@ -245,21 +239,85 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Rebuild a config from :meth:`to_dict` output.
+        """Rebuild a config from :meth:`to_dict` output (old flat family fields are mapped to the section).
 
         Raises:
             ValueError: An unknown field (the message lists the valid ones) or an invalid value.
         """
-        valid = field_names()
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown config field(s) {unknown}; valid fields: {', '.join(valid)}")
-        return cls(**dict(data))
+        kind = str(data.get("model_kind", cls.model_kind))
+        values, section = _split_sections(data, kind=kind, strict=False)
+        return cls(**values, section=section or None)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         """Read a ``config.json`` written by :meth:`save`."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _make_section(family: Family, given: Any) -> Any:
+    """The family's section from None (defaults), a dict or an instance.
+
+    Raises:
+        ValueError: A section for a family without options, an unknown section field (the valid ones are
+            listed) or a bad value (the section's own check).
+    """
+    kind = family.options_type
+    if kind is None:
+        if given:
+            raise ValueError(f"model_kind {family.name!r} has no options, got {given!r}")
+        return None
+    if given is None:
+        return kind()
+    if isinstance(given, kind):
+        return dataclasses.replace(given)  # type: ignore[type-var]  # runs the section's checks again
+    if not isinstance(given, Mapping):
+        raise ValueError(f"the {family.name} section must be a mapping or {kind.__name__}, got {given!r}")
+    valid = [f.name for f in dataclasses.fields(kind)]
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {family.name} field(s) {unknown}; valid fields: {', '.join(valid)}")
+    return kind(**dict(given))
+
+
+def _split_sections(
+    data: Mapping[str, Any], *, kind: str, strict: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Common fields and the run family's section fields of a flat or sectioned dict.
+
+    Keys are common fields, a family name holding its section (``"siamese": {...}``), dotted section fields
+    (``"siamese.dropout"``) or old flat names (``siamese_dropout``). ``strict``: fields of another family's
+    section are an error (command-line overrides) rather than dropped (old config files held every
+    family's defaults).
+
+    Raises:
+        ValueError: An unknown key (lists the valid ones), or with ``strict`` a field of another family.
+    """
+    from training.families import family_names, legacy_field
+
+    common = set(field_names()) - {"section"}
+    values = {k: v for k, v in data.items() if k in common}
+    section: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in common:
+            continue
+        owner = key.partition(".")[0]
+        if key in family_names() and isinstance(value, Mapping):
+            entries = {f"{key}.{k}": v for k, v in value.items()}
+        elif "." in key and owner in family_names():
+            entries = {key: value}
+        elif (legacy := legacy_field(key)) is not None:
+            entries = {f"{legacy[0]}.{legacy[1]}": value}
+        else:
+            from training.engine.overrides import all_field_names
+
+            raise ValueError(f"unknown config field {key!r}; valid fields: {', '.join(all_field_names())}")
+        for dotted, item in entries.items():
+            owner, name = dotted.split(".", 1)
+            if owner == kind:
+                section[name] = item
+            elif strict:
+                raise ValueError(f"{dotted} is an option of model_kind {owner!r}, but the run's is {kind!r}")
+    return values, section
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -273,90 +331,5 @@ def _at_least(name: str, value: int, low: int) -> None:
 
 
 def field_names() -> list[str]:
-    """All :class:`TrainConfig` field names, in declaration order."""
+    """All :class:`TrainConfig` field names, in declaration order (``section`` included)."""
     return [f.name for f in dataclasses.fields(TrainConfig)]
-
-
-def field_types() -> dict[str, Any]:
-    """Field name → resolved type annotation."""
-    return typing.get_type_hints(TrainConfig)
-
-
-def parse_field(name: str, text: str) -> Any:
-    """Parse a command-line string into the type of config field ``name``.
-
-    Booleans accept true/false/1/0/yes/no; ``none`` gives None for optional fields; tuples take
-    comma-separated values (``--milestones 40,70``); ``dataset_options`` takes ``key=value`` pairs separated
-    by commas, or a JSON object.
-
-    Raises:
-        ValueError: Unknown field, or a string that does not parse as the field's type.
-    """
-    types_ = field_types()
-    if name not in types_:
-        raise ValueError(f"unknown config field {name!r}; valid fields: {', '.join(field_names())}")
-    return _parse(name, types_[name], text)
-
-
-def _parse(name: str, tp: Any, text: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        if text.strip().lower() in ("none", "null", ""):
-            return None
-        return _parse(name, inner[0], text)
-    try:
-        if tp is bool:
-            lowered = text.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if tp in (int, float, str):
-            return tp(text)
-        if origin is tuple:
-            parts = [t for t in text.replace(" ", ",").split(",") if t]
-            return tuple(_parse(name, args[0], t) for t in parts)
-        if origin is dict:
-            text = text.strip()
-            if text.startswith("{"):
-                return dict(json.loads(text))
-            out: dict[str, Any] = {}
-            for item in filter(None, text.split(",")):
-                key, sep, value = item.partition("=")
-                if not sep:
-                    raise ValueError(item)
-                out[key.strip()] = _literal(value.strip())
-            return out
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise ValueError(f"--{name}: cannot parse {text!r} as {_type_name(tp)}") from exc
-    raise ValueError(f"--{name}: unsupported field type {tp}")
-
-
-def _literal(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def apply_overrides(cfg: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
-    """A new config with ``overrides`` (field → value, or field → string to parse) applied and validated.
-
-    Raises:
-        ValueError: Unknown field (lists the valid ones), unparsable string or invalid resulting config.
-    """
-    values = cfg.to_dict()
-    for name, value in overrides.items():
-        if name not in values:
-            raise ValueError(f"unknown config field {name!r}; valid fields: {', '.join(field_names())}")
-        if isinstance(value, str) and field_types()[name] is not str:
-            value = parse_field(name, value)
-        values[name] = value
-    return TrainConfig.from_dict(values)

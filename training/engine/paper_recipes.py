@@ -1,4 +1,5 @@
-"""The recipes of the five papers in ``papers/`` (registered into :mod:`training.engine.recipes`).
+"""The recipes of the five papers in ``papers/`` (:data:`PAPER_RECIPE_LIST`, registered by
+:mod:`training.engine.recipes`).
 
 Each recipe keeps the paper's architecture, loss, optimizer, batch, schedule and input size; where a paper is
 vague, the choice made is written in the recipe's ``notes`` (``reid recipes -v`` prints them). Pretrained
@@ -15,7 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.engine.recipes import Recipe, register
+from training.engine.recipe import Recipe
+
+#: Every recipe of this module, in definition order.
+PAPER_RECIPE_LIST: list[Recipe] = []
+_add = PAPER_RECIPE_LIST.append
 
 PAPER_000 = "000 EfficientNet Siamese, square-layer verification"
 PAPER_001 = "001 multi-depth smoothed discriminative features"
@@ -25,7 +30,7 @@ PAPER_004 = "004 identification + verification fusion"
 #: No warm-up, a constant learning rate (a step schedule without milestones).
 _CONSTANT_LR: dict[str, Any] = {"warmup_epochs": 0.0, "scheduler": "step", "milestones": ()}
 
-register(Recipe(
+_add(Recipe(
     name="siamese-efficientnet-b0",
     paper=PAPER_000,
     description="Siamese EfficientNet-B0 (B1–B5 via --backbone), (f1 − f2)² → dropout → 2-way softmax, "
@@ -48,7 +53,7 @@ register(Recipe(
         "backbone": "efficientnet_b0",
         "height": 160,
         "width": 80,
-        "siamese_dropout": 0.5,
+        "siamese.dropout": 0.5,
         "id_weight": 0.0,
         "triplet_weight": 0.0,
         "verification_weight": 1.0,
@@ -79,8 +84,8 @@ _FUSION: dict[str, Any] = {
     "model_kind": "siamese",
     "height": 224,
     "width": 224,
-    "siamese_dropout": 0.5,
-    "siamese_relu": True,
+    "siamese.dropout": 0.5,
+    "siamese.relu": True,
     "id_weight": 1.0,
     "label_smoothing": 0.0,
     "triplet_weight": 0.0,
@@ -118,7 +123,7 @@ _FUSION_NOTES = (
     "resize and no crop) sees 224×224, and training takes the same random 32-pixel translations by padding "
     "16 px and cropping 224×224 back. 12,800 pairs per epoch (not given)."
 )
-register(Recipe(
+_add(Recipe(
     name="fusion-resnet50",
     paper=PAPER_004,
     description="Siamese ResNet-50, 3·verification + identification, SGD 1e-3 (1e-4 last 10 of 75 epochs), "
@@ -126,7 +131,7 @@ register(Recipe(
     notes=_FUSION_NOTES,
     defaults={**_FUSION, "backbone": "resnet50", "batch_size": 64, "output_dir": "runs/fusion-resnet50"},
 ))
-register(Recipe(
+_add(Recipe(
     name="fusion-vgg16",
     paper=PAPER_004,
     description="Siamese VGG-16, 3·verification + identification, SGD 1e-3 (1e-4 last 10 of 75 epochs), "
@@ -140,7 +145,6 @@ _MLS: dict[str, Any] = {
     "root": "data/cuhk03",
     "dataset_options": {"variant": "detected", "protocol": "classic"},
     "model_kind": "pairwise",
-    "backbone": "mls",
     "height": 160,
     "width": 60,
     "id_weight": 0.0,
@@ -162,7 +166,7 @@ _MLS: dict[str, Any] = {
     "pad": 0,
     "erasing": 0.0,
     "eval_every": 0,
-    "pairwise_shortlist": 100,
+    "pairwise.shortlist": 100,
 }
 _MLS_NOTES = (
     "Loss = verification cross-entropy + contrastive (margin 1) on the 256-d ranking descriptors + 0.01 · "
@@ -172,26 +176,26 @@ _MLS_NOTES = (
     "L4 placement, stripes) and the FLOP convention (2 × MACs of one pair) are documented in "
     "training.models.mls and training.models.flops. Evaluation and serving: descriptor shortlist of 100 "
     "re-ranked by the comparator score p_same + 0.2 / (d + 1e-4). Smaller inputs need smaller parts: "
-    "--mls_part_sizes l2=5,l3=3,l4=3 at 80×32."
+    "--pairwise.part_sizes l2=5,l3=3,l4=3 at 80×32."
 )
-register(Recipe(
+_add(Recipe(
     name="mls-l2l3",
     paper=PAPER_002,
     description="Multi-level similarity net, CSNs at conv2 + conv3, cls + contrastive, Adam 5e-4, batch 128, "
                 "160×60, 5 epochs (0.5 M params, 0.96 GFLOPs per pair)",
     notes=_MLS_NOTES,
-    defaults={**_MLS, "mls_levels": ("l2", "l3"), "output_dir": "runs/mls-l2l3"},
+    defaults={**_MLS, "pairwise.levels": ("l2", "l3"), "output_dir": "runs/mls-l2l3"},
 ))
-register(Recipe(
+_add(Recipe(
     name="mls-l2l3l4",
     paper=PAPER_002,
     description="Multi-level similarity net, CSNs at conv2 + conv3 + L4, cls + contrastive, Adam 5e-4, "
                 "batch 128, 160×60, 5 epochs (0.8 M params, 1.31 GFLOPs per pair)",
     notes=_MLS_NOTES,
-    defaults={**_MLS, "mls_levels": ("l2", "l3", "l4"), "output_dir": "runs/mls-l2l3l4"},
+    defaults={**_MLS, "pairwise.levels": ("l2", "l3", "l4"), "output_dir": "runs/mls-l2l3l4"},
 ))
 
-register(Recipe(
+_add(Recipe(
     name="demo-mls-cpu",
     paper=PAPER_002,
     description="CPU demo: mls-l2l3 at 80×32 (parts 5 / 3) on the synthetic benchmark; ~22 min on 2 cores",
@@ -205,13 +209,13 @@ register(Recipe(
     ),
     defaults={
         **_MLS,
-        "mls_levels": ("l2", "l3"),
+        "pairwise.levels": ("l2", "l3"),
         "dataset": "market1501",
         "root": "data/synth-default",
         "dataset_options": {},
         "height": 80,
         "width": 32,
-        "mls_part_sizes": {"l2": 5, "l3": 3},
+        "pairwise.part_sizes": {"l2": 5, "l3": 3},
         "pairs_per_epoch": 2000,
         "epochs": 24,
         "max_train_minutes": 20.0,
@@ -223,7 +227,7 @@ register(Recipe(
     },
 ))
 
-register(Recipe(
+_add(Recipe(
     name="multidepth-vgg16",
     paper=PAPER_001,
     description="VGG-16 identity classifier (SGD 1e-3, augmentation), then `reid explore-filters` picks per "
@@ -248,9 +252,9 @@ register(Recipe(
         "backbone": "vgg16",
         "height": 160,
         "width": 64,
-        "multidepth_layers": ("pool3", "pool4", "pool5"),
-        "filter_size": 20,
-        "multidepth_image_resolution": True,
+        "multidepth.layers": ("pool3", "pool4", "pool5"),
+        "multidepth.filter_size": 20,
+        "multidepth.image_resolution": True,
         "id_weight": 1.0,
         "label_smoothing": 0.0,
         "triplet_weight": 0.0,

@@ -130,7 +130,7 @@ class Progress:
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.set_postfix_str(self._values(), refresh=False)
+            self.bar.set_postfix_str(self._values(rate=self.unit != "img"), refresh=False)  # tqdm shows img/s
             self.bar.update(n)
         elif self.calls % self.every == 0:
             self._log()
@@ -149,12 +149,12 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _values(self) -> str:
-        """Running means of the losses, the other values, and images/s."""
+    def _values(self, rate: bool = True) -> str:
+        """Running means of the losses, the other values, and images/s (``rate``)."""
         means = [f"{k} {v / max(self.calls, 1):.4g}" for k, v in self.sums.items()]
         others = [f"{k} {v:.2e}" if k == "lr" else f"{k} {v:.4g}" for k, v in self.shown.items()]
         seconds = max(time.perf_counter() - self.started, 1e-9)
-        return " ".join([*means, *others, f"{self.images / seconds:.0f} img/s"])
+        return " ".join([*means, *others, *([f"{self.images / seconds:.0f} img/s"] if rate else [])])
 
     def _log(self) -> None:
         self._last_logged = self.calls

@@ -6,16 +6,19 @@ OSNet x0.25 and MobileNetV3-Large with the same pipeline: ID loss (label smoothi
 + 0.0005 · center loss, P = 16 × K = 4 batches, 256×128 inputs, Adam with a warm-up from 3.5e-5 to 3.5e-4,
 120 epochs with steps at 40 and 70, random erasing + flip + pad-crop, last stride 1 (ResNet). The recipes
 of the other four papers (``siamese-efficientnet-b0``, ``fusion-resnet50``, ``fusion-vgg16``, ``mls-l2l3``,
-``mls-l2l3l4``, ``multidepth-vgg16``) live in :mod:`training.engine.paper_recipes`, registered below.
+``mls-l2l3l4``, ``multidepth-vgg16``, ``demo-mls-cpu``) live in :mod:`training.engine.paper_recipes` and are
+registered here, after these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from training.engine.config import TrainConfig, apply_overrides
+from training.engine.config import TrainConfig
+from training.engine.overrides import apply_overrides
+from training.engine.paper_recipes import PAPER_RECIPE_LIST
+from training.engine.recipe import Recipe
 
 BOT_PAPER = "003 bag of tricks (Siamese networks for re-ID)"
 
@@ -46,29 +49,6 @@ _BOT: dict[str, Any] = {
     "erasing": 0.5,
     "eval_every": 10,
 }
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A named starting configuration.
-
-    Attributes:
-        name: Registry key (``reid train --recipe NAME``).
-        paper: The paper (file in ``papers/``) the recipe follows.
-        description: One line: what it trains and why.
-        defaults: TrainConfig fields the recipe sets (all others keep the dataclass defaults).
-        notes: What was chosen where the paper is vague (printed by ``reid recipes -v``).
-    """
-
-    name: str
-    paper: str
-    description: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    notes: str = ""
-
-    def config(self) -> TrainConfig:
-        """The recipe's config before command-line overrides."""
-        return TrainConfig.from_dict({**TrainConfig().to_dict(), **self.defaults, "recipe": self.name})
 
 
 _RECIPES: dict[str, Recipe] = {}
@@ -147,7 +127,7 @@ register(Recipe(
     defaults={
         **_CPU_DEMO,
         "model_kind": "siamese",
-        "siamese_dropout": 0.2,
+        "siamese.dropout": 0.2,
         "id_weight": 1.0,
         "label_smoothing": 0.1,
         "triplet_weight": 0.0,
@@ -163,6 +143,10 @@ register(Recipe(
         "output_dir": "runs/demo-siamese-cpu",
     },
 ))
+for _paper_recipe in PAPER_RECIPE_LIST:
+    register(_paper_recipe)
+
+
 def recipe_names() -> list[str]:
     """Registered recipe names, in registration order."""
     return list(_RECIPES)
@@ -186,7 +170,3 @@ def resolve_config(recipe: str, overrides: Mapping[str, Any] | None = None) -> T
         ValueError: Unknown recipe or field (lists the valid ones), or an invalid value.
     """
     return apply_overrides(get_recipe(recipe).config(), dict(overrides or {}))
-
-
-# The papers' recipes register themselves into the registry above (import at the end: they use `register`).
-from training.engine import paper_recipes  # noqa: E402, F401

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from training.engine.checkpoint import build_model
 from training.engine.recipes import get_recipe
@@ -39,7 +38,6 @@ TRAIN_IDENTITIES: dict[str, int] = {
 }
 #: CUHK01 by protocol.
 CUHK01_TRAIN_IDENTITIES: dict[str, int] = {"871/100": 871, "485/486": 485}
-IMAGENET_CLASSES = 1000
 #: Published sizes: recipe → (parameters, GFLOPs or None).
 PAPER_SIZES: dict[str, tuple[float, float | None]] = {
     "siamese-efficientnet-b0": (5.3e6, None),
@@ -93,22 +91,15 @@ def recipe_size(name: str, *, flops: bool = True) -> RecipeSize:
     num_classes = train_identities(cfg.dataset, dict(cfg.dataset_options))
     torch.manual_seed(0)
     model = build_model(cfg, num_classes).eval()
-    images = torch.zeros(1, 3, cfg.height, cfg.width)
-    pair = cfg.model_kind in ("siamese", "pairwise")
-    gflops = float("nan")
-    if flops:
-        run = (lambda: model(images, images)) if pair else (lambda: model(images))
-        gflops = count_flops(model, run).gflops
+    family = cfg.family
+    inputs = family.flops_inputs(torch.zeros(1, 3, cfg.height, cfg.width))
+    gflops = count_flops(model, lambda: model(*inputs)).gflops if flops else float("nan")
     paper_params, paper_gflops = PAPER_SIZES.get(name, (None, None))
-    counted = None
-    if cfg.model_kind == "siamese" and cfg.backbone.startswith("efficientnet"):
-        backbone: nn.Module = model.backbone  # type: ignore[assignment]
-        feature_dim = int(backbone.feature_dim)  # type: ignore[arg-type]
-        counted = count_parameters(backbone) + feature_dim * IMAGENET_CLASSES + IMAGENET_CLASSES
     return RecipeSize(
-        recipe=name, params=count_parameters(model), gflops=gflops, flops_unit="pair" if pair else "image",
+        recipe=name, params=count_parameters(model), gflops=gflops,
+        flops_unit="pair" if family.pairs else "image",
         input_size=(cfg.height, cfg.width), num_classes=num_classes, paper_params=paper_params,
-        paper_gflops=paper_gflops, paper_counted_params=counted,
+        paper_gflops=paper_gflops, paper_counted_params=family.paper_counted_params(cfg, model),
     )
 
 

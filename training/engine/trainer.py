@@ -1,11 +1,12 @@
 """The training loop: data, model, losses, optimizer, warm-up schedule, AMP, checkpoints, logs, DDP.
 
-One :class:`Trainer` runs one :class:`TrainConfig`. Rank 0 writes ``RUN/config.json``, ``RUN/log.csv`` (and
-TensorBoard events when ``tensorboard`` is installed), ``RUN/last.pt`` after every epoch and
-``RUN/checkpoint.pt`` = the best validation mAP so far. Validation uses the query / gallery of the test split,
-as torchreid and fast-reid do, every ``eval_every`` epochs and after the last; ``eval_every = 0`` means
-none, and ``checkpoint.pt`` is the last epoch. A fresh (not resumed) run replaces the checkpoints and
-log of an earlier run in the same folder.
+One :class:`Trainer` runs one :class:`TrainConfig`. The run's family (:mod:`training.families`) builds the
+model and its losses and computes the loss dict of a batch; the trainer only weights, sums and steps.
+Rank 0 writes ``RUN/config.json``, ``RUN/log.csv`` (and TensorBoard events when ``tensorboard`` is
+installed), ``RUN/last.pt`` after every epoch and ``RUN/checkpoint.pt`` = the best validation mAP so far.
+Validation uses the query / gallery of the test split, as torchreid and fast-reid do, every ``eval_every``
+epochs and after the last; ``eval_every = 0`` means none, and ``checkpoint.pt`` is the last epoch. A fresh
+(not resumed) run replaces the checkpoints and log of an earlier run in the same folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -33,19 +34,10 @@ from training.engine import distributed
 from training.engine.checkpoint import architecture_name, build_model, load_weights, read_checkpoint
 from training.engine.checkpoint import save_checkpoint as _save
 from training.engine.config import TrainConfig
-from training.engine.evaluator import evaluate_model
 from training.engine.optim import build_optimizer, lr_factor, set_lr
 from training.engine.progress import Progress
-from training.losses import (
-    CenterLoss,
-    CombinedLoss,
-    ContrastiveLoss,
-    CrossEntropyLabelSmooth,
-    TripletLoss,
-    VerificationLoss,
-    center_optimizer,
-    rescale_center_gradients,
-)
+from training.evaluation.evaluator import evaluate_model
+from training.losses import CenterLoss, CombinedLoss, center_optimizer, rescale_center_gradients
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "checkpoint.pt"
@@ -100,8 +92,14 @@ class Trainer:
         self.num_classes = self.split.num_train_ids
         self.spec = preprocess_spec(cfg)
         self.loader, self.sampler = self._build_loader()
+        self.family = cfg.family
         self.model = build_model(cfg, self.num_classes).to(self.ctx.device)
-        self.losses, self.center_loss = self._build_losses()
+        self.losses = {
+            name: loss.to(self.ctx.device)
+            for name, loss in self.family.build_losses(cfg, self.num_classes, self.model).items()
+        }
+        center = self.losses.get("center")  # the one loss with parameters of its own (the class centers)
+        self.center_loss = center if isinstance(center, CenterLoss) else None
         self.combined = CombinedLoss(cfg.loss_weights())
         self.optimizer = build_optimizer(cfg, self.model.parameters())
         self.center_opt = (
@@ -149,27 +147,6 @@ class Trainer:
         batch = min(cfg.batch_size, len(sampler))
         return DataLoader(ReidPairDataset(images), batch_size=batch, sampler=sampler, **common), sampler
 
-    def _build_losses(self) -> tuple[dict[str, nn.Module], CenterLoss | None]:
-        cfg = self.cfg
-        weights = cfg.loss_weights()
-        losses: dict[str, nn.Module] = {}
-        if "id" in weights:
-            losses["id"] = CrossEntropyLabelSmooth(self.num_classes, epsilon=cfg.label_smoothing)
-        if "triplet" in weights:
-            losses["triplet"] = TripletLoss(margin=cfg.triplet_margin)
-        if "verification" in weights:
-            losses["verification"] = VerificationLoss()
-        if "contrastive" in weights:
-            losses["contrastive"] = ContrastiveLoss(margin=cfg.contrastive_margin)
-        if "stn" in weights:
-            losses["stn"] = _Penalty()  # the model computes the STN prior; the loss just weights it
-        center = None
-        if "center" in weights:
-            feat_dim = int(self.model.embedding_dim)  # type: ignore[arg-type]
-            center = CenterLoss(self.num_classes, feat_dim=feat_dim).to(self.ctx.device)
-            losses["center"] = center
-        return losses, center
-
     def _resume(self, path: Path) -> None:
         ckpt = read_checkpoint(path, map_location=self.ctx.device)
         load_weights(self.model, ckpt, architecture=architecture_name(self.cfg), source=str(path))
@@ -187,35 +164,6 @@ class Trainer:
         self.best_metrics = dict(ckpt.get("metrics") or {})
 
     # ------------------------------------------------------------------ one step
-    def _loss_terms(self, batch: list[Any]) -> tuple[dict[str, Tensor], int]:
-        dev = self.ctx.device
-        kind = self.cfg.model_kind
-        inputs: dict[str, tuple[Tensor, ...]]
-        if kind in ("embedding", "multidepth"):
-            images, pids = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
-            out = self.net(images)
-            if kind == "multidepth":  # an identity classifier: the forward pass returns the logits
-                inputs = {"id": (out.float(), pids)}
-            else:
-                logits, features = out.logits.float(), out.features.float()
-                inputs = {"id": (logits, pids), "triplet": (features, pids), "center": (features, pids)}
-            return {name: loss(*inputs[name]) for name, loss in self.losses.items()}, images.shape[0]
-        images_a, images_b = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
-        same = batch[4].to(dev)
-        out = self.net(images_a, images_b)
-        if kind == "pairwise":  # MLSOutput: comparison logits, ranking descriptors, STN prior
-            inputs = {
-                "verification": (out.logits.float(), same),
-                "contrastive": (out.descriptor_a.float(), out.descriptor_b.float(), same),
-                "stn": (out.stn_penalty.float(),),
-            }
-        else:
-            pids = torch.cat((batch[2], batch[3])).to(dev)
-            inputs = {"verification": (out.verif_logits.float(), same), "contrastive": (out.f1, out.f2, same)}
-            if out.id_logits1 is not None and out.id_logits2 is not None:
-                inputs["id"] = (torch.cat((out.id_logits1, out.id_logits2)).float(), pids)
-        return {name: loss(*inputs[name]) for name, loss in self.losses.items()}, 2 * images_a.shape[0]
-
     def _step(self, batch: list[Any]) -> tuple[dict[str, float], int]:
         cfg = self.cfg
         self.optimizer.zero_grad(set_to_none=True)
@@ -223,7 +171,7 @@ class Trainer:
             self.center_opt.zero_grad(set_to_none=True)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
         with autocast:
-            terms, count = self._loss_terms(batch)
+            terms, count = self.family.loss_terms(self.net, batch, self.losses, self.ctx.device)
         total, components = self.combined(terms)
         scale = 1.0
         if self.scaler is not None:
@@ -318,9 +266,9 @@ class Trainer:
         metrics: dict[str, float] = {}
         if validate:
             result = evaluate_model(
-                self.model, self.split.query, self.split.gallery, spec=self.spec, device=self.ctx.device,
-                metric=self.cfg.eval_metric, batch_size=max(self.cfg.batch_size, 64),
-                num_workers=self.cfg.num_workers, shortlist=self.cfg.pairwise_shortlist,
+                self.model, self.cfg, self.split.query, self.split.gallery, spec=self.spec,
+                device=self.ctx.device, batch_size=max(self.cfg.batch_size, 64),
+                num_workers=self.cfg.num_workers,
             )
             metrics = {"rank1": result.metrics["rank1"], "mAP": result.metrics["mAP"]}
             row.update(metrics)
@@ -344,13 +292,6 @@ class Trainer:
             scaler=self.scaler, metrics=metrics,
             best_score=self.best_score if self.best_score != float("-inf") else None,
         )
-
-
-class _Penalty(nn.Module):
-    """A loss term the model already computed (the MLS STN rotation prior): returned as is."""
-
-    def forward(self, penalty: Tensor) -> Tensor:
-        return penalty
 
 
 class _RunLog:

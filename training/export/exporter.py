@@ -1,6 +1,8 @@
 """``reid export``: checkpoint → parity-gated ONNX files + calibrated manifest in ``models/NAME``.
 
-The model's type picks the files and the manifest (see :mod:`training.export.graphs`):
+The run's family (:mod:`training.families`) picks the files, calibrates its scoring modes with the written
+graphs on held-out images and fills the manifest fields it owns (kind, default metric, description, the
+``verification`` / ``pairwise`` sections):
 
 * embedding / multidepth → kind ``embedding``, scoring cosine, correlation and euclidean on the embedding
   (default cosine; euclidean for multidepth, the paper's ranking);
@@ -30,27 +32,14 @@ import numpy as np
 from service.contract.manifest import (
     InputSpec,
     ModelManifest,
-    PairwiseSpec,
     Provenance,
-    ScoringMode,
-    ScoringName,
-    VerificationSpec,
     file_entry,
     load,
 )
-from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
-from service.contract.scoring import HeadWeights
+from service.contract.preprocess import preprocess_file, stack_batch
 from training.data.datasets import ImageRecord, ReidSplit, build_dataset
-from training.export.calibrate import (
-    calibrate_pairwise,
-    calibrate_scoring,
-    onnx_embeddings,
-    onnx_encodings,
-)
-from training.export.graphs import HEAD_WEIGHTS_FILE, WrittenGraphs, write_graphs
 from training.export.onnx_io import DEFAULT_OPSET
 from training.export.parity import PARITY_BATCHES
-from training.models.heads import SAME_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +118,10 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
     dataset = opts.dataset or cfg.dataset
     root = opts.root or Path(cfg.root)
     split = build_dataset(dataset, root, **(opts.dataset_options or cfg.dataset_options or {}))
-    pairwise = cfg.model_kind == "pairwise"
+    family = cfg.family
     if opts.target_fmr is None:
         opts = replace(opts, target_fmr=cfg.target_fmr)
-    limit = opts.max_calibration_images
-    if pairwise:
-        limit = min(limit, opts.max_pairwise_images)
-    held_out = _held_out(split, limit, opts.seed)
+    held_out = _held_out(split, family.held_out_limit(opts), opts.seed)
     parity_records = held_out[:: max(1, len(held_out) // max(PARITY_BATCHES))][: max(PARITY_BATCHES)]
     if len(parity_records) < max(PARITY_BATCHES):
         raise ValueError(f"{root}: need at least {max(PARITY_BATCHES)} held-out images for the parity gate")
@@ -146,9 +132,9 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
     staging = output.parent / f".{output.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        written = write_graphs(model, staging, images, fp16=opts.fp16, opset=opts.opset)
-        siamese = "verification_head" in written.files
-        scoring, pair_counts = _calibrate(written, staging, held_out, spec, opts)
+        staging.mkdir(parents=True)
+        written = family.export(model, staging, images, fp16=opts.fp16, opset=opts.opset)
+        scoring, pair_counts = family.calibrate(written, staging, held_out, spec, opts)
         synthetic = (
             opts.synthetic if opts.synthetic is not None else dataset == "market1501" and _is_synth(root)
         )
@@ -161,25 +147,10 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
         manifest = ModelManifest(
             name=name,
             version=opts.version,
-            kind="pairwise" if pairwise else "siamese" if siamese else "embedding",
-            description=_describe(cfg, siamese, opts.fp16),
             input=InputSpec(height=spec.height, width=spec.width, mean=spec.mean, std=spec.std),
             files={role: file_entry(staging, f) for role, f in written.files.items()},  # type: ignore[misc]
             embedding_dim=written.embedding_dim,
-            normalize_embeddings=pairwise,  # the MLS descriptor is L2-normalised inside the graph
-            default_metric=_default_metric(cfg.model_kind, siamese),
             scoring=scoring,  # type: ignore[arg-type]
-            verification=VerificationSpec(same_index=SAME_INDEX) if siamese else None,
-            pairwise=(
-                PairwiseSpec(
-                    encoding_dim=written.encoding_dim or 1,
-                    comparator_max_batch=written.comparator_max_batch,
-                    same_index=SAME_INDEX,
-                    shortlist=cfg.pairwise_shortlist,
-                )
-                if pairwise
-                else None
-            ),
             parity=written.parity.with_measured(pair_counts),
             provenance=Provenance(
                 recipe=cfg.recipe,
@@ -189,6 +160,7 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
                 synthetic=bool(synthetic),
             ),
             library_versions=library_versions(),
+            **family.manifest_fields(cfg, written, opts.fp16),
         )
         manifest.save(staging)
         load(staging)  # what the service will do: validate every field and checksum
@@ -199,45 +171,6 @@ def export_checkpoint(opts: ExportOptions) -> ModelManifest:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("exported %s to %s", manifest.model_id, output)
     return manifest
-
-
-def _calibrate(
-    written: WrittenGraphs,
-    staging: Path,
-    held_out: list[ImageRecord],
-    spec: PreprocessSpec,
-    opts: ExportOptions,
-) -> tuple[dict[str, ScoringMode], dict[str, int]]:
-    """Every scoring mode of the exported model, calibrated with the exported graphs on held-out images."""
-    paths = [r.path for r in held_out]
-    person_ids = np.array([r.person_id for r in held_out])
-    camera_ids = np.array([r.camera_id for r in held_out])
-    common: dict[str, Any] = {"target_fmr": opts.target_fmr, "seed": opts.seed}
-    if "encoder" in written.files:
-        encodings, descriptors = onnx_encodings(staging / written.files["encoder"], paths, spec)
-        scoring, counts = calibrate_scoring(
-            descriptors, person_ids, camera_ids, ("cosine",), max_negatives=opts.max_negatives, **common
-        )
-        scoring["pairwise"], pairwise_counts = calibrate_pairwise(
-            encodings, person_ids, camera_ids, staging / written.files["comparator"],
-            max_batch=written.comparator_max_batch, max_negatives=opts.max_pairwise_negatives, **common,
-        )
-        return {"pairwise": scoring["pairwise"], "cosine": scoring["cosine"]}, {**counts, **pairwise_counts}
-    siamese = "verification_head" in written.files
-    embeddings = onnx_embeddings(staging / written.files["embedding"], paths, spec)
-    metrics = (*EMBEDDING_METRICS, "softmax") if siamese else EMBEDDING_METRICS
-    head = HeadWeights.from_npz(staging / HEAD_WEIGHTS_FILE, written.embedding_dim) if siamese else None
-    return calibrate_scoring(
-        embeddings, person_ids, camera_ids, metrics, head=head, max_negatives=opts.max_negatives, **common
-    )
-
-
-def _default_metric(model_kind: str, siamese: bool) -> ScoringName:
-    if model_kind == "pairwise":
-        return "pairwise"
-    if model_kind == "multidepth":
-        return "euclidean"  # paper 001 ranks by Euclidean distance
-    return "softmax" if siamese else "cosine"
 
 
 #: Headline numbers copied from the run's final evaluation into the manifest's provenance.
@@ -251,20 +184,6 @@ def _run_metrics(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, float]:
     if report.is_file():
         source = json.loads(report.read_text(encoding="utf-8"))
     return {k: float(source[k]) for k in _REPORTED_METRICS if _is_number(source.get(k))}
-
-
-def _describe(cfg: Any, siamese: bool, fp16: bool) -> str:
-    if cfg.model_kind == "pairwise":
-        levels = ", ".join(level.upper() for level in cfg.mls_levels)
-        return f"{cfg.recipe}: multi-level similarity network ({levels}), encoder + comparator, " + (
-            f"{cfg.height}×{cfg.width}"
-        )
-    if cfg.model_kind == "multidepth":
-        return f"{cfg.recipe}: {cfg.backbone} multi-depth smoothed descriptor, {cfg.height}×{cfg.width}" + (
-            ", fp16" if fp16 else ""
-        )
-    what = "siamese + verification head" if siamese else "embedding"
-    return f"{cfg.recipe}: {cfg.backbone} {what}, {cfg.height}×{cfg.width}" + (", fp16" if fp16 else "")
 
 
 def _is_synth(root: Path) -> bool:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import pytest
 
 from training.commands import train as train_command
-from training.engine.config import TrainConfig, apply_overrides, parse_field
+from training.engine.config import TrainConfig
 from training.engine.optim import COSINE_FLOOR, lr_factor
+from training.engine.overrides import apply_overrides, parse_field
 from training.engine.recipes import get_recipe, recipe_names, resolve_config
 
 REQUIRED_RECIPES = ("bot-resnet50", "osnet-x1_0", "osnet-x0_25", "mobilenetv3-large", "demo-osnet-cpu")
@@ -81,6 +83,38 @@ def test_config_json_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert TrainConfig.load(path) == cfg
     with pytest.raises(ValueError, match=r"unknown config field"):
         TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_family_sections_flags_and_old_flat_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = resolve_config("fusion-resnet50", {"siamese.dropout": "0.2", "siamese_relu": "false"})
+    assert cfg.section == cfg.siamese and (cfg.siamese.dropout, cfg.siamese.relu) == (0.2, False)
+    saved = json.loads(cfg.save(tmp_path / "config.json").read_text())
+    assert saved["siamese"] == {"dropout": 0.2, "embedding": "pooled", "relu": False}
+    assert "siamese_dropout" not in saved and "pairwise" not in saved
+    # a config.json of the flat layout (every family's fields at the top) still loads
+    old = {k: v for k, v in saved.items() if k != "siamese"}
+    old.update(siamese_dropout=0.2, siamese_embedding="pooled", siamese_relu=False, mls_levels=["l2", "l3"],
+               pairwise_shortlist=100, filter_size=20)
+    assert TrainConfig.from_dict(old) == cfg
+    with pytest.raises(ValueError, match=r"pairwise.shortlist is an option of model_kind 'pairwise'"):
+        resolve_config("fusion-resnet50", {"pairwise.shortlist": "5"})
+    with pytest.raises(ValueError, match=r"siamese.dropout must be in \[0, 1\), got 1.5"):
+        resolve_config("fusion-resnet50", {"siamese.dropout": "1.5"})
+    with pytest.raises(ValueError, match=r"unknown model family 'nope'; valid families: embedding, siamese"):
+        TrainConfig(model_kind="nope")
+    # a new model_kind starts from that family's default section
+    pairwise = resolve_config("demo-siamese-cpu", {
+        "model_kind": "pairwise", "pairwise.levels": "l2,l3,l4", "id_weight": "0", "verification_weight": "1",
+    })
+    assert pairwise.backbone == "mls" and pairwise.pairwise.levels == ("l2", "l3", "l4")
+
+
+def test_reid_train_takes_section_flags_and_old_names() -> None:
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    argv = ["--recipe", "mls-l2l3", "--pairwise.shortlist", "7", "--mls_part_sizes", "l2=4"]
+    cfg = train_command.config_from_args(parser.parse_args(argv))
+    assert cfg.pairwise.shortlist == 7 and cfg.pairwise.part_sizes == {"l2": 4}
 
 
 def test_warmup_then_step_schedule_known_values() -> None:

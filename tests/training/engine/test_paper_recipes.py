@@ -14,11 +14,11 @@ from tests.training.engine.conftest import tiny_market  # noqa: F401  (fixture)
 from training.data.samplers import RatioSchedule
 from training.engine.checkpoint import build_model, load_model, read_checkpoint
 from training.engine.config import TrainConfig
-from training.engine.evaluator import comparator_scores, extract_encodings, shortlist_distances
 from training.engine.paper_recipes import PAPER_RECIPES
 from training.engine.recipes import get_recipe, resolve_config
-from training.engine.report import verification_summary
 from training.engine.sizes import recipe_size
+from training.evaluation.report import verification_summary
+from training.families.pairwise import comparator_scores, extract_encodings, shortlist_distances
 from training.models.mls import MLSNet, MLSOutput
 from training.models.multidepth import MultiDepthVGG
 from training.models.reid_model import SiameseModel
@@ -28,10 +28,10 @@ TINY: dict[str, dict[str, object]] = {
     "siamese-efficientnet-b0": {"height": 64, "width": 32},
     "fusion-resnet50": {"height": 64, "width": 32},
     "fusion-vgg16": {"height": 64, "width": 32},
-    "mls-l2l3": {"height": 32, "width": 16, "mls_part_sizes": {"l2": 4, "l3": 3, "l4": 3}},
-    "mls-l2l3l4": {"height": 32, "width": 16, "mls_part_sizes": {"l2": 4, "l3": 3, "l4": 3}},
+    "mls-l2l3": {"height": 32, "width": 16, "pairwise.part_sizes": {"l2": 4, "l3": 3, "l4": 3}},
+    "mls-l2l3l4": {"height": 32, "width": 16, "pairwise.part_sizes": {"l2": 4, "l3": 3, "l4": 3}},
     "multidepth-vgg16": {
-        "height": 64, "width": 32, "filter_size": 3, "multidepth_image_resolution": False,
+        "height": 64, "width": 32, "multidepth.filter_size": 3, "multidepth.image_resolution": False,
     },
 }
 RUN_FLAGS = ["--threads", "1", "--num_workers", "0", "--epochs", "1", "--max_train_minutes", "none",
@@ -124,11 +124,13 @@ def test_fusion_pair_ratio_grows_negatives() -> None:
 
 def test_config_rejects_kind_mismatches() -> None:
     base = get_recipe("mls-l2l3").config().to_dict()
-    with pytest.raises(ValueError, match="id_weight 0"):
+    with pytest.raises(ValueError, match="id_weight needs model_kind 'embedding' or 'siamese' or"):
         TrainConfig.from_dict({**base, "id_weight": 1.0})
-    with pytest.raises(ValueError, match="backbone 'mls'"):
+    with pytest.raises(ValueError, match="builds its own network 'mls'; backbone 'vgg16' does not apply"):
         TrainConfig.from_dict({**base, "backbone": "vgg16"})
-    with pytest.raises(ValueError, match="mls_levels"):
+    with pytest.raises(ValueError, match=r"pairwise.levels must be one of"):
+        TrainConfig.from_dict({**base, "pairwise": {"levels": ("l2",)}})
+    with pytest.raises(ValueError, match=r"pairwise.levels must be one of"):  # the old flat name
         TrainConfig.from_dict({**base, "mls_levels": ("l2",)})
     md = get_recipe("multidepth-vgg16").config().to_dict()
     with pytest.raises(ValueError, match="stn_weight needs model_kind 'pairwise'"):

@@ -20,17 +20,15 @@ from tests.training.data.fake_trees import (
 from tests.training.engine.conftest import TINY_FLAGS
 from training.commands.train import protocol_overrides
 from training.data.datasets import build_dataset
-from training.engine.evaluator import is_single_shot
 from training.engine.recipes import recipe_names
+from training.evaluation.evaluator import is_single_shot
 from training.evaluation.paper_protocols import (
     PaperRow,
     compare_with_papers,
-    default_output,
     get_protocol,
-    parse_splits,
     protocol_names,
-    split_checkpoints,
 )
+from training.evaluation.splits import default_output, parse_splits, split_checkpoints
 
 RUN_FLAGS = [*TINY_FLAGS, "--epochs", "1", "--eval_every", "0", "--no-progress", "--skip-eval"]
 
@@ -287,6 +285,7 @@ def test_eval_protocol_cuhk03_catches_a_model_trained_on_another_variants_split(
     (split,) = json.loads((tmp_path / "report" / "protocol.json").read_text())["splits"]
     assert split["single_shot"] and split["num_query"] == 3  # test person (4, 1) has no view-2 image
     # Detected split 0 trained on identities that are test identities of split 1, in either variant.
+    capsys.readouterr()  # the first evaluation's progress lines
     assert main(["eval", "--protocol", "cuhk03-classic-labeled", "--checkpoint", str(checkpoint),
                  "--splits", "1"]) == 2
     assert "was trained on" in _one_line(capsys.readouterr().err)

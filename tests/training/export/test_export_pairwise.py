@@ -16,9 +16,9 @@ from tests.training.engine.conftest import tiny_market  # noqa: F401  (fixture)
 from tests.training.engine.test_paper_recipes import RUN_FLAGS, tiny_flags
 from training.data.datasets import build_dataset
 from training.engine.checkpoint import load_model
-from training.export.graphs import COMPARATOR_MAX_BATCH
 from training.export.onnx_io import ExportError
 from training.export.parity import FP32_MAX_REL_DIFF, cpu_session
+from training.families.pairwise import COMPARATOR_MAX_BATCH
 
 
 def _train(recipe: str, root: Path, run: Path, *extra: str) -> Path:
@@ -117,15 +117,14 @@ def test_multidepth_image_resolution_smoothing_passes_parity(tmp_path: Path) -> 
     """The recipe's default: maps resized to the input size inside the graph, then the 20×20 box filter."""
     from training.engine.checkpoint import build_model
     from training.engine.recipes import resolve_config
-    from training.export.graphs import write_graphs
 
     cfg = resolve_config("multidepth-vgg16", {"height": 64, "width": 32})
-    assert cfg.multidepth_image_resolution and cfg.filter_size == 20
+    assert cfg.multidepth.image_resolution and cfg.multidepth.filter_size == 20
     torch.manual_seed(0)
     model = build_model(cfg, 4)
     model.set_selection({"pool3": [5], "pool4": [1, 2], "pool5": [0]})  # type: ignore[operator]
     model.eval()
     images = np.random.default_rng(0).standard_normal((7, 3, 64, 32)).astype(np.float32)
-    written = write_graphs(model, tmp_path, images)
+    written = cfg.family.export(model, tmp_path, images, fp16=False, opset=18)
     assert written.embedding_dim == 4 * 64 * 32
     assert written.parity.outputs["embedding"].max_rel_diff <= FP32_MAX_REL_DIFF

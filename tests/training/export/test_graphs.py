@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -9,9 +11,10 @@ import torch
 
 from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
 from service.contract.scoring import HeadWeights, pair_scores
-from training.export.graphs import check_head_weights, write_graphs
-from training.export.onnx_io import ExportError
+from training.export.graphs import WrittenGraphs, check_head_weights
+from training.export.onnx_io import DEFAULT_OPSET, ExportError
 from training.export.parity import check_parity, cpu_session
+from training.families import get_family
 from training.models.backbones import build_backbone
 from training.models.heads import SAME_INDEX, BNNeckHead
 from training.models.reid_model import EmbeddingModel, SiameseModel
@@ -32,9 +35,10 @@ def _images(tmp_path, n: int = 7) -> np.ndarray:
     return stack_batch(arrays)
 
 
-def _embedding_model(seed: int = 0) -> EmbeddingModel:
+def model_with_bn_statistics(seed: int = 0, backbone_name: str = "osnet_x0_25") -> EmbeddingModel:
+    """A BN-neck embedding model, in eval mode, whose BN layers saw two train-mode batches."""
     torch.manual_seed(seed)
-    backbone = build_backbone("osnet_x0_25")
+    backbone = build_backbone(backbone_name)
     model = EmbeddingModel(backbone, BNNeckHead(backbone.feature_dim, num_classes=5))
     # Non-trivial BN statistics, as after training.
     model.train()
@@ -44,19 +48,25 @@ def _embedding_model(seed: int = 0) -> EmbeddingModel:
     return model.eval()
 
 
+def _export(model: torch.nn.Module, folder: Path, images: np.ndarray, fp16: bool = False) -> WrittenGraphs:
+    """The family's export (the fixtures build bare models: a SiameseModel is the siamese family's)."""
+    family = get_family("siamese" if isinstance(model, SiameseModel) else "embedding")
+    return family.export(model, folder, images, fp16=fp16, opset=DEFAULT_OPSET)
+
+
 @pytest.fixture(scope="module")
 def embedding_model() -> EmbeddingModel:
-    return _embedding_model()
+    return model_with_bn_statistics()
 
 
 def test_fp32_and_fp16_embedding_export_pass_the_gate(tmp_path, embedding_model):
     images = _images(tmp_path)
-    fp32 = write_graphs(embedding_model, tmp_path / "fp32", images, fp16=False)
+    fp32 = _export(embedding_model, tmp_path / "fp32", images, fp16=False)
     assert fp32.files == {"embedding": "embedding.onnx"}
     assert fp32.parity.rule is not None and fp32.parity.rule.precision == "fp32"
     assert fp32.parity.outputs["embedding"].max_rel_diff <= fp32.parity.rule.max_rel_diff
     assert fp32.embedding_dim == embedding_model.embedding_dim
-    fp16 = write_graphs(embedding_model, tmp_path / "fp16", images, fp16=True)
+    fp16 = _export(embedding_model, tmp_path / "fp16", images, fp16=True)
     assert fp16.parity.rule is not None and fp16.parity.rule.precision == "fp16"
     assert (fp16.parity.outputs["embedding"].min_cosine or 0.0) >= fp16.parity.rule.min_cosine
     # fp16 weights really are stored as float16 (smaller file), inputs stay float32.
@@ -68,15 +78,15 @@ def test_fp32_and_fp16_embedding_export_pass_the_gate(tmp_path, embedding_model)
 
 
 def test_train_mode_model_is_refused_naming_the_module(tmp_path, embedding_model):
-    model = _embedding_model()
+    model = model_with_bn_statistics()
     model.head.bottleneck.train()
     with pytest.raises(ExportError, match=r"head\.bottleneck.*training mode"):
-        write_graphs(model, tmp_path / "m", _images(tmp_path))
+        _export(model, tmp_path / "m", _images(tmp_path))
 
 
 def test_perturbed_onnx_weight_fails_the_gate_with_the_difference(tmp_path, embedding_model):
     images = _images(tmp_path)
-    write_graphs(embedding_model, tmp_path / "m", images)
+    _export(embedding_model, tmp_path / "m", images)
     path = tmp_path / "m" / "embedding.onnx"
     proto = onnx.load(str(path))
     init = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))
@@ -102,7 +112,7 @@ def test_siamese_export_writes_head_and_exact_weights(tmp_path):
         model.verification_head.classifier.weight.normal_(0, 0.5)
         model.verification_head.classifier.bias.normal_(0, 0.5)
     images = _images(tmp_path)
-    out = write_graphs(model, tmp_path / "s", images)
+    out = _export(model, tmp_path / "s", images)
     assert set(out.files) == {"embedding", "verification_head", "head_weights"}
     # 100 random pairs: p(same) from the stored linear weights equals the ONNX head within 1e-5.
     dim = out.embedding_dim

@@ -19,8 +19,8 @@ from onnx import helper, numpy_helper
 
 from service.contract.manifest import discover, load
 from service.contract.parity import ParityReport
-from training.export.graphs import write_graphs
-from training.export.onnx_io import ExportError
+from tests.training.export.test_graphs import model_with_bn_statistics
+from training.export.onnx_io import DEFAULT_OPSET, ExportError
 from training.export.parity import (
     FP16_MAX_REL_DIFF,
     FP16_MIN_COSINE,
@@ -29,8 +29,7 @@ from training.export.parity import (
     check_parity,
     compare,
 )
-from training.models.backbones import build_backbone
-from training.models.heads import BNNeckHead
+from training.families import get_family
 from training.models.reid_model import EmbeddingExport, EmbeddingModel
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,14 +51,8 @@ def large_resnet50(images: np.ndarray) -> EmbeddingModel:
     The backbone's BN statistics come from train-mode passes; the BN neck's running statistics are those of
     the pooled features (it whitens them, as a trained neck does) and its weight is :data:`NECK_WEIGHT`.
     """
-    torch.manual_seed(0)
-    backbone = build_backbone("resnet50")
-    model = EmbeddingModel(backbone, BNNeckHead(backbone.feature_dim, num_classes=5))
-    model.train()
+    model = model_with_bn_statistics(backbone_name="resnet50")
     with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(8, 3, 64, 32))
-        model.eval()
         neck = model.head.bottleneck
         features = model.head.pooled_features(model.backbone(torch.from_numpy(images)))
         neck.running_mean.copy_(features.mean(0))
@@ -80,9 +73,10 @@ def _reference(model: torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def exported(large_resnet50: EmbeddingModel, images: np.ndarray, tmp_path_factory: pytest.TempPathFactory):
-    """The large ResNet-50 through :func:`write_graphs` (the fp32 gate), once for the module."""
+    """The large ResNet-50 through the embedding family's export (the fp32 gate), once for the module."""
     folder = tmp_path_factory.mktemp("r50")
-    return folder / "embedding.onnx", write_graphs(large_resnet50, folder, images)
+    written = get_family("embedding").export(large_resnet50, folder, images, fp16=False, opset=DEFAULT_OPSET)
+    return folder / "embedding.onnx", written
 
 
 def test_large_bnneck_resnet50_passes_the_scale_aware_gate(

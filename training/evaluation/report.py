@@ -1,12 +1,14 @@
 """Evaluation reports: ``metrics.json``, ``calibration.json`` and the pictures, written into a run folder.
 
-Calibration measures, for each scoring mode the service offers (cosine, correlation, euclidean, and softmax
-for Siamese models), the score distributions of same-person and different-person query × gallery pairs of the
-*test* split — persons never seen in training — on embeddings without flip TTA (what the service computes).
-Same-person pairs are those across different cameras (the Market protocol drops same-camera matches);
-different-person pairs are sampled down to ``max_negatives``. ``calibration.json`` holds one
+Calibration measures, for each scoring mode the service offers (cosine, correlation, euclidean, plus the
+modes whose Q × G scores the family's evaluation added, e.g. softmax for Siamese models), the score
+distributions of same-person and different-person query × gallery pairs of the *test* split — persons never
+seen in training — on embeddings without flip TTA (what the service computes). Same-person pairs are those
+across different cameras (the Market protocol drops same-camera matches); different-person pairs are
+sampled down to ``max_negatives``. ``calibration.json`` holds one
 :class:`~service.contract.manifest.ScoringMode` per mode (thresholds at FMR 1e-2 / 1e-3 / 1e-4 and the EER;
-the default is the one at ``target_fmr``), which the export step copies into the manifest.
+the default is the one at ``target_fmr``) for reading; the export step calibrates its manifest anew, with
+the exported graphs on held-out images (:mod:`training.export.calibrate`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
-from training.engine.evaluator import EvaluationResult, softmax_same_probability
 from training.evaluation import plots
 from training.evaluation.calibration import (
     DEFAULT_FMR_TARGETS,
@@ -28,18 +28,17 @@ from training.evaluation.calibration import (
     threshold_at_fmr,
 )
 from training.evaluation.distances import compute_distance
+from training.evaluation.evaluator import EvaluationResult
 
 #: Embedding scoring modes calibrated for every model (the manifest's names).
 EMBEDDING_MODES: tuple[str, ...] = ("cosine", "correlation", "euclidean")
 
 
-def pair_score_matrix(result: EvaluationResult, mode: str, model: nn.Module | None = None) -> np.ndarray:
+def pair_score_matrix(result: EvaluationResult, mode: str) -> np.ndarray:
     """Q × G scores in the service's units: similarities (cosine, correlation, softmax) or distances."""
     qf, gf = result.query_features, result.gallery_features
-    if mode == "softmax":
-        if model is None:
-            raise ValueError("softmax scores need the Siamese model")
-        return softmax_same_probability(model, qf, gf)
+    if mode in result.scores:
+        return result.scores[mode].astype(np.float64)
     if mode in ("cosine", "correlation"):
         return 1.0 - compute_distance(qf, gf, mode).astype(np.float64)
     return compute_distance(qf, gf, mode).astype(np.float64)
@@ -72,7 +71,6 @@ def calibration_masks(
 def calibrate_result(
     result: EvaluationResult,
     *,
-    model: nn.Module | None = None,
     target_fmr: float = 1e-3,
     max_negatives: int = 2_000_000,
     seed: int = 0,
@@ -82,15 +80,13 @@ def calibrate_result(
     Returns:
         The ``calibration.json`` dict and, per mode, the (same, different) score arrays.
     """
-    modes = list(EMBEDDING_MODES)
-    if model is not None and getattr(model, "verification_head", None) is not None:
-        modes.append("softmax")
+    modes = [*EMBEDDING_MODES, *result.scores]
     positive, negative = calibration_masks(result, max_negatives=max_negatives, seed=seed)
     scoring: dict[str, Any] = {}
     roc: dict[str, Any] = {}
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for mode in modes:
-        matrix = pair_score_matrix(result, mode, model).ravel()
+        matrix = pair_score_matrix(result, mode).ravel()
         same, diff = matrix[positive], matrix[negative]
         scores[mode] = (same, diff)
         scoring_mode = calibrate(same, diff, mode, target_fmr=target_fmr)
@@ -136,7 +132,6 @@ def write_report(
     result: EvaluationResult,
     output_dir: str | Path,
     *,
-    model: nn.Module | None = None,
     target_fmr: float = 1e-3,
     extra: dict[str, Any] | None = None,
     seed: int = 0,
@@ -146,7 +141,6 @@ def write_report(
     Args:
         result: The evaluation.
         output_dir: Folder to write into (created).
-        model: The evaluated model (needed for the softmax mode of Siamese models).
         target_fmr: False-match rate of the default calibrated thresholds.
         extra: More fields for ``metrics.json`` (dataset, checkpoint …).
         seed: Seed of the negative-pair sampling and of the queries shown in ``ranks.png``.
@@ -156,7 +150,7 @@ def write_report(
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    calibration, scores = calibrate_result(result, model=model, target_fmr=target_fmr, seed=seed)
+    calibration, scores = calibrate_result(result, target_fmr=target_fmr, seed=seed)
     metrics = {**(extra or {}), **result.metrics}
     metrics["tpr_at_fmr"] = {
         mode: {key: value["tpr"] for key, value in table.items()}

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from training.data.datasets.base import ImageRecord, ReidSplit
-from training.engine.evaluator import EvaluationResult, is_single_shot, rank_metrics, softmax_same_probability
-from training.engine.report import calibration_masks
+from training.evaluation.evaluator import EvaluationResult, is_single_shot, rank_metrics
+from training.evaluation.report import calibration_masks
+from training.families.siamese import softmax_same_probability
 from training.models.heads import VerificationHead
 
 
