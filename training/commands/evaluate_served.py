@@ -21,9 +21,9 @@ def run_served(args: argparse.Namespace) -> int:
     """Evaluate ``args.model`` on ``args.root`` and print the headline numbers as JSON."""
     from training.commands.evaluate import parse_options
     from training.data.datasets import build_dataset
-    from training.engine.evaluator import EvaluationResult, is_single_shot, rank_metrics
-    from training.engine.report import write_report
-    from training.evaluation.served import embed_records, load_runtime, ranking_distances
+    from training.evaluation.evaluator import EvaluationResult, is_single_shot, rank_metrics
+    from training.evaluation.report import write_report
+    from training.evaluation.served import embed_records, load_runtime, ranking_distances, score_matrix
 
     if args.root is None:
         raise ValueError("--model needs --root (the labelled images to evaluate on)")
@@ -45,7 +45,15 @@ def run_served(args: argparse.Namespace) -> int:
     gallery = embed_records(runtime, split.gallery, args.batch_size)
     shortlist = args.shortlist or (manifest.pairwise.shortlist if manifest.pairwise else 100)
     distmat = ranking_distances(runtime, metric, query, gallery, shortlist=shortlist)
-    result = EvaluationResult({}, distmat, query.embeddings, gallery.embeddings, split.query, split.gallery)
+    # the Siamese head's p(same) is calibrated in the report too (the embedding modes come from the features)
+    scores = (
+        {"softmax": score_matrix(runtime, "softmax", query.embeddings, gallery.embeddings)}
+        if "softmax" in manifest.scoring
+        else {}
+    )
+    result = EvaluationResult(
+        {}, distmat, query.embeddings, gallery.embeddings, split.query, split.gallery, scores=scores
+    )
     metrics = rank_metrics(distmat, result.ids(), single_shot=is_single_shot(split))
     metrics.update(
         metric=metric, rerank=False, flip=False, num_query=len(split.query), num_gallery=len(split.gallery),
@@ -60,7 +68,7 @@ def run_served(args: argparse.Namespace) -> int:
         "model_id": manifest.model_id, "runtime": f"service ModelRuntime ({runtime.provider})",
     }
     target_fmr = args.target_fmr if args.target_fmr is not None else 1e-3
-    report = write_report(result, output, model=None, target_fmr=target_fmr, extra=extra)
+    report = write_report(result, output, target_fmr=target_fmr, extra=extra)
     summary: dict[str, Any] = {
         "output": str(output), "model": manifest.model_id, "metric": metric,
         **{k: round(float(report[k]), 4) for k in HEADLINE},
