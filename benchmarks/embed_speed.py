@@ -30,6 +30,7 @@ if str(REPO_ROOT) not in sys.path:  # ``python benchmarks/embed_speed.py`` witho
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks._common import int_list, load_average, machine_info, script_main, str_list  # noqa: E402
+from service.contract import tensors  # noqa: E402
 
 DESCRIPTION = "Embedding images/s, torch eager vs onnxruntime, per backbone / precision / batch size."
 RATIO_BATCH = 32  # the batch size of the ORT ≥ 1.3 × torch target
@@ -116,11 +117,11 @@ def _ort_runner(session: Any, images: np.ndarray, cuda: bool) -> Callable[[], ob
     import onnxruntime as ort
 
     if not cuda:
-        return lambda: session.run(["embeddings"], {"images": images})
+        return lambda: session.run([tensors.EMBEDDINGS], {tensors.IMAGES: images})
     binding = session.io_binding()
     value = ort.OrtValue.ortvalue_from_numpy(images, "cuda", 0)
-    binding.bind_ortvalue_input("images", value)
-    binding.bind_output("embeddings", "cuda", 0)
+    binding.bind_ortvalue_input(tensors.IMAGES, value)
+    binding.bind_output(tensors.EMBEDDINGS, "cuda", 0)
 
     def run() -> None:
         session.run_with_iobinding(binding)
@@ -188,8 +189,8 @@ def measure_backbone(name: str, args: argparse.Namespace, device: Any, export_di
                 model,
                 (example,),
                 path,
-                input_names=["images"],
-                output_names=["embeddings"],
+                input_names=list(tensors.EMBEDDING_INPUTS),
+                output_names=list(tensors.EMBEDDING_OUTPUTS),
                 fp16=precision == "fp16",
             )
             record[f"export_seconds_{precision}"] = round(time.perf_counter() - t0, 2)

@@ -127,6 +127,7 @@ def export_backbone_model(root: Path, backbone: str, height: int, width: int) ->
     import torch
 
     from benchmarks.embed_speed import build_model
+    from service.contract import tensors
     from service.contract.manifest import (
         InputSpec,
         ModelManifest,
@@ -135,6 +136,7 @@ def export_backbone_model(root: Path, backbone: str, height: int, width: int) ->
         Threshold,
         file_entry,
     )
+    from service.contract.scoring import SERVED_EMBEDDING_METRICS, higher_is_better
     from training.export.onnx_io import export_onnx
 
     name = f"bench-{backbone}"
@@ -145,13 +147,13 @@ def export_backbone_model(root: Path, backbone: str, height: int, width: int) ->
         model,
         (torch.randn(2, 3, height, width),),
         folder / "embedding.onnx",
-        input_names=["images"],
-        output_names=["embeddings"],
+        input_names=list(tensors.EMBEDDING_INPUTS),
+        output_names=list(tensors.EMBEDDING_OUTPUTS),
     )
     placeholder = {"eer": Threshold(threshold=0.5, tpr=0.5, fmr=0.5)}
     scoring: dict[Any, ScoringMode] = {
-        m: ScoringMode(higher_is_better=m != "euclidean", thresholds=placeholder, default_threshold="eer")
-        for m in ("cosine", "correlation", "euclidean")
+        m: ScoringMode(higher_is_better=higher_is_better(m), thresholds=placeholder, default_threshold="eer")
+        for m in SERVED_EMBEDDING_METRICS
     }
     ModelManifest(
         name=name,
@@ -191,28 +193,19 @@ def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str, str]:
     )
 
 
-def _service_metrics(runtime: Any) -> list[str]:
-    """The metrics the service indexes for this model (as ``service.state`` chooses them)."""
-    from service.contract.scoring import METRICS
-
-    manifest = runtime.manifest
-    metrics = list(METRICS)
-    if runtime.head_weights is None or (manifest.verification and not manifest.verification.exact_search):
-        metrics = [m for m in metrics if m != "softmax"]
-    return metrics
-
-
 def open_gallery(runtime: Any, data_dir: Path) -> Any:
     from service.gallery.gallery import Gallery
     from service.gallery.index import IndexConfig
+    from service.state import indexed_metrics
 
     gallery = Gallery(
         data_dir,
         model_id=runtime.manifest.model_id,
         dim=runtime.manifest.embedding_dim,
-        metrics=_service_metrics(runtime),
+        metrics=indexed_metrics(runtime),
         head=runtime.head_weights,
         config=IndexConfig(),
+        encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
     )
     gallery.open()
     return gallery

@@ -19,7 +19,8 @@ import numpy as np
 from service.config import Settings
 from service.contract.manifest import ModelManifest, discover, load
 from service.contract.preprocess import preprocess_bytes
-from service.contract.scoring import METRICS
+from service.contract.scoring import SERVED_METRICS
+from service.contract.scoring import get as get_metric
 from service.core.operations import ReidService
 from service.gallery.dirlock import DataDirLockedError
 from service.gallery.factory import GallerySpec, create_gallery
@@ -31,6 +32,22 @@ from service.inference.sessions import ModelRuntime
 from service.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
+
+
+def indexed_metrics(runtime: ModelRuntime) -> list[str]:
+    """The served metrics the gallery keeps an index for with this model."""
+    manifest = runtime.manifest
+
+    def indexed(name: str) -> bool:
+        metric = get_metric(name)
+        if metric.needs_comparator:  # the descriptor shortlist index, re-ranked by the comparator
+            return runtime.pairwise is not None
+        if metric.needs_head:  # exact search needs the head's weights, and the manifest must allow it
+            exact = manifest.verification is not None and manifest.verification.exact_search
+            return name in manifest.scoring and runtime.head_weights is not None and exact
+        return True
+
+    return [name for name in SERVED_METRICS if indexed(name)]
 
 
 @dataclass
@@ -96,11 +113,7 @@ class ServiceState:
         deviation = runtime.warm_up() if self.settings.warmup else 0.0
         self.runtime = runtime
         manifest = runtime.manifest
-        metrics = [m for m in METRICS if m in manifest.scoring or m != "softmax"]
-        if runtime.head_weights is None or (manifest.verification and not manifest.verification.exact_search):
-            metrics = [m for m in metrics if m != "softmax"]
-        if runtime.pairwise is not None:  # the descriptor shortlist index, re-ranked by the comparator
-            metrics.append("pairwise")
+        metrics = indexed_metrics(runtime)
         if self.settings.faiss_threads > 0:
             faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()

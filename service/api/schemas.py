@@ -23,16 +23,17 @@ from pydantic import (
     model_validator,
 )
 
+from service.contract.scoring import ServedMetric, describe
 from service.core.results import Timings as CoreTimings
 
 #: Largest gallery id accepted: 2^53 - 1, the largest integer every JSON parser reads exactly (RFC 7493), so
 #: that the limit in the OpenAPI document means the same to a client comparing in doubles. (SQLite rowids are
 #: int64; the gallery numbers entries from 1.)
 MAX_GALLERY_ID = 2**53 - 1
-Metric = Literal["softmax", "cosine", "correlation", "euclidean", "pairwise"]
+Metric = ServedMetric
 _METRIC_DOC = (
-    "Scoring mode: softmax | cosine | correlation | euclidean | pairwise (default: the model's default "
-    "metric). pairwise: the comparator of a pairwise model, over a descriptor shortlist in /search."
+    f"Scoring mode (default: the model's default metric). {describe()}. pairwise re-ranks a descriptor "
+    "shortlist in /search."
 )
 _THRESHOLD_DOC = (
     "Decision threshold; default: the model's calibrated threshold for the metric (an uncalibrated model: "
@@ -193,24 +194,34 @@ def timings(core: CoreTimings, t0: float) -> Timings:
     return Timings(**dataclasses.asdict(core), total_ms=(time.perf_counter() - t0) * 1000.0)
 
 
-class VerifyResponse(BaseModel):
-    """The verification decision."""
+class _Scored(BaseModel):
+    """Fields of every scored answer."""
 
-    same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
-    score: float = Field(description="Score of the pair under the metric.")
     metric: Metric = Field(description="The scoring mode used.")
     threshold: float | None = Field(description="The threshold applied.")
-    higher_is_better: bool = Field(description="True when a larger score means 'same person'.")
     model: str = Field(description="Model name@version.")
     timings: Timings = Field(description="Timings in milliseconds.")
 
 
-class SearchMatch(BaseModel):
+class VerifyResponse(_Scored):
+    """The verification decision."""
+
+    same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
+    score: float = Field(description="Score of the pair under the metric.")
+    higher_is_better: bool = Field(description="True when a larger score means 'same person'.")
+
+
+class _Entry(BaseModel):
+    """Who a gallery entry is."""
+
+    id: int = Field(description="Gallery id (stable, never reused).")
+    person_id: str = Field(description="Person identity.")
+    camera_id: str | None = Field(description="Camera identity.")
+
+
+class SearchMatch(_Entry):
     """One ranked gallery entry."""
 
-    id: int = Field(description="Gallery id.")
-    person_id: str = Field(description="Person of the gallery entry.")
-    camera_id: str | None = Field(description="Camera of the gallery entry.")
     score: float = Field(description="Score against the query under the metric.")
     same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
 
@@ -221,15 +232,11 @@ class QueryResult(BaseModel):
     matches: list[SearchMatch] = Field(description="Best first.")
 
 
-class SearchResponse(BaseModel):
+class SearchResponse(_Scored):
     """Rankings for every query image."""
 
     results: list[QueryResult] = Field(description="One ranking per query image, in request order.")
     gallery_size: int = Field(description="Searchable gallery entries.")
-    metric: Metric = Field(description="The scoring mode used.")
-    threshold: float | None = Field(description="The threshold applied.")
-    model: str = Field(description="Model name@version.")
-    timings: Timings = Field(description="Timings in milliseconds.")
 
 
 class EmbeddingsResponse(BaseModel):
@@ -254,12 +261,9 @@ class EnrolResponse(BaseModel):
     model: str = Field(description="Model name@version that embedded the images.")
 
 
-class GalleryItem(BaseModel):
+class GalleryItem(_Entry):
     """One gallery entry."""
 
-    id: int = Field(description="Gallery id (stable, never reused).")
-    person_id: str = Field(description="Person identity.")
-    camera_id: str | None = Field(description="Camera identity.")
     metadata: dict[str, Any] = Field(description="The JSON metadata given at enrolment.")
     created: str = Field(description="Enrolment time (ISO 8601, UTC).")
     has_image: bool = Field(description="True when the image bytes are stored (REID_STORE_IMAGES).")

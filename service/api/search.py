@@ -43,7 +43,7 @@ async def search(request: Request, reid: ReidDep) -> SearchResponse:
             for row in ranking.results
         ],
         gallery_size=ranking.gallery_size,
-        metric=ranking.scoring.metric,  # type: ignore[arg-type]
+        metric=ranking.scoring.metric,
         threshold=ranking.scoring.threshold,
         model=reid.model_id,
         timings=timings(ranking.timings, t0),

@@ -29,7 +29,7 @@ async def verify(request: Request, reid: ReidDep) -> VerifyResponse:
     return VerifyResponse(
         same_person=verdict.same_person,
         score=verdict.score,
-        metric=verdict.scoring.metric,  # type: ignore[arg-type]
+        metric=verdict.scoring.metric,
         threshold=verdict.scoring.threshold,
         higher_is_better=verdict.scoring.higher_is_better,
         model=reid.model_id,

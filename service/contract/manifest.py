@@ -18,13 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec
+from service.contract.scoring import ServedMetric
+from service.contract.scoring import get as get_metric
 
 MANIFEST_FILE = "manifest.json"
 #: 2: ``parity`` is a :class:`~service.contract.parity.ParityReport` (version 1's flat mapping still loads).
 SCHEMA_VERSION = 2
 
 ModelKind = Literal["embedding", "siamese", "pairwise"]
-ScoringName = Literal["cosine", "correlation", "euclidean", "softmax", "pairwise"]
+ScoringName = ServedMetric
 FileRole = Literal["embedding", "verification_head", "head_weights", "encoder", "comparator"]
 
 #: Files each kind of model must ship, by role.
@@ -32,14 +34,6 @@ REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     "embedding": ("embedding",),
     "siamese": ("embedding", "verification_head", "head_weights"),
     "pairwise": ("encoder", "comparator"),
-}
-#: Scores where a larger value means "more likely the same person".
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "cosine": True,
-    "correlation": True,
-    "euclidean": False,
-    "softmax": True,
-    "pairwise": True,
 }
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -251,11 +245,14 @@ class ModelManifest(_Strict):
             )
         if (self.kind == "pairwise") != (self.pairwise is not None):
             raise ValueError("a pairwise section is required for kind 'pairwise' and only allowed there")
-        if "softmax" in self.scoring and self.verification is None:
-            raise ValueError("scoring mode 'softmax' needs a verification section")
         for name, mode in self.scoring.items():
-            if mode.higher_is_better != HIGHER_IS_BETTER[name]:
-                raise ValueError(f"scoring.{name}.higher_is_better must be {HIGHER_IS_BETTER[name]}")
+            metric = get_metric(name)
+            if metric.needs_head and self.verification is None:
+                raise ValueError(f"scoring mode {name!r} needs a verification section")
+            if metric.needs_comparator and self.pairwise is None:
+                raise ValueError(f"scoring mode {name!r} needs a pairwise section")
+            if mode.higher_is_better != metric.higher_is_better:
+                raise ValueError(f"scoring.{name}.higher_is_better must be {metric.higher_is_better}")
         return self
 
     @property

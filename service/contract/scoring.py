@@ -1,24 +1,35 @@
-"""Scoring modes, as numpy functions: pair scores for /verify and index/query vectors for /search.
+"""Scoring modes, defined once (numpy only): one registered :class:`Metric` per name.
+
+Each metric states the vectors its index holds, the query vector (and per-query constant), the pair score,
+its direction, what its threshold means, whether it needs the verification head or the comparator, and whether
+the service offers it. Evaluation (``training/evaluation``), calibration, export and the service all score
+through the functions below, so a threshold means at serving time what it meant at calibration.
 
 * ``cosine``: L2-normalized inner product.
 * ``correlation``: mean-centred, then L2-normalized inner product (Pearson correlation).
 * ``euclidean``: L2 distance between the embeddings (lower is more similar).
-* ``pairwise``: the comparator's score (:mod:`service.inference.pairwise`); its index holds the L2-normalized
-  descriptors, searched by cosine for the shortlist the comparator re-ranks.
 * ``softmax``: p(same) of the verification head. Its same-minus-different logit is
   ``Σ wᵢ(qᵢ − gᵢ)² + b = [Σ wᵢqᵢ² + b] + ⟨(−2 w⊙q, 1), (g, Σ wᵢgᵢ²)⟩``, so storing the augmented gallery
   vector ``(g, Σ wᵢgᵢ²)`` in an inner-product index ranks the whole gallery by the head exactly, and
   ``p = sigmoid(logit)`` is monotone in the logit.
+* ``pairwise``: the comparator's score (``comparator.onnx``, :mod:`service.inference.pairwise`); its index
+  holds the L2-normalized descriptors, searched by cosine for the shortlist the comparator re-ranks.
+* ``cityblock`` / ``minkowski`` (evaluation only): L1 / Lp distance between the embeddings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
-METRICS: tuple[str, ...] = ("cosine", "correlation", "euclidean", "softmax")
+#: The metrics the service offers (request bodies, manifests).
+ServedMetric = Literal["cosine", "correlation", "euclidean", "softmax", "pairwise"]
+#: Every registered metric: the served ones and the evaluation-only distances.
+MetricName = Literal[ServedMetric, "cityblock", "minkowski"]
 _EPS = 1e-12
 
 
@@ -48,23 +59,34 @@ class HeadWeights:
         return cls(weight=weight, bias=bias)
 
 
+def _float(x: np.ndarray) -> np.ndarray:
+    """As a float array, keeping float32 / float64 (anything else becomes float32)."""
+    arr = np.asarray(x)
+    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = _float(x)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), _EPS)
+
+
+def _centred_unit(x: np.ndarray) -> np.ndarray:
+    x = _float(x)
+    return _unit(x - x.mean(axis=1, keepdims=True))
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return _float(x)
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, _EPS)).astype(np.float32)
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
+    return _unit(x).astype(np.float32)
 
 
 def center_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows mean-centred, then L2-normalized (their inner product is the Pearson correlation)."""
-    x = np.asarray(x, dtype=np.float32)
-    return l2_normalize(x - x.mean(axis=1, keepdims=True))
-
-
-def softmax_logits(a: np.ndarray, b: np.ndarray, head: HeadWeights) -> np.ndarray:
-    """Same-minus-different logits of row pairs, computed directly: ``Σ w(a − b)² + bias``."""
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return (diff * diff) @ head.weight.astype(np.float64) + head.bias
+    """Rows mean-centred, then L2-normalized (their inner product is the Pearson correlation), float32."""
+    return _centred_unit(x).astype(np.float32)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -78,25 +100,187 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def softmax_logits(a: np.ndarray, b: np.ndarray, head: HeadWeights) -> np.ndarray:
+    """Same-minus-different logits of row pairs, computed directly: ``Σ w(a − b)² + bias``."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return (diff * diff) @ head.weight.astype(np.float64) + head.bias
+
+
+def _softmax_gallery(emb: np.ndarray, head: HeadWeights) -> np.ndarray:
+    g = np.asarray(emb, dtype=np.float64)
+    return np.concatenate([g, ((g * g) @ head.weight.astype(np.float64))[:, None]], axis=1)
+
+
+def _softmax_query(emb: np.ndarray, head: HeadWeights) -> tuple[np.ndarray, np.ndarray]:
+    q, w = np.asarray(emb, dtype=np.float64), head.weight.astype(np.float64)
+    return np.concatenate([-2.0 * q * w, np.ones((len(q), 1))], axis=1), (q * q) @ w + head.bias
+
+
+def _lp_pairs(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
+    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    return diff.sum(axis=1) if p == 1.0 else (diff**p).sum(axis=1) ** (1.0 / p)
+
+
+def _lp_matrix(query: np.ndarray, gallery: np.ndarray, p: float) -> np.ndarray:
+    from scipy.spatial.distance import cdist  # evaluation only: scipy is not a serving dependency
+
+    if p == 1.0:
+        return cdist(query, gallery, metric="cityblock")
+    return cdist(query, gallery, metric="minkowski", p=p)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One scoring mode.
+
+    Attributes:
+        name: The name in requests, manifests and configs.
+        pair_score: What the score of a pair (a, b) is.
+        indexes: What the gallery index stores per entry ('' when it is not served).
+        query: The query vector searched in that index and the per-query constant added to its results.
+        higher_is_better: True for similarities (same person iff score ≥ threshold), False for distances.
+        threshold: What a threshold on this score means (OpenAPI and README text).
+        served: Offered by the service (else evaluation only).
+        needs_head: Needs the verification head weights (siamese models).
+        needs_comparator: Scored by ``comparator.onnx`` (pairwise models); :func:`pair_scores` refuses it.
+        inner_product: Its index ranks by inner product (else by squared L2 distance).
+        exact_index: Its index must be exact (flat): approximate indexes would not rank by this score.
+    """
+
+    name: str
+    pair_score: str
+    indexes: str
+    query: str
+    higher_is_better: bool
+    threshold: str
+    served: bool = True
+    needs_head: bool = False
+    needs_comparator: bool = False
+    inner_product: bool = True
+    exact_index: bool = False
+    _vectors: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def direction(self) -> str:
+        """``≥`` or ``≤``: the side of the threshold on which a pair is the same person."""
+        return "≥" if self.higher_is_better else "≤"
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    """Add a metric to the registry; a new metric also adds its name to :data:`MetricName`.
+
+    Raises:
+        ValueError: The name is not in :data:`MetricName` or already registered.
+    """
+    if metric.name not in get_args(MetricName) or metric.name in _REGISTRY:
+        raise ValueError(f"metric {metric.name!r} is not in MetricName or registered twice")
+    _REGISTRY[metric.name] = metric
+    return metric
+
+
+register(Metric(
+    name="cosine", pair_score="cosine similarity of the embeddings, in [-1, 1]",
+    indexes="L2-normalized embeddings", query="the L2-normalized embedding (constant 0)",
+    higher_is_better=True, threshold="same person iff cosine similarity ≥ threshold", _vectors=_unit,
+))
+register(Metric(
+    name="correlation", pair_score="Pearson correlation of the embeddings, in [-1, 1]",
+    indexes="mean-centred, L2-normalized embeddings", query="the mean-centred, L2-normalized embedding",
+    higher_is_better=True, threshold="same person iff correlation ≥ threshold", _vectors=_centred_unit,
+))
+register(Metric(
+    name="euclidean", pair_score="L2 distance between the embeddings", indexes="raw embeddings",
+    query="the raw embedding; the index's squared L2 distance is square-rooted", higher_is_better=False,
+    threshold="same person iff L2 distance ≤ threshold", inner_product=False, _vectors=_identity,
+))
+register(Metric(
+    name="softmax", pair_score="p(same) of the verification head, sigmoid(Σ w(a − b)² + b)",
+    indexes="augmented embeddings (g, Σ w·g²)", query="(−2 w⊙q, 1), constant Σ w·q² + b; sigmoid of the sum",
+    higher_is_better=True, threshold="same person iff p(same) ≥ threshold", needs_head=True, exact_index=True,
+))
+register(Metric(
+    name="pairwise", pair_score="the comparator's score of the two encodings (comparator.onnx)",
+    indexes="L2-normalized descriptors (the cosine shortlist the comparator re-ranks)",
+    query="the L2-normalized descriptor, plus the encoding for the comparator", higher_is_better=True,
+    threshold="same person iff comparator score ≥ threshold", needs_comparator=True, _vectors=_unit,
+))
+register(Metric(
+    name="cityblock", pair_score="L1 distance between the embeddings", indexes="", query="",
+    higher_is_better=False, threshold="same person iff L1 distance ≤ threshold", served=False,
+))
+register(Metric(
+    name="minkowski", pair_score="Lp distance between the embeddings (p > 0)", indexes="", query="",
+    higher_is_better=False, threshold="same person iff Lp distance ≤ threshold", served=False,
+))
+
+#: Every metric name, in registry order.
+METRICS: tuple[str, ...] = tuple(_REGISTRY)
+#: The metrics the service offers.
+SERVED_METRICS: tuple[str, ...] = tuple(m.name for m in _REGISTRY.values() if m.served)
+#: The metrics that score two plain embeddings (no head, no comparator): what ``reid eval --metric`` ranks by.
+EMBEDDING_METRICS: tuple[str, ...] = tuple(
+    m.name for m in _REGISTRY.values() if not (m.needs_head or m.needs_comparator)
+)
+#: The served metrics of an embedding model (calibrated for every exported model).
+SERVED_EMBEDDING_METRICS: tuple[str, ...] = tuple(m for m in EMBEDDING_METRICS if m in SERVED_METRICS)
+if set(METRICS) != set(get_args(MetricName)) or set(SERVED_METRICS) != set(get_args(ServedMetric)):
+    raise RuntimeError(f"MetricName / ServedMetric disagree with the registry: {METRICS}, {SERVED_METRICS}")
+
+
+def get(name: str) -> Metric:
+    """The registered metric called ``name``.
+
+    Raises:
+        ValueError: Unknown name (the message lists the valid ones).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; valid metrics: {', '.join(METRICS)}") from None
+
+
+def higher_is_better(name: str) -> bool:
+    """True when the metric's scores are similarities (same person iff score ≥ threshold)."""
+    return get(name).higher_is_better
+
+
 def index_dim(metric: str, dim: int) -> int:
     """Length of the vectors stored in the metric's index."""
-    return dim + 1 if metric == "softmax" else dim
+    return dim + 1 if get(metric).needs_head else dim
+
+
+def _need_head(metric: Metric, head: HeadWeights | None) -> HeadWeights:
+    if head is None:
+        raise ValueError(f"metric {metric.name!r} needs the verification head weights (a siamese model)")
+    return head
+
+
+def _indexed(name: str) -> Metric:
+    metric = get(name)
+    if not metric.served:
+        raise ValueError(f"metric {name!r} is evaluation-only: the service has no index for it")
+    return metric
+
+
+def _gallery(metric: Metric, emb: np.ndarray, head: HeadWeights | None) -> np.ndarray:
+    if metric.needs_head:
+        return _softmax_gallery(emb, _need_head(metric, head))
+    assert metric._vectors is not None
+    return metric._vectors(emb)
+
+
+def _query(metric: Metric, emb: np.ndarray, head: HeadWeights | None) -> tuple[np.ndarray, np.ndarray]:
+    if metric.needs_head:
+        return _softmax_query(emb, _need_head(metric, head))
+    return _gallery(metric, emb, None), np.zeros(len(emb), dtype=np.float64)
 
 
 def gallery_vectors(metric: str, embeddings: np.ndarray, head: HeadWeights | None = None) -> np.ndarray:
-    """Vectors to store in the metric's index for raw gallery embeddings (N, D)."""
-    emb = np.asarray(embeddings, dtype=np.float32)
-    if metric in ("cosine", "pairwise"):  # pairwise: the descriptor shortlist is a cosine search
-        return l2_normalize(emb)
-    if metric == "correlation":
-        return center_normalize(emb)
-    if metric == "euclidean":
-        return np.ascontiguousarray(emb)
-    if metric == "softmax":
-        head = _need_head(head)
-        norm = (emb.astype(np.float64) ** 2) @ head.weight.astype(np.float64)
-        return np.ascontiguousarray(np.concatenate([emb, norm[:, None].astype(np.float32)], axis=1))
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    """Vectors to store in the metric's index for raw gallery embeddings (N, D), float32."""
+    vectors = _gallery(_indexed(metric), embeddings, head)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def query_vectors(
@@ -105,45 +289,97 @@ def query_vectors(
     """Query vectors for the metric's index and a per-query constant added to the index score.
 
     Returns:
-        (vectors (N, index_dim), constants (N,)); the constant is non-zero for softmax only.
+        (vectors (N, index_dim) float32, constants (N,) float64); the constant is non-zero for softmax only.
     """
-    emb = np.asarray(embeddings, dtype=np.float32)
-    zeros = np.zeros(len(emb), dtype=np.float64)
-    if metric in ("cosine", "correlation", "euclidean", "pairwise"):
-        return gallery_vectors(metric, emb), zeros
-    if metric == "softmax":
-        head = _need_head(head)
-        w = head.weight.astype(np.float64)
-        q = emb.astype(np.float64)
-        vec = np.concatenate([-2.0 * q * w, np.ones((len(q), 1))], axis=1).astype(np.float32)
-        const = (q * q) @ w + head.bias
-        return np.ascontiguousarray(vec), const
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    vectors, constants = _query(_indexed(metric), embeddings, head)
+    return np.ascontiguousarray(vectors, dtype=np.float32), constants
 
 
 def index_scores(metric: str, raw: np.ndarray, constants: np.ndarray) -> np.ndarray:
-    """Turn FAISS results (inner products or squared L2 distances) into the metric's scores."""
+    """Turn index results (inner products, or squared L2 distances) into the metric's scores."""
+    m = get(metric)
     raw = np.asarray(raw, dtype=np.float64)
-    if metric == "euclidean":
+    if not m.inner_product:
         return np.sqrt(np.maximum(raw, 0.0))
-    if metric == "softmax":
-        return sigmoid(raw + constants[:, None])
+    if m.needs_head:
+        return sigmoid(raw + np.asarray(constants)[:, None])
     return raw
 
 
-def pair_scores(metric: str, a: np.ndarray, b: np.ndarray, head: HeadWeights | None = None) -> np.ndarray:
-    """Scores of row pairs (a[i], b[i]) computed directly (the reference the indexes must agree with)."""
-    if metric == "cosine":
-        return np.sum(l2_normalize(a).astype(np.float64) * l2_normalize(b), axis=1)
-    if metric == "correlation":
-        return np.sum(center_normalize(a).astype(np.float64) * center_normalize(b), axis=1)
-    if metric == "euclidean":
-        return np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=1)
-    if metric == "softmax":
-        return sigmoid(softmax_logits(a, b, _need_head(head)))
-    if metric == "pairwise":
-        raise ValueError("metric 'pairwise' is scored by comparator.onnx (PairwiseModel.compare), not here")
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+def _check_p(p: float) -> None:
+    if not p > 0:
+        raise ValueError(f"minkowski p must be > 0, got {p}")
+
+
+def pair_scores(
+    metric: str, a: np.ndarray, b: np.ndarray, head: HeadWeights | None = None, *, p: float = 3.0
+) -> np.ndarray:
+    """Scores of row pairs ``(a[i], b[i])`` computed directly, float64 (the reference the indexes agree with).
+
+    Args:
+        metric: A registered metric other than ``pairwise`` (scored by ``comparator.onnx``).
+        a: N × D embeddings.
+        b: N × D embeddings, paired row by row with ``a``.
+        head: The verification head weights (``softmax`` only).
+        p: Exponent of ``minkowski`` (> 0).
+
+    Raises:
+        ValueError: Unknown metric, ``pairwise``, unpaired shapes, a missing head or ``p`` ≤ 0.
+    """
+    m = get(metric)
+    if m.needs_comparator:
+        raise ValueError(f"metric {metric!r} is scored by comparator.onnx (run_comparator), not here")
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 2:
+        raise ValueError(f"a and b must have the same shape (N × D), got {x.shape} and {y.shape}")
+    if m.needs_head:
+        return sigmoid(softmax_logits(x, y, _need_head(m, head)))
+    if not m.served:
+        if metric == "minkowski":
+            _check_p(p)
+        return _lp_pairs(x, y, p if metric == "minkowski" else 1.0)
+    if not m.inner_product:
+        return np.linalg.norm(x - y, axis=1)
+    assert m._vectors is not None
+    return np.clip(np.einsum("ij,ij->i", m._vectors(x), m._vectors(y)), -1.0, 1.0)
+
+
+def score_matrix(
+    metric: str,
+    query: np.ndarray,
+    gallery: np.ndarray,
+    head: HeadWeights | None = None,
+    *,
+    p: float = 3.0,
+) -> np.ndarray:
+    """Q × G scores of every query against every gallery row, by the index's own algebra (brute force).
+
+    Works in the inputs' precision (float32 stays float32, float64 stays float64; softmax always float64).
+    In float32 the ``‖q‖² + ‖g‖² − 2 q·g`` expansion leaves ~1e-4 relative noise on near-zero euclidean
+    distances; pass float64 for exact ones. Memory is Q × G (× D inside scipy for cityblock / minkowski):
+    callers chunk the queries.
+
+    Raises:
+        ValueError: Unknown metric, ``pairwise``, a missing head or ``p`` ≤ 0.
+    """
+    m = get(metric)
+    if m.needs_comparator:
+        raise ValueError(f"metric {metric!r} is scored by comparator.onnx (run_comparator), not here")
+    if not m.served:
+        if metric == "minkowski":
+            _check_p(p)
+        return _lp_matrix(query, gallery, p if metric == "minkowski" else 1.0)
+    q_vec, constants = _query(m, query, head)
+    g_vec = _gallery(m, gallery, head)
+    dtype = np.result_type(q_vec.dtype, g_vec.dtype)
+    q_vec, g_vec = q_vec.astype(dtype, copy=False), g_vec.astype(dtype, copy=False)
+    if m.inner_product:
+        raw = q_vec @ g_vec.T
+        return sigmoid(raw + constants[:, None]) if m.needs_head else np.clip(raw, -1.0, 1.0, out=raw)
+    # ‖q‖² + ‖g‖² − 2 q·g can dip below zero by rounding; clamp before the square root.
+    sq = np.einsum("ij,ij->i", q_vec, q_vec)[:, None] + np.einsum("ij,ij->i", g_vec, g_vec)[None, :]
+    sq -= 2.0 * (q_vec @ g_vec.T)
+    return np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq)
 
 
 def is_same(score: float, threshold: float, higher_is_better: bool) -> bool:
@@ -151,7 +387,6 @@ def is_same(score: float, threshold: float, higher_is_better: bool) -> bool:
     return score >= threshold if higher_is_better else score <= threshold
 
 
-def _need_head(head: HeadWeights | None) -> HeadWeights:
-    if head is None:
-        raise ValueError("metric 'softmax' needs the verification head weights (a siamese model)")
-    return head
+def describe(names: tuple[str, ...] = SERVED_METRICS) -> str:
+    """One line per metric: name, pair score and the threshold's meaning (for OpenAPI / ``--help``)."""
+    return "; ".join(f"{n}: {get(n).pair_score} ({get(n).threshold})" for n in names)

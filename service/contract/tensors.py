@@ -21,3 +21,14 @@ DESCRIPTOR = "descriptor"
 ENCODING_A = "encoding_a"
 ENCODING_B = "encoding_b"
 SCORE = "score"
+#: ``comparator.onnx`` extra outputs (pairwise models): (N, 2) probabilities and the (N,) feature distance.
+DISTANCE = "distance"
+
+#: The graphs' inputs and outputs in order, as the exporter names them.
+EMBEDDING_INPUTS: tuple[str, ...] = (IMAGES,)
+EMBEDDING_OUTPUTS: tuple[str, ...] = (EMBEDDINGS,)
+HEAD_INPUTS: tuple[str, ...] = (EMBEDDINGS_A, EMBEDDINGS_B)
+HEAD_OUTPUTS: tuple[str, ...] = (PROBABILITIES,)
+ENCODER_OUTPUTS: tuple[str, ...] = (ENCODING, DESCRIPTOR)
+COMPARATOR_INPUTS: tuple[str, ...] = (ENCODING_A, ENCODING_B)
+COMPARATOR_OUTPUTS: tuple[str, ...] = (SCORE, PROBABILITIES, DISTANCE)

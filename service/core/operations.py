@@ -16,9 +16,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from service.config import Settings
-from service.contract.manifest import HIGHER_IS_BETTER
 from service.contract.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessSpec, preprocess_bytes
-from service.contract.scoring import pair_scores
+from service.contract.scoring import ServedMetric, higher_is_better, pair_scores
 from service.core.errors import (
     BadImageError,
     MetricUnavailableError,
@@ -98,7 +97,7 @@ class ReidService:
         manifest = self.runtime.manifest
         return manifest.normalize_embeddings or manifest.kind == "pairwise"
 
-    def scoring(self, metric: str | None, threshold: float | None) -> Scoring:
+    def scoring(self, metric: ServedMetric | None, threshold: float | None) -> Scoring:
         """The metric (default: the manifest's), its threshold (given, or calibrated) and its direction.
 
         Raises:
@@ -113,7 +112,7 @@ class ReidService:
             )
         if threshold is None and name in manifest.scoring:
             threshold = manifest.scoring[name].default_value()
-        return Scoring(name, threshold, HIGHER_IS_BETTER[name])
+        return Scoring(name, threshold, higher_is_better(name))
 
     async def _in_gallery(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a gallery call on the index pool (never the event loop)."""
@@ -183,7 +182,7 @@ class ReidService:
         images: list[bytes],
         *,
         top_k: int,
-        metric: str | None = None,
+        metric: ServedMetric | None = None,
         threshold: float | None = None,
         exclude_camera_id: str | None = None,
         person_ids: list[str] | None = None,
@@ -218,7 +217,12 @@ class ReidService:
         return Ranking(results, scoring, size, timings)
 
     async def verify(
-        self, a: bytes | int, b: bytes | int, *, metric: str | None = None, threshold: float | None = None
+        self,
+        a: bytes | int,
+        b: bytes | int,
+        *,
+        metric: ServedMetric | None = None,
+        threshold: float | None = None,
     ) -> Verdict:
         """Score a pair and decide 'same person' at the threshold.
 
@@ -287,7 +291,7 @@ class ReidService:
         return vectors, encodings
 
     async def _pair_score(
-        self, metric: str, vectors: dict[str, np.ndarray], encodings: dict[str, np.ndarray]
+        self, metric: ServedMetric, vectors: dict[str, np.ndarray], encodings: dict[str, np.ndarray]
     ) -> float:
         a, b = vectors["a"][None, :], vectors["b"][None, :]
         pairwise = self.runtime.pairwise

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.contract.scoring import is_same
+from service.contract.scoring import ServedMetric, is_same
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Embedded:
 class Scoring:
     """The metric a request scores with, its threshold (asked for, or the calibrated one) and direction."""
 
-    metric: str
+    metric: ServedMetric
     threshold: float | None
     higher_is_better: bool
 

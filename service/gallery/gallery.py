@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from service.contract.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
+from service.contract.scoring import get as get_metric
 from service.gallery import dirlock
 from service.gallery.index import IndexConfig, VectorIndex, write_snapshot
 from service.gallery.protocol import GalleryEntry, Match, NewEntry
@@ -75,7 +76,10 @@ class Gallery:
         self.lock = ReadWriteLock(shared_reads=not config.use_gpu)
         self.indexes = {
             m: VectorIndex(
-                index_dim(m, dim), inner_product=m != "euclidean", config=config, exact=m == "softmax"
+                index_dim(m, dim),
+                inner_product=get_metric(m).inner_product,
+                config=config,
+                exact=get_metric(m).exact_index,
             )
             for m in metrics
         }

@@ -215,11 +215,6 @@ class SqliteStore:
             for r in rows
         ]
 
-    def count(self) -> int:
-        """Number of entries."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
-
     def labels(self) -> dict[int, tuple[str, str | None]]:
         """id → (person_id, camera_id) for every entry (used to filter search results)."""
         with self._lock:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from service.contract import tensors
 from service.contract.manifest import ModelManifest, PairwiseSpec
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,42 @@ def _input_dtype(session: ort.InferenceSession, name: str) -> type[np.floating]:
     if name not in kinds:
         raise PairwiseContractError(f"comparator.onnx has no input {name!r} (inputs: {sorted(kinds)})")
     return np.float16 if kinds[name] == "tensor(float16)" else np.float32
+
+
+def run_comparator(
+    session: ort.InferenceSession, enc_a: np.ndarray, enc_b: np.ndarray, max_batch: int | None = None
+) -> np.ndarray:
+    """``comparator.onnx`` scores of row pairs (higher = same person) → (N,) float32.
+
+    The pairs go in chunks of at most ``max_batch`` (default :data:`DEFAULT_COMPARATOR_CHUNK`), each fed in
+    the dtype the graph declares (float32 or float16). The service and the export's calibration both call
+    this, so a calibrated threshold applies to the very scores the service computes.
+
+    Raises:
+        ValueError: The encodings are not two 2-D arrays of the same shape.
+        PairwiseContractError: A missing input, or a score of the wrong shape.
+    """
+    a, b = np.asarray(enc_a), np.asarray(enc_b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"encodings must be two (N, E) arrays of one shape; got {a.shape} and {b.shape}")
+    dtype_a = _input_dtype(session, tensors.ENCODING_A)
+    dtype_b = _input_dtype(session, tensors.ENCODING_B)
+    chunk = max_batch or DEFAULT_COMPARATOR_CHUNK
+    scores = np.empty(len(a), dtype=np.float32)
+    for start in range(0, len(a), chunk):
+        stop = min(start + chunk, len(a))
+        feeds = {
+            tensors.ENCODING_A: np.ascontiguousarray(a[start:stop], dtype=dtype_a),
+            tensors.ENCODING_B: np.ascontiguousarray(b[start:stop], dtype=dtype_b),
+        }
+        (score,) = session.run([tensors.SCORE], feeds)
+        score = np.asarray(score, dtype=np.float32).reshape(-1)
+        if score.shape != (stop - start,):
+            raise PairwiseContractError(
+                f"comparator.onnx returned {score.shape[0]} scores for {stop - start} pairs"
+            )
+        scores[start:stop] = score
+    return scores
 
 
 @dataclass
@@ -100,7 +137,8 @@ class PairwiseModel:
             PairwiseContractError: An output of the wrong shape.
         """
         encoding, descriptor = self.encoder.run(
-            ["encoding", "descriptor"], {"images": np.ascontiguousarray(images, dtype=np.float32)}
+            [tensors.ENCODING, tensors.DESCRIPTOR],
+            {tensors.IMAGES: np.ascontiguousarray(images, dtype=np.float32)},
         )
         n = len(images)
         encoding = np.asarray(encoding, dtype=np.float32).reshape(n, -1)
@@ -134,24 +172,7 @@ class PairwiseModel:
         b = np.asarray(enc_b).reshape(len(enc_b), -1)
         if a.shape != b.shape or a.shape[1] != self.encoding_dim:
             raise ValueError(f"encodings must both be (N, {self.encoding_dim}); got {a.shape} and {b.shape}")
-        dtype_a = _input_dtype(self.comparator, "encoding_a")
-        dtype_b = _input_dtype(self.comparator, "encoding_b")
-        chunk = self.spec.comparator_max_batch or DEFAULT_COMPARATOR_CHUNK
-        scores = np.empty(len(a), dtype=np.float32)
-        for start in range(0, len(a), chunk):
-            stop = min(start + chunk, len(a))
-            feeds = {
-                "encoding_a": np.ascontiguousarray(a[start:stop], dtype=dtype_a),
-                "encoding_b": np.ascontiguousarray(b[start:stop], dtype=dtype_b),
-            }
-            (score,) = self.comparator.run(["score"], feeds)
-            score = np.asarray(score, dtype=np.float32).reshape(-1)
-            if score.shape != (stop - start,):
-                raise PairwiseContractError(
-                    f"comparator.onnx returned {score.shape[0]} scores for {stop - start} pairs"
-                )
-            scores[start:stop] = score
-        return scores
+        return run_comparator(self.comparator, a, b, self.spec.comparator_max_batch)
 
     def warm_up(self, height: int, width: int, rng_seed: int = 0) -> float:
         """Encode two random images and compare them; returns the largest descriptor-norm deviation from 1.

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from service.contract import tensors
 from service.contract.manifest import ModelManifest, load
 from service.contract.preprocess import PreprocessSpec
-from service.contract.scoring import HeadWeights, softmax_logits
+from service.contract.scoring import HeadWeights, pair_scores
 from service.inference.pairwise import PairwiseModel, split_rows
 
 CUDA = "CUDAExecutionProvider"
@@ -142,7 +143,7 @@ class ModelRuntime:
         if self.pairwise is not None:
             return self.pairwise.rows(images)
         (out,) = self.embedding.run(
-            ["embeddings"], {"images": np.ascontiguousarray(images, dtype=np.float32)}
+            [tensors.EMBEDDINGS], {tensors.IMAGES: np.ascontiguousarray(images, dtype=np.float32)}
         )
         out = np.asarray(out, dtype=np.float32)
         if out.ndim != 2 or out.shape[1] != self.manifest.embedding_dim:
@@ -163,8 +164,11 @@ class ModelRuntime:
             raise ValueError(
                 f"model {self.manifest.model_id} has no verification head (kind {self.manifest.kind})"
             )
-        feeds = {"embeddings_a": emb_a.astype(np.float32), "embeddings_b": emb_b.astype(np.float32)}
-        (probs,) = self.head.run(["probabilities"], feeds)
+        feeds = {
+            tensors.EMBEDDINGS_A: emb_a.astype(np.float32),
+            tensors.EMBEDDINGS_B: emb_b.astype(np.float32),
+        }
+        (probs,) = self.head.run([tensors.PROBABILITIES], feeds)
         return np.asarray(probs, dtype=np.float32)[:, self.manifest.verification.same_index]
 
     def warm_up(self, rng_seed: int = 0, pairs: int = 8, tolerance: float = 1e-4) -> float:
@@ -187,7 +191,7 @@ class ModelRuntime:
         a = rng.standard_normal((pairs, emb.shape[1])).astype(np.float32) * np.abs(emb).mean()
         b = a + 0.3 * rng.standard_normal(a.shape).astype(np.float32) * np.abs(emb).mean()
         onnx_p = self.same_probability(a, b)
-        exact_p = 1.0 / (1.0 + np.exp(-softmax_logits(a, b, self.head_weights)))
+        exact_p = pair_scores("softmax", a, b, self.head_weights)
         deviation = float(np.max(np.abs(onnx_p - exact_p)))
         if deviation > tolerance:
             raise HeadMismatchError(

@@ -26,7 +26,6 @@ from PIL import Image
 from service.app import create_app
 from service.config import Settings
 from service.contract.manifest import (
-    HIGHER_IS_BETTER,
     InputSpec,
     ModelManifest,
     Provenance,
@@ -36,7 +35,7 @@ from service.contract.manifest import (
     file_entry,
 )
 from service.contract.preprocess import preprocess_bytes
-from service.contract.scoring import HeadWeights, pair_scores
+from service.contract.scoring import HeadWeights, higher_is_better, pair_scores
 
 EMBED_DIM = 16
 INPUT_H, INPUT_W = 32, 16
@@ -173,7 +172,7 @@ def build_tiny_models(root: Path) -> Path:
     scoring: dict[str, ScoringMode] = {}
     for metric in ("cosine", "correlation", "euclidean", "softmax"):
         s = pair_scores(metric, emb[ia], emb[ib], head)
-        scoring[metric] = _calibrate(s[is_same], s[~is_same], HIGHER_IS_BETTER[metric])
+        scoring[metric] = _calibrate(s[is_same], s[~is_same], higher_is_better(metric))
     models = root / "models"
     for name, kind in (("tiny-embedding", "embedding"), ("tiny-siamese", "siamese")):
         folder = models / name

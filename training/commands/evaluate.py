@@ -1,4 +1,4 @@
-"""``reid eval``: evaluate a checkpoint on a dataset — CMC, mAP, mINP, plots and calibrated thresholds —
+"""``reid eval``: evaluate a checkpoint on a dataset — CMC, mAP, mINP, plots and verification rates —
 or a set of per-split checkpoints under a named paper protocol.
 
 Examples::
@@ -15,7 +15,7 @@ Examples::
 preprocessing, the manifest's scoring modes; see :mod:`training.commands.evaluate_served`): what is measured
 is what is served. The report goes to ``--output`` (default ``eval/<model>-<dataset>``).
 
-One checkpoint: writes metrics.json, calibration.json, cmc.png, ranks.png, distances.png and roc.png into
+One checkpoint: writes metrics.json, cmc.png, ranks.png, distances.png and roc.png into
 ``--output`` (default: ``eval-<dataset>`` beside the checkpoint) and prints the headline numbers as JSON.
 
 ``--protocol NAME`` (see :mod:`training.evaluation.paper_protocols`): the protocol fixes the dataset and its
@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.contract.scoring import EMBEDDING_METRICS
+from training.commands.common import HEADLINE_KEYS, ranking_summary
 from training.engine import progress
 
 HELP = "evaluate a checkpoint or a served model folder on a dataset (CMC, mAP, mINP, plots)"
@@ -45,14 +47,13 @@ DESCRIPTION = (
     "and report CMC rank-1/5/10/20, mAP and mINP (single shot for CUHK01, CUHK03-classic and VIPeR: their "
     "loaders draw one gallery image per person for each split), with optional k-reciprocal re-ranking and "
     "flip test-time augmentation. "
-    "Also calibrates verification thresholds on the query × gallery pairs. "
+    "Also measures verification (TPR at FMR, ROC AUC) on the query × gallery pairs. "
     "With --model DIR the model folder is evaluated through the service's runtime (ONNX sessions, shared "
     "preprocessing, the manifest's scoring modes, pairwise shortlist + comparator): what is served. "
     "With --protocol NAME (see --list-protocols) the paper protocol fixes dataset and splits: one checkpoint "
     "per split ('{split}' in --checkpoint), mean ± std over the splits in protocol.json, printed next to the "
     "papers' published rows."
 )
-METRICS = ("cosine", "euclidean", "correlation", "cityblock", "minkowski")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset loader option, e.g. split_index=3 (repeatable)",
     )
     parser.add_argument(
-        "--metric", choices=(*METRICS, "softmax", "pairwise"),
+        "--metric", choices=(*EMBEDDING_METRICS, "softmax", "pairwise"),
         help="distance for ranking (default: the run's eval_metric; with --model: the manifest's scoring "
         "modes only, default its default_metric)",
     )
@@ -177,20 +178,14 @@ def _run_single(args: argparse.Namespace, checkpoint: Path) -> int:
     }
     target_fmr = args.target_fmr if args.target_fmr is not None else cfg.target_fmr
     metrics = write_report(result, output, target_fmr=target_fmr, extra=extra, seed=cfg.seed)
-    keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+    keys = HEADLINE_KEYS
     summary: dict[str, Any] = {"output": str(output), **{k: round(float(metrics[k]), 4) for k in keys}}
     if "single_shot" in metrics:
         summary["single_shot"] = {
             k: {"mean": round(v["mean"], 4), "std": round(v["std"], 4)}
             for k, v in metrics["single_shot"].items() if k in keys
         }
-    for ranking in ("softmax", "descriptor"):  # Siamese head ranking; pairwise: descriptor-only ranking
-        if ranking in metrics:
-            summary[ranking] = {k: round(float(metrics[ranking][k]), 4) for k in keys}
-    summary["verification"] = {  # ROC AUC / balanced accuracy at the EER on the test split's pairs
-        mode: {k: round(float(v), 4) for k, v in values.items()}
-        for mode, values in metrics["verification"].items()
-    }
+    summary.update(ranking_summary(metrics))
     summary["minutes"] = round((time.perf_counter() - started) / 60, 3)
     print(json.dumps(summary, indent=2))
     return 0
@@ -237,11 +232,7 @@ def _run_protocol(args: argparse.Namespace) -> int:
     from training.engine.distributed import select_device
     from training.engine.trainer import preprocess_spec
     from training.evaluation.evaluator import evaluate_model, is_single_shot
-    from training.evaluation.paper_protocols import (
-        RANKINGS,
-        compare_with_papers,
-        get_protocol,
-    )
+    from training.evaluation.paper_protocols import RANKINGS, compare_with_papers, get_protocol
     from training.evaluation.protocols import aggregate_runs
     from training.evaluation.splits import default_output, parse_splits, split_checkpoints
 

@@ -1,9 +1,9 @@
 """``reid eval --model models/DIR``: the model folder evaluated through the service's runtime.
 
-The same report as for a checkpoint (metrics.json with CMC / mAP / mINP, calibration.json, cmc.png,
-ranks.png, distances.png, roc.png), computed from what the service computes: the folder's ONNX sessions, the
-shared preprocessing, the contract's scoring modes and, for a pairwise model, the descriptor shortlist
-re-ranked by the comparator.
+The same report as for a checkpoint (metrics.json with CMC / mAP / mINP and the verification numbers,
+cmc.png, ranks.png, distances.png, roc.png), computed from what the service computes: the folder's ONNX
+sessions, the shared preprocessing, the contract's scoring modes and, for a pairwise model, the descriptor
+shortlist re-ranked by the comparator.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def run_served(args: argparse.Namespace) -> int:
     gallery = embed_records(runtime, split.gallery, args.batch_size)
     shortlist = args.shortlist or (manifest.pairwise.shortlist if manifest.pairwise else 100)
     distmat = ranking_distances(runtime, metric, query, gallery, shortlist=shortlist)
-    # the Siamese head's p(same) is calibrated in the report too (the embedding modes come from the features)
+    # the Siamese head's p(same) is measured in the report too (the embedding modes come from the features)
     scores = (
         {"softmax": score_matrix(runtime, "softmax", query.embeddings, gallery.embeddings)}
         if "softmax" in manifest.scoring

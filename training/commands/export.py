@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from training.commands.common import from_args
 from training.engine import progress
 
 HELP = "export a checkpoint to ONNX with a parity-checked, calibrated manifest"
@@ -62,19 +63,7 @@ def run(args: argparse.Namespace) -> int:
     progress.configure_from_args(args)
 
     manifest = export_checkpoint(
-        ExportOptions(
-            checkpoint=args.checkpoint,
-            output=args.output,
-            fp16=args.fp16,
-            opset=args.opset,
-            name=args.name,
-            version=args.version,
-            dataset=args.dataset,
-            root=args.root,
-            dataset_options=dict(args.dataset_option),
-            target_fmr=args.target_fmr,
-            seed=args.seed,
-        )
+        from_args(ExportOptions, args, dataset_options=dict(args.dataset_option))
     )
     summary = {
         "model": manifest.model_id,

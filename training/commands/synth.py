@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from training.commands.common import from_args
 from training.data.synthetic import SynthConfig, generate_market_dataset
 from training.engine import progress
 
@@ -59,15 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate the dataset and print the summary as JSON."""
     progress.configure_from_args(args)
-    config = SynthConfig(
-        identities=args.identities,
-        train_identities=args.train_identities,
-        cameras=args.cameras,
-        images_per_camera=args.images_per_camera,
-        height=args.height,
-        width=args.width,
-        seed=args.seed,
-    )
+    config = from_args(SynthConfig, args)
     summary = generate_market_dataset(args.out, config=config, workers=args.workers, overwrite=args.overwrite)
     print(json.dumps({"root": str(args.out), **summary}, indent=2))
     return 0

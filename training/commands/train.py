@@ -18,7 +18,8 @@ Every common field of :class:`training.engine.config.TrainConfig` is a flag (``-
 ``--FAMILY.FIELD`` (``--siamese.dropout 0.2``, ``--pairwise.levels l2,l3,l4``,
 ``--multidepth.filter_size 10``); the old flat names (``--siamese_dropout``, ``--mls_levels``,
 ``--filter_size`` …) still work. The run folder receives config.json, log.csv, last.pt, checkpoint.pt
-(best), metrics.json, calibration.json and the plots; a JSON summary is printed on stdout.
+(best), metrics.json (TPR at FMR and ROC AUC per scoring mode) and the plots; a JSON summary is printed on
+stdout.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import time
 from typing import Any
 
+from training.commands.common import HEADLINE_KEYS, ranking_summary
 from training.engine import progress
 
 HELP = "train a model from a recipe"
@@ -36,8 +38,8 @@ DESCRIPTION = (
     "Train a model from a recipe (see `reid recipes`); any config field can be overridden with "
     "--<field> VALUE, a field of the model family's section (model_kind) with --<family>.<field> "
     "VALUE (old flat names such as --siamese_dropout still work). At the end the best checkpoint is "
-    "evaluated on the test split (CMC, mAP, mINP, plots) and its verification thresholds are calibrated; "
-    "a JSON summary is printed."
+    "evaluated on the test split (CMC, mAP, mINP, plots) and its verification (TPR at FMR, ROC AUC per "
+    "scoring mode) measured; a JSON summary is printed."
 )
 
 
@@ -192,15 +194,8 @@ def _final_evaluation(trainer: Any, checkpoint: Any) -> dict[str, Any]:
     extra = {"dataset": cfg.dataset, "root": str(cfg.root), "checkpoint": str(checkpoint),
              "checkpoint_epoch": int(ckpt["epoch"]) + 1}
     metrics = write_report(result, cfg.output_dir, target_fmr=cfg.target_fmr, extra=extra, seed=cfg.seed)
-    keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
-    out: dict[str, Any] = {k: round(float(metrics[k]), 4) for k in keys}
+    out: dict[str, Any] = {k: round(float(metrics[k]), 4) for k in HEADLINE_KEYS}
     out["tpr_at_fmr"] = metrics["tpr_at_fmr"].get(cfg.eval_metric, metrics["tpr_at_fmr"]["cosine"])
-    for ranking in ("softmax", "descriptor"):  # Siamese head ranking; pairwise: descriptor-only ranking
-        if ranking in metrics:
-            out[ranking] = {k: round(float(metrics[ranking][k]), 4) for k in keys}
-    out["verification"] = {  # ROC AUC / balanced accuracy at the EER on the test split's pairs
-        mode: {k: round(float(v), 4) for k, v in values.items()}
-        for mode, values in metrics["verification"].items()
-    }
+    out.update(ranking_summary(metrics))
     out["eval_minutes"] = round((time.perf_counter() - started) / 60, 3)
     return out

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from service.contract.scoring import EMBEDDING_METRICS
+
 if TYPE_CHECKING:
     from training.families.registry import Family
 
@@ -28,8 +30,6 @@ SCHEDULERS: tuple[str, ...] = ("step", "cosine")
 DEFAULT_BACKBONE = "osnet_x0_25"
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 POOLINGS: tuple[str, ...] = ("avg", "gem", "max")
-#: Metrics the evaluator accepts for ranking (see :mod:`training.evaluation.distances`).
-EVAL_METRICS: tuple[str, ...] = ("cosine", "euclidean", "correlation", "cityblock", "minkowski")
 _NON_NEGATIVE: tuple[str, ...] = (
     "weight_decay", "momentum", "warmup_epochs", "id_weight", "triplet_weight", "center_weight",
     "verification_weight", "contrastive_weight", "stn_weight", "pad", "zoom", "width_shift", "color_jitter",
@@ -158,7 +158,7 @@ class TrainConfig:
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("device", self.device, DEVICES)
         _choice("pooling", self.pooling, POOLINGS)
-        _choice("eval_metric", self.eval_metric, EVAL_METRICS)
+        _choice("eval_metric", self.eval_metric, EMBEDDING_METRICS)
         for name in ("height", "width"):
             _at_least(name, getattr(self, name), 8)
         for name in ("p", "epochs", "batch_size", "pairs_per_epoch"):

@@ -30,6 +30,20 @@ PAPER_004 = "004 identification + verification fusion"
 #: No warm-up, a constant learning rate (a step schedule without milestones).
 _CONSTANT_LR: dict[str, Any] = {"warmup_epochs": 0.0, "scheduler": "step", "milestones": ()}
 
+
+def _cuhk01(protocol: str) -> dict[str, Any]:
+    """The dataset fields of a CUHK01 recipe (``protocol``: ``871/100`` or ``485/486``)."""
+    return {"dataset": "cuhk01", "root": "data/cuhk01", "dataset_options": {"protocol": protocol}}
+
+
+def _sgd_steps(*milestones: int) -> dict[str, Any]:
+    """SGD lr 1e-3, momentum 0.9, weight decay 5e-4, no warm-up, ÷10 at each milestone epoch."""
+    return {
+        "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 5e-4, "warmup_epochs": 0.0,
+        "scheduler": "step", "milestones": milestones, "gamma": 0.1,
+    }
+
+
 _add(Recipe(
     name="siamese-efficientnet-b0",
     paper=PAPER_000,
@@ -46,9 +60,7 @@ _add(Recipe(
         "10-draw single-shot mean. ImageNet init in the paper: pass --pretrained FILE."
     ),
     defaults={
-        "dataset": "cuhk01",
-        "root": "data/cuhk01",
-        "dataset_options": {"protocol": "871/100"},
+        **_cuhk01("871/100"),
         "model_kind": "siamese",
         "backbone": "efficientnet_b0",
         "height": 160,
@@ -96,14 +108,7 @@ _FUSION: dict[str, Any] = {
     "pair_ratio_start": 1.0,
     "pair_ratio_growth": 1.0 / 1.01,
     "pair_ratio_cap": 1.0 / 3.0,
-    "optimizer": "sgd",
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "warmup_epochs": 0.0,
-    "scheduler": "step",
-    "milestones": (65,),
-    "gamma": 0.1,
+    **_sgd_steps(65),
     "epochs": 75,
     "flip": 0.5,
     "pad": 16,
@@ -245,9 +250,7 @@ _add(Recipe(
         "exists (validation during training) the GAP feature is ranked instead."
     ),
     defaults={
-        "dataset": "cuhk01",
-        "root": "data/cuhk01",
-        "dataset_options": {"protocol": "485/486"},
+        **_cuhk01("485/486"),
         "model_kind": "multidepth",
         "backbone": "vgg16",
         "height": 160,
@@ -262,14 +265,7 @@ _add(Recipe(
         "sampler": "pk",
         "p": 16,
         "k": 4,
-        "optimizer": "sgd",
-        "lr": 1e-3,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "warmup_epochs": 0.0,
-        "scheduler": "step",
-        "milestones": (45,),
-        "gamma": 0.1,
+        **_sgd_steps(45),
         "epochs": 60,
         "flip": 0.5,
         "pad": 10,

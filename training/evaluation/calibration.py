@@ -12,7 +12,7 @@ calibration set (or, when nothing can be accepted at the target, the smallest va
 similar negative), so re-applying the rule to the same pairs reproduces the reported rates exactly.
 
 :func:`make_pairs` builds the pairs: every same-person pair across different cameras plus a seeded sample of
-different-person pairs; score them with :func:`training.evaluation.distances.pair_scores`.
+different-person pairs; score them with :func:`service.contract.scoring.pair_scores`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from service.contract.manifest import HIGHER_IS_BETTER, ScoringMode, Threshold
-from training.evaluation.distances import METRICS
-from training.evaluation.distances import higher_is_better as _distance_higher_is_better
+from service.contract.manifest import ScoringMode, Threshold
+from service.contract.scoring import higher_is_better
 
 #: False-match rates at which :func:`tpr_at_fmr` reports the true-match rate by default.
 DEFAULT_FMR_TARGETS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
@@ -174,20 +173,6 @@ def tpr_at_fmr(
     }
 
 
-def metric_higher_is_better(metric: str) -> bool:
-    """Direction of a scoring name: the manifest's table first, then the distance metrics.
-
-    Raises:
-        ValueError: A name that is neither a manifest scoring mode nor a distance metric.
-    """
-    if metric in HIGHER_IS_BETTER:
-        return HIGHER_IS_BETTER[metric]
-    if metric in METRICS:
-        return _distance_higher_is_better(metric)
-    valid = sorted(set(HIGHER_IS_BETTER) | set(METRICS))
-    raise ValueError(f"unknown scoring metric {metric!r}; valid: {', '.join(valid)}")
-
-
 def calibrate(
     same_scores: np.ndarray, diff_scores: np.ndarray, metric: str, *, target_fmr: float = 1e-3
 ) -> ScoringMode:
@@ -206,7 +191,7 @@ def calibrate(
     Raises:
         ValueError: Unknown metric, empty / non-finite scores, or a target outside (0, 1).
     """
-    hib = metric_higher_is_better(metric)
+    hib = higher_is_better(metric)
     at_target = threshold_at_fmr(same_scores, diff_scores, target_fmr, hib)
     eer = equal_error_rate(same_scores, diff_scores, hib)
     key = f"fmr_{target_fmr:.0e}"

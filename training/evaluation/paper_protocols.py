@@ -181,6 +181,37 @@ def _row(
     return PaperRow(paper, model, (recipe,), metrics, source, ranking=ranking, note=note)
 
 
+def _cmc_rows(
+    paper: str, source: str, note: str, rows: tuple[tuple[str, str, tuple[float, ...]], ...]
+) -> tuple[PaperRow, ...]:
+    """Rows of one table given as (model, recipe, (rank-1, rank-5, rank-10) as far as published)."""
+    keys = ("rank1", "rank5", "rank10")
+    return tuple(
+        PaperRow(paper, model, (recipe,), dict(zip(keys, numbers, strict=False)), source, note=note)
+        for model, recipe, numbers in rows
+    )
+
+
+def _mls(source: str, note: str, l2l3: tuple[float, ...], l2l3l4: tuple[float, ...]) -> tuple[PaperRow, ...]:
+    """Paper 002's two multi-level similarity rows."""
+    rows = (("Ours-(L2, L3)", "mls-l2l3", l2l3), ("Ours-(L2, L3, L4)", "mls-l2l3l4", l2l3l4))
+    return _cmc_rows("002", source, note, rows)
+
+
+def _fusion(source: str, resnet50: tuple[float, ...], vgg16: tuple[float, ...]) -> tuple[PaperRow, ...]:
+    """Paper 004's two fusion rows, trained stepwise."""
+    rows = (("Ours (ResNet-50)", "fusion-resnet50", resnet50), ("Ours (VGG16)", "fusion-vgg16", vgg16))
+    return _cmc_rows("004", source, _STEPWISE_004, rows)
+
+
+#: What the repeated-split, single-shot protocols of one dataset share.
+_CUHK01: dict[str, Any] = {
+    "dataset": "cuhk01", "num_splits": 10, "single_shot": True, "layout": "campus/NNNNIII.png",
+    "default_root": "data/cuhk01",
+}
+_CUHK03_CLASSIC: dict[str, Any] = {"dataset": "cuhk03", "num_splits": 20, "single_shot": True,
+                                   "default_root": "data/cuhk03"}
+
 register_protocol(PaperProtocol(
     name="market1501",
     dataset="market1501",
@@ -201,13 +232,9 @@ register_protocol(PaperProtocol(
 ))
 register_protocol(PaperProtocol(
     name="cuhk01",
-    dataset="cuhk01",
+    **_CUHK01,
     options={"protocol": "871/100"},
-    num_splits=10,
-    single_shot=True,
     measures="CUHK01 871 / 100: 100 test ids, camera A queries vs one camera-B image per id (single shot)",
-    layout="campus/NNNNIII.png",
-    default_root="data/cuhk01",
     notes=(
         "10 random splits: the papers do not give their number of repetitions; 10 is the usual practice "
         "and all the loader offers"
@@ -216,25 +243,15 @@ register_protocol(PaperProtocol(
         _row("000", "EfficientNet-B0 Siamese", "siamese-efficientnet-b0", "Table 1", ranking="softmax",
              note="the paper does not state its split; its table compares with 100-test-id results",
              rank1=70.1, rank5=95.2, rank10=99.1, rank20=99.2),
-        _row("002", "Ours-(L2, L3)", "mls-l2l3", "Table 2", note=_GARBLED_002,
-             rank1=86.55, rank5=97.70, rank10=98.70),
-        _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", "Table 2", note=_GARBLED_002,
-             rank1=88.20, rank5=98.20, rank10=99.35),
-        _row("004", "Ours (ResNet-50)", "fusion-resnet50", "Table I, CUHK01 (p=100)", note=_STEPWISE_004,
-             rank1=74.10, rank5=93.53, rank10=98.12),
-        _row("004", "Ours (VGG16)", "fusion-vgg16", "Table I, CUHK01 (p=100)", note=_STEPWISE_004,
-             rank1=70.13, rank5=88.42, rank10=92.12),
+        *_mls("Table 2", _GARBLED_002, (86.55, 97.70, 98.70), (88.20, 98.20, 99.35)),
+        *_fusion("Table I, CUHK01 (p=100)", (74.10, 93.53, 98.12), (70.13, 88.42, 92.12)),
     ),
 ))
 register_protocol(PaperProtocol(
     name="cuhk01-485",
-    dataset="cuhk01",
+    **_CUHK01,
     options={"protocol": "485/486"},
-    num_splits=10,
-    single_shot=True,
     measures="CUHK01 485 / 486: 486 test ids, camera A queries vs one camera-B image per id (single shot)",
-    layout="campus/NNNNIII.png",
-    default_root="data/cuhk01",
     notes="10 random splits (the usual practice; paper 001 reports an 'average accuracy' without the count)",
     rows=(
         _row("001", "multi-depth smoothed features (VGG16)", "multidepth-vgg16", "Table 1",
@@ -245,39 +262,24 @@ register_protocol(PaperProtocol(
 ))
 register_protocol(PaperProtocol(
     name="cuhk03-classic",
-    dataset="cuhk03",
+    **_CUHK03_CLASSIC,
     options={"variant": "detected", "protocol": "classic"},
-    num_splits=20,
-    single_shot=True,
     measures="CUHK03 detected, classic: the release's 20 splits of 100 test ids, view-1 queries vs one "
              "view-2 image per id (single shot)",
     layout="cuhk-03.mat (images extracted once to images_detected/)",
-    default_root="data/cuhk03",
     rows=(
-        _row("002", "Ours-(L2, L3)", "mls-l2l3", "Table 2", note="rank-5 / rank-10 " + _GARBLED_002,
-             rank1=79.45, rank5=94.70, rank10=97.90),
-        _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", "Table 2", note="rank-5 / rank-10 " + _GARBLED_002,
-             rank1=86.45, rank5=97.50, rank10=99.10),
-        _row("004", "Ours (ResNet-50)", "fusion-resnet50", "Table I", note=_STEPWISE_004,
-             rank1=80.80, rank5=95.03, rank10=98.06),
-        _row("004", "Ours (VGG16)", "fusion-vgg16", "Table I", note=_STEPWISE_004,
-             rank1=71.56, rank5=90.65, rank10=94.70),
+        *_mls("Table 2", "rank-5 / rank-10 " + _GARBLED_002, (79.45, 94.70, 97.90), (86.45, 97.50, 99.10)),
+        *_fusion("Table I", (80.80, 95.03, 98.06), (71.56, 90.65, 94.70)),
     ),
 ))
 register_protocol(PaperProtocol(
     name="cuhk03-classic-labeled",
-    dataset="cuhk03",
+    **_CUHK03_CLASSIC,
     options={"variant": "labeled", "protocol": "classic"},
-    num_splits=20,
-    single_shot=True,
     measures="CUHK03 labeled (hand-drawn boxes), classic: 20 splits of 100 test ids, single shot",
     layout="cuhk-03.mat (images extracted once to images_labeled/)",
-    default_root="data/cuhk03",
     rows=(
-        _row("002", "Ours-(L2, L3)", "mls-l2l3", "Table 2", note=_GARBLED_002,
-             rank1=80.30, rank5=97.10, rank10=98.35),
-        _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", "Table 2", note=_GARBLED_002,
-             rank1=87.50, rank5=97.85, rank10=99.45),
+        *_mls("Table 2", _GARBLED_002, (80.30, 97.10, 98.35), (87.50, 97.85, 99.45)),
     ),
 ))
 register_protocol(PaperProtocol(
@@ -290,13 +292,8 @@ register_protocol(PaperProtocol(
     layout="cam_a/, cam_b/",
     default_root="data/viper",
     rows=(
-        _row("002", "Ours-(L2, L3)", "mls-l2l3", "Table 2", note="rank-1 only; " + _GARBLED_002, rank1=48.03),
-        _row("002", "Ours-(L2, L3, L4)", "mls-l2l3l4", "Table 2", note="rank-1 only; " + _GARBLED_002,
-             rank1=50.10),
-        _row("004", "Ours (ResNet-50)", "fusion-resnet50", "Table I", note=_STEPWISE_004,
-             rank1=51.30, rank5=82.32, rank10=90.24),
-        _row("004", "Ours (VGG16)", "fusion-vgg16", "Table I", note=_STEPWISE_004,
-             rank1=46.89, rank5=76.49, rank10=85.84),
+        *_mls("Table 2", "rank-1 only; " + _GARBLED_002, (48.03,), (50.10,)),
+        *_fusion("Table I", (51.30, 82.32, 90.24), (46.89, 76.49, 85.84)),
     ),
 ))
 

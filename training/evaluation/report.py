@@ -1,14 +1,16 @@
-"""Evaluation reports: ``metrics.json``, ``calibration.json`` and the pictures, written into a run folder.
+"""Evaluation reports: ``metrics.json`` and the pictures, written into a run folder.
 
-Calibration measures, for each scoring mode the service offers (cosine, correlation, euclidean, plus the
-modes whose Q × G scores the family's evaluation added, e.g. softmax for Siamese models), the score
+The verification part measures, for each scoring mode the service offers (cosine, correlation, euclidean, plus
+the modes whose Q × G scores the family's evaluation added, e.g. softmax for Siamese models), the score
 distributions of same-person and different-person query × gallery pairs of the *test* split — persons never
 seen in training — on embeddings without flip TTA (what the service computes). Same-person pairs are those
-across different cameras (the Market protocol drops same-camera matches); different-person pairs are
-sampled down to ``max_negatives``. ``calibration.json`` holds one
-:class:`~service.contract.manifest.ScoringMode` per mode (thresholds at FMR 1e-2 / 1e-3 / 1e-4 and the EER;
-the default is the one at ``target_fmr``) for reading; the export step calibrates its manifest anew, with
-the exported graphs on held-out images (:mod:`training.export.calibrate`).
+across different cameras (the Market protocol drops same-camera matches); different-person pairs are sampled
+down to ``max_negatives``. ``metrics.json`` gets the TPR at FMR 1e-2 / 1e-3 / 1e-4 (``tpr_at_fmr``) and the
+ROC AUC / EER (``verification``) of each mode.
+
+These are quality numbers of the PyTorch model, not the manifest's thresholds: ``reid export`` calibrates
+again with the exported graphs (fp16 included) and the service's scoring functions, so that a stored threshold
+means what the service computes (:mod:`training.export.calibrate`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from service.contract.scoring import SERVED_EMBEDDING_METRICS, score_matrix
 from training.evaluation import plots
 from training.evaluation.calibration import (
     DEFAULT_FMR_TARGETS,
@@ -27,21 +30,15 @@ from training.evaluation.calibration import (
     roc_curve,
     threshold_at_fmr,
 )
-from training.evaluation.distances import compute_distance
 from training.evaluation.evaluator import EvaluationResult
-
-#: Embedding scoring modes calibrated for every model (the manifest's names).
-EMBEDDING_MODES: tuple[str, ...] = ("cosine", "correlation", "euclidean")
 
 
 def pair_score_matrix(result: EvaluationResult, mode: str) -> np.ndarray:
-    """Q × G scores in the service's units: similarities (cosine, correlation, softmax) or distances."""
-    qf, gf = result.query_features, result.gallery_features
+    """Q × G scores in the service's units, float64: the family's own matrix (``result.scores``, e.g. softmax)
+    or the embeddings scored by :func:`service.contract.scoring.score_matrix`."""
     if mode in result.scores:
         return result.scores[mode].astype(np.float64)
-    if mode in ("cosine", "correlation"):
-        return 1.0 - compute_distance(qf, gf, mode).astype(np.float64)
-    return compute_distance(qf, gf, mode).astype(np.float64)
+    return score_matrix(mode, result.query_features, result.gallery_features).astype(np.float64)
 
 
 def calibration_masks(
@@ -78,9 +75,10 @@ def calibrate_result(
     """Calibrate every scoring mode on the test split's query × gallery pairs.
 
     Returns:
-        The ``calibration.json`` dict and, per mode, the (same, different) score arrays.
+        The calibration summary (pairs, per-mode :class:`~service.contract.manifest.ScoringMode` dicts, ROC
+        points) and, per mode, the (same, different) score arrays.
     """
-    modes = [*EMBEDDING_MODES, *result.scores]
+    modes = [*SERVED_EMBEDDING_METRICS, *(m for m in result.scores if m not in SERVED_EMBEDDING_METRICS)]
     positive, negative = calibration_masks(result, max_negatives=max_negatives, seed=seed)
     scoring: dict[str, Any] = {}
     roc: dict[str, Any] = {}
@@ -136,7 +134,7 @@ def write_report(
     extra: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write metrics.json, calibration.json, cmc.png, ranks.png, distances.png and roc.png.
+    """Write metrics.json, cmc.png, ranks.png, distances.png and roc.png.
 
     Args:
         result: The evaluation.
@@ -160,7 +158,6 @@ def write_report(
         mode: verification_summary(same, diff, calibration["scoring"][mode]["higher_is_better"])
         for mode, (same, diff) in scores.items()
     }
-    (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
     q_pids, g_pids, q_cams, g_cams = result.ids()

@@ -17,7 +17,7 @@ import numpy as np
 
 from service.contract.manifest import HIGHER_IS_BETTER
 from service.contract.preprocess import preprocess_file, stack_batch
-from service.contract.scoring import gallery_vectors, index_scores, query_vectors
+from service.contract.scoring import score_matrix as contract_score_matrix
 from service.inference.sessions import ModelRuntime
 from training.data.datasets import ImageRecord
 
@@ -54,20 +54,14 @@ def embed_records(
 
 
 def score_matrix(runtime: ModelRuntime, metric: str, query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """Q × G scores in the service's units, from the vectors the service's indexes hold.
+    """Q × G scores in the service's units, by the contract's index algebra (float64).
 
     ``pairwise`` gives the descriptor cosine (the shortlist's score); :func:`ranking_distances` adds the
     comparator.
     """
-    head = runtime.head_weights
-    q_vec, constants = query_vectors(metric, query, head)
-    g_vec = gallery_vectors(metric, gallery, head).astype(np.float64)
-    q_vec = q_vec.astype(np.float64)
-    if metric == "euclidean":  # the L2 index returns squared distances
-        raw = (q_vec**2).sum(1)[:, None] + (g_vec**2).sum(1)[None, :] - 2.0 * q_vec @ g_vec.T
-    else:
-        raw = q_vec @ g_vec.T
-    return index_scores(metric, raw, constants)
+    name = "cosine" if metric == "pairwise" else metric
+    q, g = query.astype(np.float64), gallery.astype(np.float64)
+    return contract_score_matrix(name, q, g, runtime.head_weights)
 
 
 def ranking_distances(

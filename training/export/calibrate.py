@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from service.contract import tensors
 from service.contract.manifest import ScoringMode
 from service.contract.preprocess import PreprocessSpec, preprocess_file, stack_batch
 from service.contract.scoring import HeadWeights, pair_scores
+from service.inference.pairwise import run_comparator
 from training.engine.progress import track
-from training.evaluation.calibration import calibrate, make_pairs
+from training.evaluation.calibration import PairIndices, calibrate, make_pairs
 from training.export.parity import cpu_session
 
 
@@ -30,8 +32,21 @@ def onnx_embeddings(
     for start in track(starts, "calibration embeddings", total=len(paths),
                        size=lambda s: min(batch_size, len(paths) - s)):  # fmt: skip
         batch = stack_batch([preprocess_file(p, spec) for p in paths[start : start + batch_size]])
-        out.append(session.run(None, {"images": batch})[0])
+        out.append(session.run([tensors.EMBEDDINGS], {tensors.IMAGES: batch})[0])
     return np.concatenate(out, axis=0)
+
+
+def _pairs(
+    person_ids: np.ndarray, camera_ids: np.ndarray, *, max_negatives: int, seed: int
+) -> PairIndices:
+    """:func:`make_pairs`, refusing a set without same-person or without different-person pairs."""
+    pairs = make_pairs(person_ids, camera_ids, max_negatives=max_negatives, seed=seed)
+    if len(pairs.positive) == 0 or len(pairs.negative) == 0:
+        raise ValueError(
+            "calibration needs same-person pairs across cameras and different-person pairs; "
+            f"got {len(pairs.positive)} and {len(pairs.negative)} from {len(person_ids)} images"
+        )
+    return pairs
 
 
 def calibrate_scoring(
@@ -52,13 +67,7 @@ def calibrate_scoring(
     """
     if not 0.0 < target_fmr < 1.0:
         raise ValueError(f"target_fmr must be in (0, 1), got {target_fmr}")
-    pairs = make_pairs(person_ids, camera_ids, max_negatives=max_negatives, seed=seed)
-    positives, negatives = pairs.positive, pairs.negative
-    if len(positives) == 0 or len(negatives) == 0:
-        raise ValueError(
-            "calibration needs same-person pairs across cameras and different-person pairs; "
-            f"got {len(positives)} and {len(negatives)} from {len(person_ids)} images"
-        )
+    positives, negatives = _pairs(person_ids, camera_ids, max_negatives=max_negatives, seed=seed)
     modes: dict[str, ScoringMode] = {}
     for metric in metrics:
         same = pair_scores(metric, embeddings[positives[:, 0]], embeddings[positives[:, 1]], head)
@@ -77,7 +86,7 @@ def onnx_encodings(
     for start in track(starts, "calibration encodings", total=len(paths),
                        size=lambda s: min(batch_size, len(paths) - s)):  # fmt: skip
         batch = stack_batch([preprocess_file(p, spec) for p in paths[start : start + batch_size]])
-        encoding, descriptor = session.run(["encoding", "descriptor"], {"images": batch})
+        encoding, descriptor = session.run([tensors.ENCODING, tensors.DESCRIPTOR], {tensors.IMAGES: batch})
         encodings.append(encoding)
         descriptors.append(descriptor)
     return np.concatenate(encodings), np.concatenate(descriptors)
@@ -86,16 +95,9 @@ def onnx_encodings(
 def onnx_comparator_scores(
     comparator_path: str | Path, encodings_a: np.ndarray, encodings_b: np.ndarray, *, max_batch: int | None
 ) -> np.ndarray:
-    """``score`` of ``comparator.onnx`` for the row pairs, in chunks of at most ``max_batch`` pairs."""
-    if encodings_a.shape != encodings_b.shape:
-        raise ValueError(f"encoding batches differ: {encodings_a.shape} vs {encodings_b.shape}")
-    session = cpu_session(comparator_path)
-    step = max_batch or len(encodings_a) or 1
-    scores = []
-    for i in range(0, len(encodings_a), step):
-        feed = {"encoding_a": encodings_a[i : i + step], "encoding_b": encodings_b[i : i + step]}
-        scores.append(session.run(["score"], feed)[0])
-    return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
+    """``score`` of ``comparator.onnx`` for the row pairs (float64), through the service's own runner."""
+    scores = run_comparator(cpu_session(comparator_path), encodings_a, encodings_b, max_batch)
+    return scores.astype(np.float64)
 
 
 def calibrate_pairwise(
@@ -117,13 +119,7 @@ def calibrate_pairwise(
     Returns:
         The scoring mode (thresholds at ``target_fmr`` and the EER) and the pair counts.
     """
-    pairs = make_pairs(person_ids, camera_ids, max_negatives=max_negatives, seed=seed)
-    positives, negatives = pairs.positive, pairs.negative
-    if len(positives) == 0 or len(negatives) == 0:
-        raise ValueError(
-            "calibration needs same-person pairs across cameras and different-person pairs; "
-            f"got {len(positives)} and {len(negatives)} from {len(person_ids)} images"
-        )
+    positives, negatives = _pairs(person_ids, camera_ids, max_negatives=max_negatives, seed=seed)
     same = onnx_comparator_scores(
         comparator_path, encodings[positives[:, 0]], encodings[positives[:, 1]], max_batch=max_batch
     )

@@ -43,8 +43,6 @@ from training.export.parity import PARITY_BATCHES
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_METRICS = ("cosine", "correlation", "euclidean")
-
 
 @dataclass
 class ExportOptions:

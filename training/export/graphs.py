@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.contract import tensors
 from service.contract.parity import ParityReport
 from service.contract.scoring import HeadWeights, pair_scores
-from service.contract.tensors import EMBEDDINGS, EMBEDDINGS_A, EMBEDDINGS_B, IMAGES, PROBABILITIES
 from training.export.onnx_io import DEFAULT_OPSET, ExportError, assert_eval_mode, export_onnx
 from training.export.parity import check_parity, cpu_session, parity_rule
 from training.models.heads import SAME_INDEX, VerificationHead
@@ -87,15 +87,15 @@ def write_embedding_graph(
     out = WrittenGraphs(parity=ParityReport(rule=parity_rule(fp16)))
     example = torch.from_numpy(images[:2])
     export_onnx(
-        embedder, (example,), folder / EMBEDDING_FILE, input_names=[IMAGES],
-        output_names=[EMBEDDINGS], opset=opset, fp16=fp16,
+        embedder, (example,), folder / EMBEDDING_FILE, input_names=list(tensors.EMBEDDING_INPUTS),
+        output_names=list(tensors.EMBEDDING_OUTPUTS), opset=opset, fp16=fp16,
     )
     # fp16 graphs are compared with the fp32 torch model: what matters is distance to the trained model.
     out.parity.outputs["embedding"] = check_parity(
-        folder / EMBEDDING_FILE, numpy_fn(embedder), {IMAGES: images}, fp16=fp16
+        folder / EMBEDDING_FILE, numpy_fn(embedder), {tensors.IMAGES: images}, fp16=fp16
     )
     out.files["embedding"] = EMBEDDING_FILE
-    embeddings = cpu_session(folder / EMBEDDING_FILE).run(None, {IMAGES: images})[0]
+    embeddings = cpu_session(folder / EMBEDDING_FILE).run([tensors.EMBEDDINGS], {tensors.IMAGES: images})[0]
     out.embedding_dim = int(embeddings.shape[1])
     return out, embeddings
 
@@ -108,10 +108,10 @@ def write_verification_head(
     head_export = VerificationHeadExport(head).eval()
     ex_a = torch.from_numpy(embeddings[:2].astype(np.float32))
     export_onnx(
-        head_export, (ex_a, ex_a.flip(0)), folder / VERIFICATION_FILE,
-        input_names=[EMBEDDINGS_A, EMBEDDINGS_B], output_names=[PROBABILITIES], opset=opset, fp16=False,
+        head_export, (ex_a, ex_a.flip(0)), folder / VERIFICATION_FILE, input_names=list(tensors.HEAD_INPUTS),
+        output_names=list(tensors.HEAD_OUTPUTS), opset=opset, fp16=False,
     )
-    pairs = {EMBEDDINGS_A: embeddings, EMBEDDINGS_B: np.roll(embeddings, 1, axis=0)}
+    pairs = {tensors.EMBEDDINGS_A: embeddings, tensors.EMBEDDINGS_B: np.roll(embeddings, 1, axis=0)}
     out.parity.outputs["verification_head"] = check_parity(
         folder / VERIFICATION_FILE, numpy_fn(head_export), pairs, fp16=False
     )
@@ -132,7 +132,8 @@ def check_head_weights(folder: Path, dim: int, num_pairs: int = 100, seed: int =
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((num_pairs, dim)).astype(np.float32)
     b = rng.standard_normal((num_pairs, dim)).astype(np.float32)
-    probs = cpu_session(folder / VERIFICATION_FILE).run(None, {EMBEDDINGS_A: a, EMBEDDINGS_B: b})[0]
+    feed = {tensors.EMBEDDINGS_A: a, tensors.EMBEDDINGS_B: b}
+    probs = cpu_session(folder / VERIFICATION_FILE).run([tensors.PROBABILITIES], feed)[0]
     diff = float(np.max(np.abs(pair_scores("softmax", a, b, head) - probs[:, SAME_INDEX])))
     if diff > HEAD_WEIGHTS_TOLERANCE:
         raise ExportError(

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from service.contract.manifest import ScoringMode
 from service.contract.preprocess import PreprocessSpec
-from service.contract.scoring import HeadWeights
+from service.contract.scoring import SERVED_EMBEDDING_METRICS, HeadWeights
 from training.evaluation.evaluator import EvalSettings, EvaluationResult, evaluate_embeddings
 from training.export.calibrate import calibrate_scoring, onnx_embeddings
 from training.export.graphs import WrittenGraphs, write_embedding_graph
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from training.data.datasets import ImageRecord
     from training.engine.config import TrainConfig
     from training.export.exporter import ExportOptions
-
-#: Scoring modes every embedding export is calibrated for (the manifest's names).
-EMBEDDING_METRICS: tuple[str, ...] = ("cosine", "correlation", "euclidean")
-
 
 def held_out_arrays(held_out: list[ImageRecord]) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Paths, person ids and camera ids of the export's held-out images."""
@@ -73,7 +69,7 @@ class ImageEmbeddingFamily(Family):
 
     default_metric: ClassVar[str] = "cosine"
     #: The scoring modes the export calibrates (the manifest's ``scoring``).
-    scoring_metrics: ClassVar[tuple[str, ...]] = EMBEDDING_METRICS
+    scoring_metrics: ClassVar[tuple[str, ...]] = SERVED_EMBEDDING_METRICS
 
     def calibration_head(self, written: WrittenGraphs, folder: Path) -> HeadWeights | None:
         """The verification head's weights the ``softmax`` mode needs, where the export wrote them."""

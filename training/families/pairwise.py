@@ -189,7 +189,8 @@ class PairwiseFamily(Family):
             out.parity.outputs[f"encoder_{name}"] = check_parity(
                 folder / ENCODER_FILE, numpy_fn(encoder, index), {IMAGES: images}, fp16=False, output=index
             )
-        encoding, descriptor = cpu_session(folder / ENCODER_FILE).run(None, {IMAGES: images})[:2]
+        session = cpu_session(folder / ENCODER_FILE)
+        encoding, descriptor = session.run(list(ENCODER_OUTPUT_NAMES), {IMAGES: images})
         out.files["encoder"] = ENCODER_FILE
         out.embedding_dim, out.encoding_dim = int(descriptor.shape[1]), int(encoding.shape[1])
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from service.contract.manifest import VerificationSpec
-from service.contract.scoring import HeadWeights, gallery_vectors, index_scores, query_vectors
+from service.contract.scoring import SERVED_EMBEDDING_METRICS, HeadWeights, score_matrix
 from training.evaluation.evaluator import (
     EvalSettings,
     EvaluationResult,
@@ -32,11 +32,7 @@ from training.export.graphs import (
     write_embedding_graph,
     write_verification_head,
 )
-from training.families.embedding import (
-    EMBEDDING_METRICS,
-    ImageEmbeddingFamily,
-    build_backbone_of,
-)
+from training.families.embedding import ImageEmbeddingFamily, build_backbone_of
 from training.families.registry import register_family
 from training.models.heads import SAME_INDEX
 from training.models.reid_model import SIAMESE_EMBEDDINGS, SiameseModel
@@ -89,18 +85,13 @@ def head_weights(model: nn.Module) -> HeadWeights:
 
 
 def softmax_same_probability(model: nn.Module, query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """Q × G ``p(same)`` of a Siamese model's head for every query-gallery pair, as the service computes it.
-
-    The service's ``softmax`` index: gallery vectors ``[g, g²·w]``, query vectors ``[−2 q∘w, 1]`` plus the
-    constant ``q²·w + b``, so no Q × G × D tensor is built (:mod:`service.contract.scoring`).
+    """Q × G ``p(same)`` of a Siamese model's head for every query-gallery pair, as the service computes it
+    (:func:`service.contract.scoring.score_matrix`, the ``softmax`` index's algebra: no Q × G × D tensor).
 
     Raises:
         ValueError: The model has no verification head.
     """
-    head = head_weights(model)
-    vectors, constants = query_vectors("softmax", query, head)
-    raw = vectors.astype(np.float64) @ gallery_vectors("softmax", gallery, head).astype(np.float64).T
-    return index_scores("softmax", raw, constants)
+    return score_matrix("softmax", query, gallery, head_weights(model))
 
 
 @register_family
@@ -116,7 +107,7 @@ class SiameseFamily(ImageEmbeddingFamily):
         "siamese_dropout": "dropout", "siamese_embedding": "embedding", "siamese_relu": "relu",
     }
     default_metric = "softmax"
-    scoring_metrics = (*EMBEDDING_METRICS, "softmax")
+    scoring_metrics = (*SERVED_EMBEDDING_METRICS, "softmax")
 
     def architecture(self, cfg: TrainConfig) -> str:
         options: SiameseOptions = self.options(cfg)

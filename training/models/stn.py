@@ -203,12 +203,11 @@ class DepthwiseCorrelation(nn.Module):
             training; but ``group`` is an ONNX attribute, so an export would freeze the batch size.
             ``"padded"`` — the same grouped convolution on the batch zero-padded to ``max_batch`` inside the
             graph, then cut back to ``N``: exports with a dynamic batch ``N <= max_batch`` (larger batches
-            fail in onnxruntime, callers chunk) and is the fastest in onnxruntime (2.6 ms per pair and
-            direction at level 2, 160×60, for a full batch of 16 on 2 CPU cores), but always costs
-            ``max_batch`` pairs.
+            fail in onnxruntime, callers chunk) and is the fastest of the three in onnxruntime at a full
+            batch, but always costs ``max_batch`` pairs.
             ``"unfold"`` — im2col by ``f²`` shifted slices of the padded signal, then one batched matmul with
-            the parts: exports with any batch size, about 7× slower than ``"padded"`` at a full batch and
-            needs an ``N × C × f² × H·W`` buffer (23 MB per pair at level 2).
+            the parts: exports with any batch size, but is several times slower than ``"padded"`` at a full
+            batch and needs an ``N × C × f² × H·W`` buffer.
         max_batch: Batch size the ``"padded"`` method pads to (ignored otherwise).
     """
 

@@ -56,7 +56,7 @@ def test_decisions_respect_direction() -> None:
 
 
 def test_unknown_metric_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="metric must be one of"):
+    with pytest.raises(ValueError, match="valid metrics: cosine, correlation"):
         gallery_vectors("manhattan", np.zeros((1, 2)))
     with pytest.raises(ValueError, match="needs the verification head"):
         pair_scores("softmax", np.zeros((1, 2)), np.zeros((1, 2)))

@@ -14,13 +14,12 @@ import pytest
 import torch
 
 from service.cli import main
-from service.contract.manifest import ScoringMode
 from tests.training.engine.conftest import TINY_FLAGS
 from training.data.synthetic.market import SynthConfig, generate_market_dataset
 from training.engine.checkpoint import load_model, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
-RUN_FILES = ("config.json", "log.csv", "last.pt", "checkpoint.pt", "metrics.json", "calibration.json",
+RUN_FILES = ("config.json", "log.csv", "last.pt", "checkpoint.pt", "metrics.json",
              "cmc.png", "ranks.png", "distances.png", "roc.png")
 
 
@@ -48,12 +47,12 @@ def test_train_resume_and_eval(tiny_market: Path, tmp_path: Path, capsys: pytest
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["mAP"] for r in rows)  # validated every epoch
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_query"] == 16 and metrics["mAP"] == pytest.approx(summary["mAP"], abs=1e-4)
-    calibration = json.loads((run / "calibration.json").read_text())
-    assert set(calibration["scoring"]) == {"cosine", "correlation", "euclidean"}
-    for mode in calibration["scoring"].values():
-        parsed = ScoringMode.model_validate(mode)  # the export step copies these into the manifest
-        assert parsed.default_threshold == "fmr_1e-03"
-        assert {"fmr_1e-02", "fmr_1e-03", "fmr_1e-04", "eer"} <= set(parsed.thresholds)
+    assert not (run / "calibration.json").exists()  # thresholds come from the exported graph only
+    modes = {"cosine", "correlation", "euclidean"}
+    assert set(metrics["tpr_at_fmr"]) == set(metrics["verification"]) == modes
+    for mode, tprs in metrics["tpr_at_fmr"].items():
+        assert set(tprs) == {"fmr_1e-02", "fmr_1e-03", "fmr_1e-04"}, mode
+        assert 0.0 <= metrics["verification"][mode]["roc_auc"] <= 1.0
     # checkpoint.pt is the best validated epoch; last.pt the last one.
     best, last = read_checkpoint(run / "checkpoint.pt"), read_checkpoint(run / "last.pt")
     assert last["epoch"] == 1
@@ -107,8 +106,8 @@ def test_siamese_run_calibrates_softmax(tiny_market: Path, tmp_path: Path,
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert "softmax" in summary
-    calibration = json.loads((run / "calibration.json").read_text())
-    assert calibration["scoring"]["softmax"]["higher_is_better"] is True
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["verification"]["softmax"]["roc_auc"] <= 1.0 and "softmax" in metrics["tpr_at_fmr"]
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,

@@ -110,7 +110,7 @@ def test_calibrate_default_key_and_distance_direction() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: calibrate(SAME, DIFF, "hamming"), "unknown scoring metric"),
+        (lambda: calibrate(SAME, DIFF, "hamming"), "unknown metric .hamming.; valid metrics: cosine"),
         (lambda: threshold_at_fmr(SAME, DIFF, 0.0, True), r"in \(0, 1\)"),
         (lambda: threshold_at_fmr(np.array([]), DIFF, 0.1, True), "same_scores must be a non-empty"),
         (lambda: roc_curve(SAME, np.array([np.nan]), True), "diff_scores contains NaN"),

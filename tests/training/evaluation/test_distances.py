@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from training.evaluation.distances import METRICS, compute_distance, higher_is_better, pair_scores
+from service.contract.scoring import HeadWeights, higher_is_better, pair_scores, score_matrix
+from training.evaluation.distances import METRICS, compute_distance
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_hand_computed_values() -> None:
     query = np.array([[1.0, 0.0]])
     gallery = np.array([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
     np.testing.assert_allclose(compute_distance(query, gallery, "cosine"), [[0.0, 1.0, 2.0]], atol=1e-7)
-    np.testing.assert_allclose(compute_distance(query, gallery, "sqeuclidean"), [[0.0, 5.0, 16.0]], atol=1e-6)
+    np.testing.assert_allclose(compute_distance(query, gallery, "euclidean"), [[0.0, 5**0.5, 4.0]], atol=1e-6)
     np.testing.assert_allclose(compute_distance(query, gallery, "cityblock"), [[0.0, 3.0, 4.0]])
 
 
@@ -59,7 +60,7 @@ def test_zero_vector_is_at_cosine_distance_one() -> None:
 
 
 def test_unknown_metric_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match="valid metrics: cosine, euclidean"):
+    with pytest.raises(ValueError, match="valid metrics: cosine, correlation, euclidean"):
         compute_distance(np.zeros((1, 2)), np.zeros((1, 2)), "hamming")
 
 
@@ -80,7 +81,7 @@ def test_bad_arguments(query: np.ndarray, gallery: np.ndarray, kwargs: dict, mes
 def test_pair_scores_match_the_distance_matrix_diagonal(metric: str) -> None:
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(11, 5)), rng.normal(size=(11, 5))
-    scores = pair_scores(a, b, metric, p=2.5)
+    scores = pair_scores(metric, a, b, p=2.5)
     diagonal = np.diag(cdist(a, b, metric=metric, **({"p": 2.5} if metric == "minkowski" else {})))
     expected = 1.0 - diagonal if higher_is_better(metric) else diagonal
     assert scores.shape == (11,)
@@ -88,12 +89,23 @@ def test_pair_scores_match_the_distance_matrix_diagonal(metric: str) -> None:
 
 
 def test_higher_is_better() -> None:
-    assert higher_is_better("cosine") and higher_is_better("correlation")
-    assert not any(higher_is_better(m) for m in ("euclidean", "sqeuclidean", "cityblock", "minkowski"))
+    assert higher_is_better("cosine") and higher_is_better("correlation") and higher_is_better("softmax")
+    assert not any(higher_is_better(m) for m in ("euclidean", "cityblock", "minkowski"))
     with pytest.raises(ValueError, match="unknown metric"):
-        higher_is_better("softmax")
+        higher_is_better("sqeuclidean")
+
+
+def test_softmax_distance_is_one_minus_the_heads_pair_score() -> None:
+    rng = np.random.default_rng(4)
+    head = HeadWeights(weight=rng.normal(size=5).astype(np.float32) * 0.3, bias=0.7)
+    query, gallery = rng.normal(size=(4, 5)), rng.normal(size=(6, 5))
+    got = compute_distance(query, gallery, "softmax", head=head, chunk_size=3)
+    rows, cols = np.meshgrid(np.arange(4), np.arange(6), indexing="ij")
+    expected = 1.0 - pair_scores("softmax", query[rows.ravel()], gallery[cols.ravel()], head).reshape(4, 6)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(score_matrix("softmax", query, gallery, head), 1.0 - expected, atol=1e-12)
 
 
 def test_pair_scores_rejects_unpaired_shapes() -> None:
     with pytest.raises(ValueError, match="same shape"):
-        pair_scores(np.zeros((3, 2)), np.zeros((4, 2)), "cosine")
+        pair_scores("cosine", np.zeros((3, 2)), np.zeros((4, 2)))

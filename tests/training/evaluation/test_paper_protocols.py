@@ -22,12 +22,7 @@ from training.commands.train import protocol_overrides
 from training.data.datasets import build_dataset
 from training.engine.recipes import recipe_names
 from training.evaluation.evaluator import is_single_shot
-from training.evaluation.paper_protocols import (
-    PaperRow,
-    compare_with_papers,
-    get_protocol,
-    protocol_names,
-)
+from training.evaluation.paper_protocols import PaperRow, compare_with_papers, get_protocol, protocol_names
 from training.evaluation.splits import default_output, parse_splits, split_checkpoints
 
 RUN_FLAGS = [*TINY_FLAGS, "--epochs", "1", "--eval_every", "0", "--no-progress", "--skip-eval"]

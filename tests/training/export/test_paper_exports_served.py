@@ -23,7 +23,8 @@ import pytest
 
 from service.cli import main
 from service.config import Settings
-from service.contract.manifest import HIGHER_IS_BETTER, ModelManifest, load
+from service.contract.manifest import ModelManifest, load
+from service.contract.scoring import higher_is_better
 from tests.service.conftest import PersonImages, running, synthetic_pedestrian_images
 from tests.training.engine.conftest import tiny_market  # noqa: F401  (fixture)
 from tests.training.engine.test_paper_recipes import RUN_FLAGS, tiny_flags
@@ -119,7 +120,7 @@ def _threshold(manifest: ModelManifest, metric: str) -> float | None:
 
 def _higher(manifest: ModelManifest, metric: str) -> bool:
     """Whether a larger score means 'same person' (the service's table; the manifest must agree)."""
-    higher = HIGHER_IS_BETTER[metric]
+    higher = higher_is_better(metric)
     if metric in manifest.scoring:
         assert manifest.scoring[metric].higher_is_better is higher, metric
     return higher

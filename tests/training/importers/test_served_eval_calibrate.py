@@ -54,7 +54,7 @@ def test_eval_model_equals_torchreid_evaluation(
             "--output", str(tmp_path / "report")]
     assert main(argv) == 0
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert {"cmc.png", "roc.png", "calibration.json"} <= {p.name for p in (tmp_path / "report").iterdir()}
+    assert {"cmc.png", "roc.png", "metrics.json"} <= {p.name for p in (tmp_path / "report").iterdir()}
 
     split = build_dataset("market1501", tiny_market)
     spec = load(folder).input.to_spec()

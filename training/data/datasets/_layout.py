@@ -1,15 +1,30 @@
-"""Small helpers shared by the dataset loaders: listing images, finding the dataset folder, seeded splits."""
+"""Small helpers shared by the dataset loaders: required folders, listing images, the dataset folder, splits."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from training.data.datasets.base import DatasetError, ImageRecord
 
 #: file suffixes (lower case) treated as images; everything else in a dataset folder is ignored.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """Return ``path`` if it is a directory, else raise a :class:`DatasetError` naming it and ``what``."""
+    if not path.is_dir():
+        raise DatasetError(f"{path}: missing directory ({what})")
+    return path
+
+
+def require_file(path: Path, what: str) -> Path:
+    """Return ``path`` if it is a file, else raise a :class:`DatasetError` naming it and ``what``."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing file ({what})")
+    return path
 
 
 def is_image(path: Path) -> bool:
@@ -102,3 +117,26 @@ def two_camera_test_split(
             query.extend(query_images)
             gallery.extend(gallery_images)
     return query, gallery
+
+
+def split_by_test_ids(
+    records: Sequence[ImageRecord],
+    test_ids: AbstractSet[int],
+    *,
+    dataset: str,
+    seed: int,
+    split_index: int,
+    single_shot: bool,
+) -> tuple[list[ImageRecord], list[ImageRecord], list[ImageRecord]]:
+    """(train, query, gallery) of a two-camera benchmark: every image of the other persons trains; the test
+    persons' camera-1 images query their camera-2 images (:func:`two_camera_test_split`, its draws seeded by
+    ``(dataset, seed, split_index)``)."""
+    train = [r for r in records if r.person_id not in test_ids]
+    query, gallery = two_camera_test_split(
+        [r for r in records if r.person_id in test_ids],
+        query_camera=1,
+        gallery_camera=2,
+        single_shot=single_shot,
+        rng=split_rng(f"{dataset}-shots", seed=seed, split_index=split_index),
+    )
+    return train, query, gallery

@@ -80,20 +80,6 @@ def relabel(records: Iterable[ImageRecord]) -> list[ImageRecord]:
     return [ImageRecord(r.path, mapping[r.person_id], r.camera_id) for r in records]
 
 
-def require_dir(path: Path, what: str) -> Path:
-    """Return ``path`` if it is a directory, else raise a :class:`DatasetError` naming it and ``what``."""
-    if not path.is_dir():
-        raise DatasetError(f"{path}: missing directory ({what})")
-    return path
-
-
-def require_file(path: Path, what: str) -> Path:
-    """Return ``path`` if it is a file, else raise a :class:`DatasetError` naming it and ``what``."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: missing file ({what})")
-    return path
-
-
 #: What a registered loader is: ``loader(root, *, option=default, ...) -> ReidSplit``. Loaders take
 #: explicit typed keyword-only options (a Protocol with ``**options`` would reject them under mypy).
 DatasetLoader = Callable[..., ReidSplit]

@@ -29,18 +29,12 @@ from training.data.datasets._layout import (
     check_split_index,
     list_images,
     parse_int,
+    require_dir,
     resolve_dataset_dir,
     split_rng,
-    two_camera_test_split,
+    split_by_test_ids,
 )
-from training.data.datasets.base import (
-    DatasetError,
-    ImageRecord,
-    ReidSplit,
-    register_dataset,
-    relabel,
-    require_dir,
-)
+from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel
 
 NUM_SPLITS = 10
 CAMERA_A, CAMERA_B = 1, 2
@@ -90,13 +84,8 @@ def load_cuhk01(
     shuffled = list(person_ids)
     split_rng("cuhk01-ids", seed=seed, split_index=split_index).shuffle(shuffled)
     test_ids = set(shuffled[:num_test])
-    train = [r for r in records if r.person_id not in test_ids]
-    query, gallery = two_camera_test_split(
-        [r for r in records if r.person_id in test_ids],
-        query_camera=CAMERA_A,
-        gallery_camera=CAMERA_B,
-        single_shot=single_shot,
-        rng=split_rng("cuhk01-shots", seed=seed, split_index=split_index),
+    train, query, gallery = split_by_test_ids(
+        records, test_ids, dataset="cuhk01", seed=seed, split_index=split_index, single_shot=single_shot
     )
     info = {"protocol": protocol, "split_index": split_index, "seed": seed, "single_shot": single_shot}
     return ReidSplit(name="cuhk01", train=relabel(train), query=query, gallery=gallery, info=info)

@@ -48,7 +48,7 @@ from training.data.datasets._layout import (
     check_split_index,
     is_image,
     split_rng,
-    two_camera_test_split,
+    split_by_test_ids,
 )
 from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel
 
@@ -235,13 +235,9 @@ def load_cuhk03(
         test_ids = _classic_test_ids(
             _find_file(dataset_dir, MAT_NAME, "CUHK03 classic test splits"), split_index
         )
-        train = [r for r in records if r.person_id not in test_ids]
-        query, gallery = two_camera_test_split(
-            [r for r in records if r.person_id in test_ids],
-            query_camera=1,
-            gallery_camera=2,
+        train, query, gallery = split_by_test_ids(
+            records, test_ids, dataset=f"cuhk03-{variant}", seed=seed, split_index=split_index,
             single_shot=single_shot,
-            rng=split_rng(f"cuhk03-{variant}-shots", seed=seed, split_index=split_index),
         )
         info.update(seed=seed, single_shot=single_shot)
     return ReidSplit(name="cuhk03", train=relabel(train), query=query, gallery=gallery, info=info)

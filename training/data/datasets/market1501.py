@@ -27,15 +27,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from training.data.datasets._layout import list_images, parse_int, resolve_dataset_dir
-from training.data.datasets.base import (
-    DatasetError,
-    ImageRecord,
-    ReidSplit,
-    register_dataset,
-    relabel,
-    require_dir,
-)
+from training.data.datasets._layout import list_images, parse_int, require_dir, resolve_dataset_dir
+from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel
 
 JUNK_PERSON_ID = -1
 DISTRACTOR_PERSON_ID = 0

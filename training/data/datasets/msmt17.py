@@ -27,16 +27,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.datasets._layout import parse_int
-from training.data.datasets.base import (
-    DatasetError,
-    ImageRecord,
-    ReidSplit,
-    register_dataset,
-    relabel,
-    require_dir,
-    require_file,
-)
+from training.data.datasets._layout import parse_int, require_dir, require_file
+from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel
 
 #: (train folder, test folder) per release; the first whose folders exist is used.
 IMAGE_DIRS: tuple[tuple[str, str], ...] = (("train", "test"), ("mask_train_v2", "mask_test_v2"))

@@ -25,18 +25,12 @@ from pathlib import Path
 from training.data.datasets._layout import (
     check_split_index,
     list_images,
+    require_dir,
     resolve_dataset_dir,
     split_rng,
-    two_camera_test_split,
+    split_by_test_ids,
 )
-from training.data.datasets.base import (
-    DatasetError,
-    ImageRecord,
-    ReidSplit,
-    register_dataset,
-    relabel,
-    require_dir,
-)
+from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel
 
 NUM_SPLITS = 10
 CAMERA_A, CAMERA_B = 1, 2
@@ -70,13 +64,9 @@ def load_viper(root: Path, *, split_index: int = 0, seed: int = 0) -> ReidSplit:
     train_ids = set(persons[: num_persons // 2])
     records = [ImageRecord(path, i, CAMERA_A) for i, path in enumerate(images_a)]
     records += [ImageRecord(path, i, CAMERA_B) for i, path in enumerate(images_b)]
-    train = sorted(r for r in records if r.person_id in train_ids)
-    query, gallery = two_camera_test_split(
-        [r for r in records if r.person_id not in train_ids],
-        query_camera=CAMERA_A,
-        gallery_camera=CAMERA_B,
-        single_shot=True,
-        rng=split_rng("viper-shots", seed=seed, split_index=split_index),
+    test_ids = set(persons) - train_ids
+    train, query, gallery = split_by_test_ids(
+        sorted(records), test_ids, dataset="viper", seed=seed, split_index=split_index, single_shot=True
     )
     info = {"split_index": split_index, "seed": seed, "query": "cam_a", "gallery": "cam_b"}
     return ReidSplit(name="viper", train=relabel(train), query=query, gallery=gallery, info=info)

@@ -23,6 +23,7 @@ from training.models.backbones.layers import (
     SqueezeExcitation,
     StochasticDepth,
     conv_norm_act,
+    init_conv_bn,
     make_divisible,
 )
 from training.models.backbones.registry import register_backbone
@@ -177,14 +178,7 @@ class EfficientNet(Backbone):
         self.feature_dim = 4 * last_in
         layers.append(conv_norm_act(last_in, self.feature_dim, kernel_size=1, norm=norm, activation=nn.SiLU))
         self.features = nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def level_steps(self) -> list[LevelStep]:
         names = ["stem"] + [f"stage{i}" for i in range(1, len(self.features) - 1)] + ["head"]

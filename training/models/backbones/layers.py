@@ -11,6 +11,18 @@ NormFactory = Callable[[int], nn.Module]
 ActivationFactory = Callable[[], nn.Module]
 
 
+def init_conv_bn(module: nn.Module) -> None:
+    """He initialisation (fan-out) of every convolution, zero biases; batch norms start as the identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round a channel count to the nearest multiple of ``divisor``, never going below 90 % of ``value``.
 

@@ -16,7 +16,13 @@ from functools import partial
 from torch import Tensor, nn
 
 from training.models.backbones.base import Backbone, LevelStep
-from training.models.backbones.layers import NormFactory, SqueezeExcitation, conv_norm_act, make_divisible
+from training.models.backbones.layers import (
+    NormFactory,
+    SqueezeExcitation,
+    conv_norm_act,
+    init_conv_bn,
+    make_divisible,
+)
 from training.models.backbones.registry import register_backbone
 
 
@@ -120,14 +126,7 @@ class MobileNetV3(Backbone):
             conv_norm_act(last_in, self.feature_dim, kernel_size=1, norm=norm, activation=nn.Hardswish)
         )
         self.features = nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def level_steps(self) -> list[LevelStep]:
         return [(f"features.{i}", layer) for i, layer in enumerate(self.features)]

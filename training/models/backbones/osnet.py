@@ -30,6 +30,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from training.models.backbones.base import Backbone, LevelStep
+from training.models.backbones.layers import init_conv_bn
 from training.models.backbones.registry import register_backbone
 
 OSNET_CHANNELS: tuple[int, int, int, int] = (64, 256, 384, 512)
@@ -158,18 +159,6 @@ def _osnet_stage(
     return nn.Sequential(*layers)
 
 
-def init_osnet_weights(module: nn.Module) -> None:
-    """torchreid's OSNet initialisation: Kaiming (fan-out) convolutions, unit-scale zero-shift norms."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
 class OSNet(Backbone):
     """OSNet feature extractor (``conv1`` … ``conv5``), no feature ``fc`` and no classifier.
 
@@ -195,7 +184,7 @@ class OSNet(Backbone):
         self.conv4 = _osnet_stage(c3, c4, num_blocks=blocks_per_stage, transition=False)
         self.conv5 = ConvLayer(c4, c4, kernel_size=1)
         self.feature_dim = c4
-        init_osnet_weights(self)
+        init_conv_bn(self)
 
     def _pool_conv2(self, x: Tensor) -> Tensor:
         return self.conv2(self.maxpool(x))

@@ -20,12 +20,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from training.models.backbones.base import Backbone, LevelStep
+from training.models.backbones.layers import init_conv_bn
 from training.models.backbones.osnet import (
     ChannelGate,
     Conv1x1Linear,
     ConvLayer,
     LightConv3x3,
-    init_osnet_weights,
     osnet_channels,
 )
 from training.models.backbones.registry import register_backbone
@@ -109,7 +109,7 @@ class OSNetAIN(Backbone):
         self.conv4 = _stage(c3, c4, AIN_PATTERN[2])
         self.conv5 = ConvLayer(c4, c4, kernel_size=1)
         self.feature_dim = c4
-        init_osnet_weights(self)
+        init_conv_bn(self)  # InstanceNorm's affine parameters start at 1 / 0 already
 
     def _conv2(self, x: Tensor) -> Tensor:
         return self.pool2(self.conv2(self.maxpool(x)))

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from training.models.backbones.base import Backbone, LevelStep
+from training.models.backbones.layers import init_conv_bn
 from training.models.backbones.registry import register_backbone
 
 
@@ -89,15 +90,7 @@ class ResNet(Backbone):
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.feature_dim = in_channels
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def _stem(self, x: Tensor) -> Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))

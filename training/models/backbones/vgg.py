@@ -15,6 +15,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from training.models.backbones.base import Backbone, LevelStep
+from training.models.backbones.layers import init_conv_bn
 from training.models.backbones.registry import register_backbone
 
 # Output channels of the convs in each block ("configuration D" of the paper).
@@ -50,11 +51,7 @@ class VGG(Backbone):
             self._block_ends.append(len(layers))
         self.features = nn.Sequential(*layers)
         self.feature_dim = in_channels
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def level_steps(self) -> list[LevelStep]:
         steps: list[LevelStep] = []
