@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.contract.manifest import HIGHER_IS_BETTER
 from service.contract.preprocess import preprocess_file, stack_batch
+from service.contract.scoring import higher_is_better
 from service.contract.scoring import score_matrix as contract_score_matrix
 from service.inference.sessions import ModelRuntime
 from training.data.datasets import ImageRecord
@@ -70,7 +70,7 @@ def ranking_distances(
     """Q × G distances (lower ranks first) that order the gallery as ``/search`` does for ``metric``."""
     scores = score_matrix(runtime, metric, query.embeddings, gallery.embeddings)
     if metric != "pairwise":
-        return -scores if HIGHER_IS_BETTER[metric] else scores
+        return -scores if higher_is_better(metric) else scores
     if runtime.pairwise is None or query.encodings is None or gallery.encodings is None:
         raise ValueError(f"metric 'pairwise' needs a pairwise model; {runtime.manifest.model_id} is not one")
     if shortlist < 1:

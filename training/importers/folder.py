@@ -22,7 +22,6 @@ from PIL import Image
 from torch import nn
 
 from service.contract.manifest import (
-    HIGHER_IS_BETTER,
     ImportSource,
     InputSpec,
     ModelManifest,
@@ -34,6 +33,7 @@ from service.contract.manifest import (
 )
 from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec, resize_normalize, stack_batch
+from service.contract.scoring import SERVED_EMBEDDING_METRICS, higher_is_better
 from service.contract.tensors import EMBEDDINGS, IMAGES
 from training.export.exporter import library_versions
 from training.export.onnx_io import DEFAULT_OPSET, export_onnx
@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 EMBEDDING_FILE = "embedding.onnx"
-#: Scoring modes of an imported embedding model (all computed from the embedding; default cosine).
-EMBEDDING_METRICS = ("cosine", "correlation", "euclidean")
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ def sample_images(spec: PreprocessSpec, count: int = max(PARITY_BATCHES), seed: 
 
 def uncalibrated_scoring() -> dict[str, ScoringMode]:
     """Every embedding scoring mode without thresholds (until ``reid calibrate``)."""
-    return {m: ScoringMode(higher_is_better=HIGHER_IS_BETTER[m]) for m in EMBEDDING_METRICS}
+    return {m: ScoringMode(higher_is_better=higher_is_better(m)) for m in SERVED_EMBEDDING_METRICS}
 
 
 def write_imported_folder(
