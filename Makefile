@@ -8,10 +8,11 @@ TORCH  := torch==2.13.0
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help install deploy-tools test test-slow reliability lint run demo-models clean
+.PHONY: help install deploy-tools browser-tools test test-slow reliability lint run demo-models clean
 
 help:
 	@echo "make test         create .venv, install torch (CPU) + .[cpu,train,dev], run ruff and pytest"
+	@echo "make browser-tools  (root) apt-get install chromium chromium-driver for the console's browser tests"
 	@echo "make test-slow    the long tests and those that need a package registry (markers 'slow', 'network')"
 	@echo "make reliability  the whole threat table (tests/reliability), printed with measured figures"
 	@echo "make demo-models  train + export the demo models into models/ (synthetic data, 2 CPU cores)"
@@ -40,7 +41,16 @@ deploy-tools:
 	  || echo "deploy-tools: apt-get could not install docker-compose: tests/deploy skips docker-compose config"; \
 	else echo "deploy-tools: no docker-compose and apt-get needs root: tests/deploy skips docker-compose config"; fi
 
-test: install deploy-tools
+# Debian's chromium + chromium-driver drive the console's browser tests (tests/service/ui; no browser download).
+browser-tools:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get install -y --no-install-recommends chromium chromium-driver || \
+	   (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)) >/dev/null \
+	  || echo "browser-tools: apt-get could not install chromium: tests/service/ui skips the browser tests"; \
+	else echo "browser-tools: no chromium and apt-get needs root: tests/service/ui skips the browser tests"; fi
+
+test: install deploy-tools browser-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow and not network"
 

@@ -16,6 +16,7 @@ requests/s with batching on over off at concurrency 32.
 
     python benchmarks/http_bench.py --requests 200 --max-seconds 10
     python benchmarks/http_bench.py --backbone osnet_x0_25 --gallery-size 10000
+    python benchmarks/http_bench.py --pipeline --max-seconds 10 --rounds 3   # frame + boxes vs crops
 """
 
 from __future__ import annotations
@@ -88,6 +89,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="times each level runs, alternating batching on / off; the median round is reported (1…9)",
     )
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="run only the tracking-pipeline load (benchmarks/http_pipeline.py): 1280×720 frames with "
+        "--pipeline-boxes boxes as frame + boxes vs the same crops as separate requests, in boxes/s",
+    )
+    parser.add_argument("--pipeline-boxes", type=int, default=6, help="person boxes per frame (1…64)")
+    parser.add_argument("--pipeline-concurrency", type=int, default=8, help="pipeline load concurrency")
+    parser.add_argument("--pipeline-path", default="/embeddings", choices=("/embeddings", "/search"))
     parser.add_argument(
         "--client",
         default="raw",
@@ -279,8 +289,15 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Bare loop, then the live server with batching on / off; return the report."""
+    """Bare loop, then the live server with batching on / off; return the report (with ``--pipeline``: the
+    tracking-pipeline load only)."""
     _validate(args)
+    if args.pipeline:
+        if not 1 <= args.pipeline_boxes <= 64 or not 1 <= args.pipeline_concurrency <= 256:
+            raise ValueError("--pipeline-boxes must be in 1..64 and --pipeline-concurrency in 1..256")
+        pipeline = _load_script("_http_pipeline", REPO_ROOT / "benchmarks" / "http_pipeline.py")
+        batching = _load_script("_http_batching", REPO_ROOT / "benchmarks" / "http_batching.py")
+        return dict(pipeline.run_bench(args, resolve_model, fill_gallery, batching))
     import faiss
     import httpx
 

@@ -24,6 +24,7 @@ from service.api.openapi import install_openapi
 from service.config import Settings, get_settings
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.state import ServiceState
+from service.ui.router import mount_console
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ DESCRIPTION = """Person re-identification: verify pairs, search a gallery, manag
 
 Images go in as multipart file parts or base64 strings in JSON (JPEG, PNG, WebP, BMP). Errors are RFC 9457
 `application/problem+json`. When `REID_API_KEYS` is set, send a key in `X-API-Key` (all endpoints but
-`/health`)."""
+`/health`). The operator console is at `/ui` (off with `REID_UI=false`)."""
 
 
 @asynccontextmanager
@@ -73,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors = problem_responses(400, 401, 404, 409, 413, 415, 422, 503)  # every error is problem+json
     for module in (verify, search, embeddings, gallery):
         app.include_router(module.router, dependencies=protected, responses=errors)
-    install_openapi(app, max_images=settings.max_images_per_request)
+    install_openapi(app, max_images=settings.max_images_per_request, max_boxes=settings.max_boxes_per_request)
+    if settings.ui:
+        mount_console(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(LingeringCloseMiddleware)  # outermost: drains after the answer and the metrics

@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=20.0, gt=0, le=1024, description="Largest request body, in MiB.")
     max_pixels: int = Field(default=25_000_000, ge=64, description="Largest image width × height.")
     max_images_per_request: int = Field(default=64, ge=1, le=1024, description="Images in one request.")
+    max_boxes_per_request: int = Field(
+        default=64, ge=1, le=1024, description="Person boxes in one frame + boxes request."
+    )
+    retention_hours: float | None = Field(
+        default=None,
+        gt=0,
+        le=24 * 365 * 100,
+        description="Erase gallery entries older than this many hours (a background task, checked every "
+        "REID_RETENTION_CHECK_S); unset keeps entries until deleted.",
+    )
+    retention_check_s: float = Field(
+        default=60.0, ge=0.1, le=86400, description="Seconds between two retention sweeps."
+    )
     shortlist: int | None = Field(
         default=None,
         ge=1,
@@ -71,6 +84,11 @@ class Settings(BaseSettings):
     )
     store_images: bool = Field(
         default=False, description="Keep enrolled image bytes in the gallery database."
+    )
+    ui: bool = Field(
+        default=True,
+        description="Serve the operator console at /ui (static files; it calls the public API with the key "
+        "the operator types).",
     )
     snapshot_every: int = Field(default=100, ge=1, description="Gallery writes between index snapshots.")
     intra_op_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0: default).")

@@ -44,6 +44,19 @@ class ServiceMetrics:
             "reid_queue_rejections", "Images refused because the queue was full.", registry=self.registry
         )
         self.gallery_size = Gauge("reid_gallery_size", "Entries in the gallery.", registry=self.registry)
+        self.erased = Counter(
+            "reid_erased_entries",
+            "Gallery entries erased by retention (REID_RETENTION_HOURS) or DELETE /gallery?created_before.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("retention", "created_before"):  # exported at 0 before the first erase
+            self.erased.labels(reason=reason)
+        self.retention_last_sweep = Gauge(
+            "reid_retention_last_sweep_timestamp_seconds",
+            "UNIX time of the last retention sweep (0: none yet).",
+            registry=self.registry,
+        )
 
 
 class RequestMetricsMiddleware:

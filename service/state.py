@@ -22,6 +22,7 @@ from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import SERVED_METRICS
 from service.contract.scoring import get as get_metric
 from service.core.operations import ReidService
+from service.core.retention import RetentionTask
 from service.gallery.dirlock import DataDirLockedError
 from service.gallery.factory import GallerySpec, create_gallery
 from service.gallery.index import faiss_gpu_available
@@ -81,6 +82,7 @@ class ServiceState:
     faiss_gpu: bool = False
     startup: dict[str, Any] = field(default_factory=dict)
     shutting_down: bool = False
+    retention: RetentionTask | None = None
 
     def _active_folder(self) -> str:
         folders = discover(self.settings.models_dir)
@@ -198,6 +200,15 @@ class ServiceState:
             settings=self.settings,
             metrics=self.metrics,
         )
+        if self.settings.retention_hours is not None:
+            self.retention = RetentionTask(
+                self.gallery,
+                self.settings.retention_hours,
+                self.settings.retention_check_s,
+                self.metrics,
+                faiss_threads=self.settings.faiss_threads,
+            )
+            self.retention.start()
         if self.shutting_down:  # SIGTERM arrived while loading: never report ready
             return
         self.ready = True
@@ -217,6 +228,8 @@ class ServiceState:
         """Answer every pending model call with 503, then snapshot and close the gallery."""
         self.ready = False
         self.reason = "shutting down"
+        if self.retention is not None:
+            await self.retention.stop()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.executor is not None:

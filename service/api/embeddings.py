@@ -21,13 +21,14 @@ router = APIRouter(tags=["embeddings"])
     openapi_extra=openapi_body(ImagesRequest, ("images",)),
 )
 async def embeddings(request: Request, reid: ReidDep) -> EmbeddingsResponse:
-    """Return the model's embedding of every image, in request order (batched with concurrent requests).
+    """Return the model's embedding of every image (or of every box of one frame), in request order
+    (batched with concurrent requests).
 
     For a pairwise model this is the L2-normalized descriptor its gallery shortlist searches.
     """
     t0 = time.perf_counter()
     body = await parse_body(request, ImagesRequest, list_fields=("images",))
-    embedded = await reid.embed(body.images, "images")
+    embedded = await reid.embed(body.images, "images", body.boxes)
     return EmbeddingsResponse(
         embeddings=embedded.vectors.astype(float).tolist(),
         dim=reid.embedding_dim,

@@ -19,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core.errors import (
+    BadBoxError,
     BadImageError,
     MetricUnavailableError,
     NoEmbeddingError,
     NotFoundError,
     ServiceError,
+    TooManyBoxesError,
     TooManyImagesError,
     UncalibratedError,
 )
@@ -134,6 +136,8 @@ _SERVICE_STATUS: dict[type[ServiceError], tuple[int, str | None]] = {
     MetricUnavailableError: (422, None),
     UncalibratedError: (422, "Uncalibrated model"),
     TooManyImagesError: (422, "Too many images"),  # the OpenAPI document's maxItems
+    TooManyBoxesError: (422, "Too many boxes"),
+    BadBoxError: (422, "Invalid box"),
 }
 
 
@@ -186,7 +190,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> JSONResponse:
         status, title = _service_status(exc)
-        return problem_response(status, str(exc), title=title, instance=request.url.path)
+        extra = None
+        if isinstance(exc, BadBoxError):  # shaped like a validation error, naming the box
+            loc = ["boxes", str(exc.index)]
+            extra = {"errors": [{"loc": loc, "msg": str(exc), "type": "value_error.box"}]}
+        return problem_response(status, str(exc), title=title, instance=request.url.path, extra=extra)
 
     @app.exception_handler(QueueFullError)
     @app.exception_handler(InferenceStoppedError)

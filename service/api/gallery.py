@@ -1,12 +1,13 @@
-"""``/gallery``: enrol, list, read and delete gallery entries; erase a person."""
+"""``/gallery``: enrol, list, read and delete gallery entries (and their stored images); erase a person."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.api.deps import ReidDep
+from service.api.errors import ProblemError
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
 from service.api.schemas import (
@@ -16,6 +17,7 @@ from service.api.schemas import (
     EnrolResponse,
     GalleryItem,
     GalleryPage,
+    Rfc3339,
 )
 from service.gallery.protocol import GalleryEntry
 
@@ -43,10 +45,15 @@ def _item(entry: GalleryEntry) -> GalleryItem:
     openapi_extra=openapi_body(EnrolRequest, ("images",)),
 )
 async def enrol(request: Request, reid: ReidDep) -> EnrolResponse:
-    """Embed the images and add them to the gallery under ``person_id``; 201 with one id per image."""
+    """Embed the images (or the boxes of one frame) and add them to the gallery as entries of ``person_id``
+    (a tracklet: all of one person); 201 with one id per image or box."""
     body = await parse_body(request, EnrolRequest, list_fields=("images",))
     enrolled = await reid.enrol(
-        body.images, person_id=body.person_id, camera_id=body.camera_id, metadata=body.metadata
+        body.images,
+        person_id=body.person_id,
+        camera_id=body.camera_id,
+        metadata=body.metadata,
+        boxes=body.boxes,
     )
     return EnrolResponse(
         ids=enrolled.ids, person_id=body.person_id, gallery_size=enrolled.gallery_size, model=reid.model_id
@@ -71,6 +78,28 @@ async def get_entry(reid: ReidDep, gallery_id: GalleryId) -> GalleryItem:
     return _item(await reid.get(gallery_id))
 
 
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
+
+
+@router.get(
+    "/{gallery_id}/image",
+    response_class=Response,
+    summary="Read the image stored with a gallery entry",
+    responses={
+        200: {
+            "description": "The image bytes as enrolled (media type from their leading bytes).",
+            "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in _IMAGE_TYPES},
+        }
+    },
+)
+async def get_image(reid: ReidDep, gallery_id: GalleryId) -> Response:
+    """The enrolled image of an entry (kept when ``REID_STORE_IMAGES`` is on); 404 when the id is unknown
+    or the entry has no stored image."""
+    image = await reid.image(gallery_id)
+    headers = {"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"}
+    return Response(image.data, media_type=image.media_type, headers=headers)
+
+
 @router.delete("/{gallery_id}", response_model=DeleteResponse, summary="Delete one gallery entry")
 async def delete_entry(reid: ReidDep, gallery_id: GalleryId) -> DeleteResponse:
     """Delete an entry (row, embeddings, stored image and index vectors) at once; 404 when unknown."""
@@ -78,11 +107,24 @@ async def delete_entry(reid: ReidDep, gallery_id: GalleryId) -> DeleteResponse:
     return DeleteResponse(deleted_ids=deleted.ids, gallery_size=deleted.gallery_size)
 
 
-@router.delete("", response_model=DeleteResponse, summary="Erase every trace of a person")
-async def erase_person(
+@router.delete(
+    "", response_model=DeleteResponse, summary="Erase every trace of a person, or every entry before a time"
+)
+async def erase(
     reid: ReidDep,
-    person_id: Annotated[str, Query(min_length=1, max_length=128, description="The person to erase.")],
+    person_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="The person to erase.")
+    ] = None,
+    created_before: Annotated[
+        Rfc3339 | None,
+        Query(description="Erase every entry enrolled strictly before this time (RFC 3339, with offset)."),
+    ] = None,
 ) -> DeleteResponse:
-    """Delete all of a person's entries, vectors and stored images; 404 when the person has none."""
-    erased = await reid.erase(person_id)
+    """Delete entries with their vectors and stored images: all of a person's (404 when the person has
+    none), all enrolled before ``created_before`` (retention on demand; 200 with an empty list when none is),
+    or, with both, the person's entries enrolled before that time. 422 when neither is given."""
+    if person_id is None and created_before is None:
+        raise ProblemError(422, "give person_id, created_before or both")
+    cutoff = None if created_before is None else created_before.timestamp()
+    erased = await reid.erase(person_id, cutoff)
     return DeleteResponse(deleted_ids=erased.ids, gallery_size=erased.gallery_size)

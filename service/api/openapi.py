@@ -4,9 +4,10 @@ Request bodies come as JSON (images base64-encoded) or as multipart forms (image
 schema is the pydantic model's; the form schema is derived from it: image fields become non-empty binary file
 parts of the accepted image types, optional fields lose their ``null`` (a form omits a field instead), a
 scalar field is one part (two are refused) and a form carries at most :data:`MAX_FORM_LIST` values of a
-list. What depends on the deployment or on the loaded model is filled in per app by
-:func:`install_openapi`: ``maxItems`` of the image lists is ``REID_MAX_IMAGES_PER_REQUEST`` and ``metric``
-lists the scoring modes of the active model.
+list; ``boxes`` is one part of JSON text, described on the form. What depends on the deployment or on the
+loaded model is filled in per app by :func:`install_openapi`: ``maxItems`` of the image lists is
+``REID_MAX_IMAGES_PER_REQUEST``, of ``boxes`` ``REID_MAX_BOXES_PER_REQUEST``, and ``metric`` lists the scoring
+modes of the active model.
 
 What a schema cannot say is in the descriptions: the body limit (``REID_MAX_UPLOAD_MB``, 413), the pixel
 limit (``REID_MAX_PIXELS``, 413) and that the bytes must decode to an image (400).
@@ -27,6 +28,15 @@ IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp"
 #: Most repeated text values of one list field in a form (the form parser accepts 256 fields in all).
 MAX_FORM_LIST = 200
 _BINARY = {"type": "string", "format": "binary", "minLength": 1}
+#: Nested lists that a form carries as one field of JSON text (``boxes``). They are described in the form's
+#: description rather than as a string property: a schema for "JSON text of a list of 4-number lists that lie
+#: inside the frame" would only be a pattern, and schemathesis's coverage phase sends pattern-valid forms
+#: as negative cases; the JSON body's schema states them fully.
+JSON_TEXT_FIELDS = ("boxes",)
+FORM_BOXES_DOC = (
+    "Frame + boxes: send one `images` file and a `boxes` field holding the JSON list [[x1, y1, x2, y2], ...] "
+    "(as in the JSON body; at most REID_MAX_BOXES_PER_REQUEST boxes)."
+)
 
 
 def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +53,10 @@ def _form_schema(json_schema: dict[str, Any], file_fields: tuple[str, ...]) -> d
     properties: dict[str, Any] = form["properties"]
     for name, prop in list(properties.items()):
         prop = _without_null(prop)
+        if name in JSON_TEXT_FIELDS:  # documented on the form, not as a property: see JSON_TEXT_FIELDS
+            del properties[name]
+            form["description"] = f"{form.get('description', '')} {FORM_BOXES_DOC}".strip()
+            continue
         if name in file_fields:
             keep = {k: v for k, v in prop.items() if k in ("description", "title", "minItems", "maxItems")}
             prop = {**keep, "type": "array", "items": dict(_BINARY)} if prop.get("type") == "array" else {
@@ -72,8 +86,8 @@ def openapi_body(model: type[BaseModel], file_fields: tuple[str, ...]) -> dict[s
     }
 
 
-def install_openapi(app: FastAPI, max_images: int) -> None:
-    """Make ``app.openapi()`` state this deployment's image limit and the active model's metrics."""
+def install_openapi(app: FastAPI, max_images: int, max_boxes: int = 64) -> None:
+    """Make ``app.openapi()`` state this deployment's image and box limits and the active model's metrics."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -82,7 +96,7 @@ def install_openapi(app: FastAPI, max_images: int) -> None:
         gallery = getattr(service, "gallery", None)
         metrics = list(gallery.metrics) if gallery is not None else None
         for body in _request_bodies(document):
-            _apply(body, max_images, metrics)
+            _apply(body, max_images, max_boxes, metrics)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -98,12 +112,17 @@ def _request_bodies(document: dict[str, Any]) -> list[dict[str, Any]]:
     return bodies
 
 
-def _apply(schema: dict[str, Any], max_images: int, metrics: list[str] | None) -> None:
+def _apply(schema: dict[str, Any], max_images: int, max_boxes: int, metrics: list[str] | None) -> None:
     properties = schema.get("properties", {})
     images = properties.get("images")
     if images is not None:
         images["maxItems"] = max_images
-        images["description"] = f"The images (1 to {max_images}: REID_MAX_IMAGES_PER_REQUEST)."
+        images["description"] = f"The images (1 to {max_images}: REID_MAX_IMAGES_PER_REQUEST)"
+        images["description"] += ", or one frame with `boxes`." if "boxes" in properties else "."
+    boxes = properties.get("boxes")
+    for branch in [boxes, *boxes.get("anyOf", [])] if boxes is not None else []:
+        if branch.get("type") == "array":  # JSON; a form carries the list as JSON text
+            branch["maxItems"] = max_boxes
     metric = properties.get("metric")
     if metric is not None and metrics is not None:
         _set_enums(metric, metrics)

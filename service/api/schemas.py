@@ -10,10 +10,13 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 import time
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +27,7 @@ from pydantic import (
 )
 
 from service.contract.scoring import ServedMetric, describe
+from service.core.results import Ranking
 from service.core.results import Timings as CoreTimings
 
 #: Largest gallery id accepted: 2^53 - 1, the largest integer every JSON parser reads exactly (RFC 7493), so
@@ -39,6 +43,22 @@ _THRESHOLD_DOC = (
     "Decision threshold; default: the model's calibrated threshold for the metric (an uncalibrated model: "
     "/search decides nothing, /verify answers 422)."
 )
+CameraId = Annotated[str, Field(max_length=128)]
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: object) -> object:
+    """Parse here (JSON bodies are validated strictly, where pydantic takes no string for a datetime)."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value.strip()):
+        raise ValueError("not an RFC 3339 date-time with a UTC offset (e.g. 2026-12-01T08:00:00Z)")
+    try:
+        return datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError as exc:  # e.g. month 13
+        raise ValueError(f"not a valid RFC 3339 date-time: {exc}") from None
+
+
+#: An RFC 3339 date-time with its UTC offset (no bare dates, no UNIX numbers).
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 def _image_bytes(value: object) -> object:
@@ -91,6 +111,18 @@ ImageData = Annotated[
     }),
 ]
 Metadata = Annotated[dict[str, Any], BeforeValidator(_json_object)]
+Box = Annotated[
+    list[Annotated[float, Field(allow_inf_nan=False)]],
+    Field(min_length=4, max_length=4, description="[x1, y1, x2, y2] in pixels of the upright image."),
+]
+#: In multipart forms ``boxes`` is one field holding the JSON list.
+Boxes = Annotated[list[Box], BeforeValidator(_json_object)]
+_BOXES_DOC = (
+    "Person boxes [[x1, y1, x2, y2], ...] in pixels of the upright (EXIF-applied) image, x2/y2 exclusive: "
+    "with boxes, `images` holds one frame, each box is cut from it and is one item (in order). Boxes "
+    "reaching past the border are clipped; each must keep at least 2×2 px; at most "
+    "REID_MAX_BOXES_PER_REQUEST boxes. In a multipart form: one field with the JSON list."
+)
 
 
 class _Request(BaseModel):
@@ -146,7 +178,21 @@ class VerifyRequest(_Request):
 class ImagesRequest(_Request):
     """One or more images."""
 
-    images: list[ImageData] = Field(min_length=1, max_length=1024, description="The images (1 or more).")
+    images: list[ImageData] = Field(
+        min_length=1, max_length=1024, description="The images (1 or more), or one frame with `boxes`."
+    )
+    boxes: Boxes | None = Field(default=None, min_length=1, max_length=1024, description=_BOXES_DOC)
+
+    @model_validator(mode="after")
+    def _one_frame_with_boxes(self) -> ImagesRequest:
+        if self.boxes is not None and len(self.images) != 1:
+            raise ValueError(f"boxes are cut from one frame: send 1 image with them, not {len(self.images)}")
+        return self
+
+    @property
+    def item_count(self) -> int:
+        """Items the request embeds: its boxes, or else its images."""
+        return len(self.boxes) if self.boxes is not None else len(self.images)
 
 
 class SearchRequest(ImagesRequest):
@@ -163,6 +209,33 @@ class SearchRequest(ImagesRequest):
     )
     person_ids: list[str] | None = Field(
         default=None, max_length=10000, description="Only return gallery entries of these persons."
+    )
+    camera_ids: list[CameraId] | None = Field(
+        default=None, max_length=1000, description="Only return gallery entries from these cameras."
+    )
+    exclude_camera_ids: list[CameraId] | None = Field(
+        default=None, max_length=1000, description="Never return gallery entries from these cameras."
+    )
+    created_after: Rfc3339 | None = Field(
+        default=None,
+        description="Only gallery entries enrolled at or after this time (RFC 3339, with a UTC offset).",
+    )
+    created_before: Rfc3339 | None = Field(
+        default=None,
+        description="Only gallery entries enrolled strictly before this time (RFC 3339, with a UTC offset).",
+    )
+    aggregate: Literal["none", "mean"] = Field(
+        default="none",
+        description="mean: all query images (or boxes) are one person, a tracklet, searched as one query "
+        "(one result row): cosine / correlation score = the mean score over the images (the mean of their "
+        "L2-normalized embeddings), euclidean = root-mean-square distance, softmax = sigmoid of the mean "
+        "head logit, pairwise = mean comparator score over the descriptor shortlist. none: one row per "
+        "image.",
+    )
+    group_by: Literal["entry", "person"] = Field(
+        default="entry",
+        description="person: one row item per person in `persons` (best score, the entry that gave it, "
+        "how many of its entries rank above every person not returned); top_k then counts persons.",
     )
 
 
@@ -226,16 +299,43 @@ class SearchMatch(_Entry):
     same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
 
 
-class QueryResult(BaseModel):
-    """The ranking for one query image."""
+class PersonResult(BaseModel):
+    """One person of a person-level ranking (``group_by=person``)."""
 
-    matches: list[SearchMatch] = Field(description="Best first.")
+    person_id: str = Field(description="The person.")
+    score: float = Field(description="Best score of the person's entries against the query.")
+    id: int = Field(description="Gallery id of the entry that gave the best score.")
+    camera_id: str | None = Field(description="Camera of that entry.")
+    entries: int = Field(description="The person's entries ranked above every person not returned.")
+    same_person: bool | None = Field(description="Decision at the threshold (null when no threshold exists).")
+
+
+class QueryResult(BaseModel):
+    """The ranking for one query image (or one tracklet)."""
+
+    matches: list[SearchMatch] = Field(description="Best first (empty with group_by=person).")
+    persons: list[PersonResult] | None = Field(
+        default=None, description="With group_by=person: best first, top_k persons; else null."
+    )
+
+
+def query_results(ranking: Ranking) -> list[QueryResult]:
+    """One :class:`QueryResult` per row of a ranking (entries, or persons with ``group_by=person``)."""
+    persons: list[list[PersonResult] | None] = [None] * len(ranking.results)
+    if ranking.persons is not None:
+        persons = [[PersonResult(**dataclasses.asdict(p)) for p in row] for row in ranking.persons]
+    return [
+        QueryResult(matches=[SearchMatch(**dataclasses.asdict(hit)) for hit in row], persons=people)
+        for row, people in zip(ranking.results, persons, strict=True)
+    ]
 
 
 class SearchResponse(_Scored):
     """Rankings for every query image."""
 
-    results: list[QueryResult] = Field(description="One ranking per query image, in request order.")
+    results: list[QueryResult] = Field(
+        description="One ranking per query image (or box), in request order; one in all with aggregate=mean."
+    )
     gallery_size: int = Field(description="Searchable gallery entries.")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from fastapi import APIRouter, Request
@@ -10,9 +9,11 @@ from fastapi import APIRouter, Request
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.schemas import QueryResult, SearchMatch, SearchRequest, SearchResponse, timings
+from service.api.schemas import SearchRequest, SearchResponse, query_results, timings
+from service.gallery.protocol import SearchFilter
 
 router = APIRouter(tags=["search"])
+LIST_FILTERS = ("camera_ids", "exclude_camera_ids")  # repeated multipart fields
 
 
 @router.post(
@@ -25,10 +26,12 @@ async def search(request: Request, reid: ReidDep) -> SearchResponse:
     """Embed the query images and rank the whole gallery for each (exactly, for flat indexes and softmax).
 
     ``metric=pairwise``: shortlist ``REID_SHORTLIST`` entries by descriptor (after the filters), then re-rank
-    them by the comparator; ``search_ms`` includes the comparator.
+    them by the comparator; ``search_ms`` includes the comparator. Filters (cameras, persons, enrolment time)
+    apply inside the index search; ``aggregate=mean`` searches all query images (or boxes) as one person (a
+    tracklet); ``group_by=person`` answers one item per person.
     """
     t0 = time.perf_counter()
-    body = await parse_body(request, SearchRequest, list_fields=("images", "person_ids"))
+    body = await parse_body(request, SearchRequest, list_fields=("images", "person_ids", *LIST_FILTERS))
     ranking = await reid.search(
         body.images,
         top_k=body.top_k,
@@ -36,12 +39,18 @@ async def search(request: Request, reid: ReidDep) -> SearchResponse:
         threshold=body.threshold,
         exclude_camera_id=body.exclude_camera_id,
         person_ids=body.person_ids,
+        boxes=body.boxes,
+        filters=SearchFilter.of(
+            camera_ids=body.camera_ids,
+            exclude_camera_ids=body.exclude_camera_ids,
+            created_after=body.created_after,
+            created_before=body.created_before,
+        ),
+        aggregate=body.aggregate == "mean",
+        by_person=body.group_by == "person",
     )
     return SearchResponse(
-        results=[
-            QueryResult(matches=[SearchMatch(**dataclasses.asdict(hit)) for hit in row])
-            for row in ranking.results
-        ],
+        results=query_results(ranking),
         gallery_size=ranking.gallery_size,
         metric=ranking.scoring.metric,
         threshold=ranking.scoring.threshold,

@@ -28,8 +28,9 @@ DESCRIPTION = (
     "Serve /verify, /search, /embeddings and /gallery with uvicorn (OpenAPI docs at /docs). Every setting "
     "can also be given as a REID_* environment variable (REID_MODELS_DIR, REID_MODEL, REID_DATA_DIR, "
     "REID_DEVICE, REID_API_KEYS, REID_MAX_UPLOAD_MB, REID_INDEX_TYPE, REID_MAX_BATCH, REID_MAX_WAIT_MS, "
-    "REID_SHUTDOWN_DRAIN_S, REID_GRACEFUL_TIMEOUT_S …). One process per data dir: a second `reid serve` on "
-    "the same REID_DATA_DIR exits 1 naming the holder's pid. Without REID_API_KEYS the service is open "
+    "REID_SHUTDOWN_DRAIN_S, REID_GRACEFUL_TIMEOUT_S, REID_MAX_BOXES_PER_REQUEST, REID_RETENTION_HOURS …). "
+    "One process per data dir: a second `reid serve` on the same REID_DATA_DIR exits 1 naming the holder's "
+    "pid. Without REID_API_KEYS the service is open "
     "(it says so at start-up)."
 )
 

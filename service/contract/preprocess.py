@@ -2,12 +2,14 @@
 
 One implementation, numpy + Pillow only (no torch), used by the training data path and by the service, so that
 train and serve cannot drift: decode (JPEG, PNG, WebP or BMP only) → EXIF transpose → RGB → bilinear resize to
-(H, W) → scale to [0, 1] → normalize with mean / std → float32 CHW.
+(H, W) → scale to [0, 1] → normalize with mean / std → float32 CHW. A frame with person boxes adds one step
+after RGB: each box (:func:`clip_box`) is cut out of the upright image, then resized and normalized alike.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +36,14 @@ class UnsupportedImageFormatError(ImageDecodeError):
 
 class ImageTooLargeError(ValueError):
     """The image header declares more pixels than allowed."""
+
+
+class BoxError(ValueError):
+    """A person box that cannot be cut from the image (not finite, empty, or too small after clipping)."""
+
+
+#: Smallest crop, in pixels per side, that a box may leave after clipping to the image.
+MIN_BOX_SIDE = 2
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,33 @@ def resize_normalize(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     std = np.asarray(spec.std, dtype=np.float32)
     arr = (arr - mean) / std
     return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixel rectangle a box ``[x1, y1, x2, y2]`` cuts from a ``width`` × ``height`` image.
+
+    Coordinates are pixels of the upright (EXIF-applied) image, x right, y down, ``x2``/``y2`` exclusive.
+    Fractional edges widen to whole pixels (``x1``, ``y1`` floored, ``x2``, ``y2`` ceiled), then the box is
+    clipped to the image, so a box reaching past the border keeps its inside part.
+
+    Raises:
+        BoxError: Not 4 finite numbers, ``x2 <= x1`` or ``y2 <= y1``, or less than 2×2 px inside the image.
+    """
+    if len(box) != 4:
+        raise BoxError(f"a box is [x1, y1, x2, y2], got {len(box)} numbers")
+    if not all(math.isfinite(v) for v in box):
+        raise BoxError(f"box coordinates must be finite numbers, got {list(box)}")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if x2 <= x1 or y2 <= y1:
+        raise BoxError(f"need x1 < x2 and y1 < y2, got {list(box)}")
+    left, top = max(0, math.floor(x1)), max(0, math.floor(y1))
+    right, bottom = min(width, math.ceil(x2)), min(height, math.ceil(y2))
+    if right - left < MIN_BOX_SIDE or bottom - top < MIN_BOX_SIDE:
+        raise BoxError(
+            f"box {list(box)} keeps {max(0, right - left)}×{max(0, bottom - top)} px inside the "
+            f"{width}×{height} image, below {MIN_BOX_SIDE}×{MIN_BOX_SIDE}"
+        )
+    return left, top, right, bottom
 
 
 def preprocess_bytes(

@@ -15,6 +15,14 @@ through the functions below, so a threshold means at serving time what it meant 
 * ``pairwise``: the comparator's score (``comparator.onnx``, :mod:`service.inference.pairwise`); its index
   holds the L2-normalized descriptors, searched by cosine for the shortlist the comparator re-ranks.
 * ``cityblock`` / ``minkowski`` (evaluation only): L1 / Lp distance between the embeddings.
+
+A tracklet (several images of one person, ``aggregate=mean``) is searched as one query by
+:func:`mean_query_vectors`: the mean of the images' query vectors in the metric's index space, so the index
+score is the mean of the per-image scores where the score is linear there. ``cosine`` / ``correlation`` /
+``pairwise`` shortlist: the mean of the L2-normalized (centred) embeddings, score = mean cosine
+(correlation); ``euclidean``: the centroid plus the images' spread, score = root-mean-square distance;
+``softmax``: score = sigmoid of the mean logit (the head's logit is linear in the index space, its probability
+is not, so the mean is taken over logits and the search stays exact).
 """
 
 from __future__ import annotations
@@ -295,12 +303,33 @@ def query_vectors(
     return np.ascontiguousarray(vectors, dtype=np.float32), constants
 
 
+def mean_query_vectors(
+    metric: str, embeddings: np.ndarray, head: HeadWeights | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query vector and constant for a set of images of one person (a tracklet), see the module doc.
+
+    Returns:
+        (vector (1, index_dim), constant (1,)): :func:`index_scores` of its index results is the mean cosine /
+        correlation, the root-mean-square euclidean distance, or the sigmoid of the mean softmax logit over
+        the images.
+    """
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.ndim != 2 or len(emb) == 0:
+        raise ValueError(f"a tracklet needs embeddings of shape (N >= 1, D), got {emb.shape}")
+    vectors, constants = query_vectors(metric, emb, head)
+    mean = vectors.astype(np.float64).mean(axis=0, keepdims=True)
+    const = np.array([constants.mean()], dtype=np.float64)
+    if not get(metric).inner_product:  # L2: mean ‖qᵢ − g‖² = ‖q̄ − g‖² + (mean ‖qᵢ‖² − ‖q̄‖²)
+        const += float(np.mean(np.sum(emb.astype(np.float64) ** 2, axis=1)) - np.sum(mean**2))
+    return np.ascontiguousarray(mean, dtype=np.float32), const
+
+
 def index_scores(metric: str, raw: np.ndarray, constants: np.ndarray) -> np.ndarray:
     """Turn index results (inner products, or squared L2 distances) into the metric's scores."""
     m = get(metric)
     raw = np.asarray(raw, dtype=np.float64)
-    if not m.inner_product:
-        return np.sqrt(np.maximum(raw, 0.0))
+    if not m.inner_product:  # a distance; the constant is 0 except for a tracklet (its spread)
+        return np.sqrt(np.maximum(raw + np.asarray(constants, np.float64)[:, None], 0.0))
     if m.needs_head:
         return sigmoid(raw + np.asarray(constants)[:, None])
     return raw

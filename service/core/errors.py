@@ -45,3 +45,20 @@ class BadImageError(ServiceError):
         super().__init__(f"{field}: {cause}")
         self.field = field
         self.too_large = too_large
+
+
+class BadBoxError(ServiceError):
+    """A person box that cannot be cut from its frame (422 naming ``boxes[index]``).
+
+    Args:
+        index: Position of the box in the request.
+        cause: What is wrong with it.
+    """
+
+    def __init__(self, index: int, cause: Exception | str) -> None:
+        super().__init__(f"boxes[{index}]: {cause}")
+        self.index = index
+
+
+class TooManyBoxesError(BadBoxError):
+    """More boxes in one request than ``REID_MAX_BOXES_PER_REQUEST`` (names the first box over the limit)."""

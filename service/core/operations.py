@@ -16,40 +16,36 @@ from typing import Any, TypeVar
 import numpy as np
 
 from service.config import Settings
-from service.contract.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessSpec, preprocess_bytes
 from service.contract.scoring import ServedMetric, higher_is_better, pair_scores
+from service.contract.scoring import get as get_metric
+from service.core.boxes import item_preparer
 from service.core.errors import (
-    BadImageError,
     MetricUnavailableError,
     NoEmbeddingError,
     NotFoundError,
-    TooManyImagesError,
     UncalibratedError,
 )
-from service.core.results import Changed, Embedded, Hit, Ranking, Scoring, Timings, Verdict
+from service.core.results import (
+    Changed,
+    Embedded,
+    Hit,
+    PersonHit,
+    Ranking,
+    Scoring,
+    StoredImage,
+    Timings,
+    Verdict,
+)
 from service.core.workers import run_in_worker, run_index_call
-from service.gallery.pairwise import pairwise_search
-from service.gallery.protocol import GalleryEntry, GalleryStore, NewEntry
+from service.gallery.filters import SearchFilter
+from service.gallery.protocol import GalleryEntry, GalleryStore, Match, NewEntry
+from service.gallery.ranking import PersonMatch, entry_search, rank_persons
 from service.inference.batching import MicroBatcher, QueueFullError
 from service.inference.executor import ModelExecutor
 from service.inference.sessions import ModelRuntime
 from service.metrics import ServiceMetrics
 
 T = TypeVar("T")
-
-
-def _preprocess_all(
-    images: list[bytes], spec: PreprocessSpec, max_pixels: int, fields: list[str]
-) -> list[np.ndarray]:
-    arrays = []
-    for data, field in zip(images, fields, strict=True):
-        try:
-            arrays.append(preprocess_bytes(data, spec, max_pixels=max_pixels))
-        except ImageTooLargeError as exc:
-            raise BadImageError(field, exc, too_large=True) from None
-        except ImageDecodeError as exc:
-            raise BadImageError(field, exc, too_large=False) from None
-    return arrays
 
 
 class ReidService:
@@ -95,7 +91,7 @@ class ReidService:
     def embeddings_normalized(self) -> bool:
         """True when the vectors are L2-normalized (always for a pairwise model's descriptors)."""
         manifest = self.runtime.manifest
-        return manifest.normalize_embeddings or manifest.kind == "pairwise"
+        return manifest.normalize_embeddings or self.runtime.pairwise is not None
 
     def scoring(self, metric: ServedMetric | None, threshold: float | None) -> Scoring:
         """The metric (default: the manifest's), its threshold (given, or calibrated) and its direction.
@@ -119,39 +115,42 @@ class ReidService:
         call = functools.partial(fn, *args, **kwargs)
         return await run_index_call(call, self.settings.faiss_threads)
 
-    async def embed(self, images: list[bytes], field: str | list[str]) -> Embedded:
-        """Decode, preprocess and embed images (batched with concurrent requests).
+    async def embed(
+        self,
+        images: list[bytes],
+        field: str | list[str],
+        boxes: list[list[float]] | None = None,
+        crops_out: list[bytes] | None = None,
+    ) -> Embedded:
+        """Decode, preprocess and embed images, or the boxes of one frame (batched with concurrent requests;
+        all items of one call go to the batcher together).
 
         Args:
-            images: Encoded images.
+            images: Encoded images (with ``boxes``: the one frame).
             field: The request field holding the images (errors say ``field[i]``), or one name per image.
+            boxes: ``[x1, y1, x2, y2]`` person boxes in the upright frame: each is one item, in order.
+            crops_out: With ``boxes``, each crop is appended here as PNG bytes.
 
         Raises:
             TooManyImagesError: More than ``REID_MAX_IMAGES_PER_REQUEST`` images.
+            TooManyBoxesError: More than ``REID_MAX_BOXES_PER_REQUEST`` boxes.
             BadImageError: An image that does not decode or has too many pixels.
+            BadBoxError: A box that cannot be cut from the frame (its index is named).
             QueueFullError: The inference queue has no room (checked before decoding, and again after).
         """
-        settings, batcher = self.settings, self.batcher
-        if len(images) > settings.max_images_per_request:
-            raise TooManyImagesError(
-                f"{len(images)} images in one request, above the limit of {settings.max_images_per_request} "
-                "(REID_MAX_IMAGES_PER_REQUEST)"
-            )
-        if batcher.depth + len(images) > batcher.queue_size:  # overloaded: shed the request before decoding
-            self.metrics.queue_rejections.inc(len(images))
+        batcher = self.batcher
+        count, decode = item_preparer(images, field, boxes, self.runtime.spec, self.settings, crops_out)
+        if batcher.depth + count > batcher.queue_size:  # overloaded: shed the request before decoding
+            self.metrics.queue_rejections.inc(count)
             raise QueueFullError(
                 f"the inference queue is full ({batcher.depth} of {batcher.queue_size} images waiting)"
             )
         t0 = time.perf_counter()
-        fields = field if isinstance(field, list) else [f"{field}[{i}]" for i in range(len(images))]
-        batcher.announce(len(images))  # concurrent batches wait for these while they decode
+        batcher.announce(count)  # concurrent batches wait for these while they decode
         try:
-            decode = functools.partial(
-                _preprocess_all, images, self.runtime.spec, settings.max_pixels, fields
-            )
             arrays = await run_in_worker(decode)
         except BaseException:
-            batcher.withdraw(len(images))
+            batcher.withdraw(count)
             raise
         t1 = time.perf_counter()
         rows = await batcher.submit(arrays, announced=True)
@@ -160,12 +159,22 @@ class ReidService:
         return Embedded(vectors, encodings, timings)
 
     async def enrol(
-        self, images: list[bytes], *, person_id: str, camera_id: str | None, metadata: dict[str, Any]
+        self,
+        images: list[bytes],
+        *,
+        person_id: str,
+        camera_id: str | None,
+        metadata: dict[str, Any],
+        boxes: list[list[float]] | None = None,
     ) -> Changed:
-        """Embed the images and add them under ``person_id`` (image bytes kept with REID_STORE_IMAGES)."""
-        embedded = await self.embed(images, "images")
+        """Embed the images (or the boxes of one frame: a tracklet) and add them as entries of ``person_id``
+        (image bytes, or the crops as PNG, kept with REID_STORE_IMAGES)."""
         keep = self.settings.store_images
-        entries = [NewEntry(person_id, camera_id, metadata, img if keep else None) for img in images]
+        crops: list[bytes] = []
+        embedded = await self.embed(images, "images", boxes, crops if keep and boxes is not None else None)
+        count = len(embedded.vectors)
+        kept: list[bytes | None] = list(images if boxes is None else crops) if keep else [None] * count
+        entries = [NewEntry(person_id, camera_id, metadata, item) for item in kept]
         return await self._in_gallery(self._add, entries, embedded)
 
     def _add(self, entries: list[NewEntry], embedded: Embedded) -> Changed:
@@ -186,35 +195,49 @@ class ReidService:
         threshold: float | None = None,
         exclude_camera_id: str | None = None,
         person_ids: list[str] | None = None,
+        boxes: list[list[float]] | None = None,
+        filters: SearchFilter | None = None,
+        aggregate: bool = False,
+        by_person: bool = False,
     ) -> Ranking:
-        """Rank the gallery for each query image (exactly, for flat indexes and softmax).
+        """Rank the gallery for each query image or box (exactly, for flat indexes and softmax).
 
         ``pairwise``: shortlist ``REID_SHORTLIST`` entries by descriptor (after the filters), then re-rank
-        them by the comparator on the model executor; ``search_ms`` includes the comparator.
+        them by the comparator on the model executor; ``search_ms`` includes the comparator. ``filters`` apply
+        inside the index search; ``aggregate``: all queries are one person (one row, see
+        :mod:`service.gallery.ranking`); ``by_person``: rows of persons (``Ranking.persons``).
         """
         scoring = self.scoring(metric, threshold)
-        embedded = await self.embed(images, "images")
+        embedded = await self.embed(images, "images", boxes)
         t1 = time.perf_counter()
+        where = (filters or SearchFilter()).narrowed(exclude_camera_id, person_ids)
         pairwise = self.runtime.pairwise
-        if scoring.metric == "pairwise" and pairwise is not None and embedded.encodings is not None:
-            shortlist = self.settings.shortlist or pairwise.spec.shortlist
-            compare = self.executor.blocking(pairwise.compare)
-            query = functools.partial(
-                pairwise_search, self.gallery, compare, embedded.vectors, embedded.encodings,
-                top_k=top_k, shortlist=shortlist, exclude_camera_id=exclude_camera_id, person_ids=person_ids,
-            )  # fmt: skip
-        else:
-            query = functools.partial(
-                self.gallery.search, scoring.metric, embedded.vectors, top_k, exclude_camera_id, person_ids
-            )
-        ranked, size = await self._in_gallery(lambda: (query(), self.gallery.size))
+        search = entry_search(
+            self.gallery, scoring.metric, embedded.vectors, embedded.encodings,
+            filters=where, aggregate=aggregate,
+            compare=self.executor.blocking(pairwise.compare) if pairwise is not None else None,
+            shortlist=self.settings.shortlist or (pairwise.spec.shortlist if pairwise is not None else 100),
+        )  # fmt: skip
+
+        def run() -> tuple[list[list[Match]], list[list[PersonMatch]] | None, int]:
+            size = self.gallery.size
+            if by_person:
+                people = rank_persons(search, top_k, size)
+                return [[] for _ in people], people, size
+            return search(top_k), None, size
+
+        rows, people, size = await self._in_gallery(run)
         search_ms = (time.perf_counter() - t1) * 1000.0
-        results = [
-            [Hit(m.id, m.person_id, m.camera_id, m.score, scoring.decide(m.score)) for m in row]
-            for row in ranked
-        ]
+        decide = scoring.decide
+        hits = [[Hit(m.id, m.person_id, m.camera_id, m.score, decide(m.score)) for m in row] for row in rows]
+        persons = None
+        if people is not None:
+            persons = [
+                [PersonHit(p.person_id, p.score, p.id, p.camera_id, p.entries, decide(p.score)) for p in row]
+                for row in people
+            ]
         timings = Timings(embedded.timings.decode_ms, embedded.timings.inference_ms, search_ms)
-        return Ranking(results, scoring, size, timings)
+        return Ranking(hits, scoring, size, timings, persons)
 
     async def verify(
         self,
@@ -257,8 +280,8 @@ class ReidService:
             decode_ms, inference_ms = embedded.timings.decode_ms, embedded.timings.inference_ms
         stored = {side: v for side, v in sides.items() if not isinstance(v, bytes)}
         if stored:
-            pairwise = scoring.metric == "pairwise"
-            stored_vectors, stored_encodings = await self._in_gallery(self._stored, stored, pairwise)
+            comparator = get_metric(scoring.metric).needs_comparator
+            stored_vectors, stored_encodings = await self._in_gallery(self._stored, stored, comparator)
             vectors |= stored_vectors
             encodings |= stored_encodings
         t1 = time.perf_counter()
@@ -294,11 +317,11 @@ class ReidService:
         self, metric: ServedMetric, vectors: dict[str, np.ndarray], encodings: dict[str, np.ndarray]
     ) -> float:
         a, b = vectors["a"][None, :], vectors["b"][None, :]
-        pairwise = self.runtime.pairwise
-        if metric == "pairwise" and pairwise is not None:  # through the comparator graph
+        pairwise, mode = self.runtime.pairwise, get_metric(metric)
+        if mode.needs_comparator and pairwise is not None:  # through the comparator graph
             enc_a, enc_b = encodings["a"][None, :], encodings["b"][None, :]
             scores = await self.executor.run(pairwise.compare, enc_a, enc_b)
-        elif metric == "softmax":  # through the verification head graph itself
+        elif mode.needs_head:  # through the verification head graph itself
             scores = await self.executor.run(self.runtime.same_probability, a, b)
         else:
             scores = pair_scores(metric, a, b, self.runtime.head_weights)
@@ -321,6 +344,22 @@ class ReidService:
             raise NotFoundError(f"no gallery entry with id {entry_id}")
         return entry
 
+    async def image(self, entry_id: int) -> StoredImage:
+        """The image bytes stored with an entry (``REID_STORE_IMAGES``).
+
+        Raises:
+            NotFoundError: No entry with that id, or it was enrolled without its image.
+        """
+        gallery = self.gallery
+        data, entry = await self._in_gallery(lambda: (gallery.image(entry_id), gallery.get(entry_id)))
+        if entry is None:
+            raise NotFoundError(f"no gallery entry with id {entry_id}")
+        if data is None:
+            raise NotFoundError(
+                f"gallery entry {entry_id} has no stored image (enrolled while REID_STORE_IMAGES was off)"
+            )
+        return StoredImage(data)
+
     async def delete(self, entry_id: int) -> Changed:
         """Delete an entry (row, embeddings, stored image, index vectors) at once.
 
@@ -332,13 +371,24 @@ class ReidService:
             raise NotFoundError(f"no gallery entry with id {entry_id}")
         return changed
 
-    async def erase(self, person_id: str) -> Changed:
-        """Erase every trace of a person (entries, vectors, stored images, index snapshots on disk).
+    async def erase(self, person_id: str | None, created_before: float | None = None) -> Changed:
+        """Erase every trace of a person (entries, vectors, stored images, index snapshots on disk), every
+        entry enrolled before ``created_before`` (UNIX seconds: retention on demand), or with both, the
+        person's entries enrolled before that time.
 
         Raises:
-            NotFoundError: The person has no entries.
+            NotFoundError: ``person_id`` alone and the person has no entries.
+            ValueError: Neither is given.
         """
-        changed = await self._in_gallery(lambda: self._changed(self.gallery.erase_person(person_id)))
-        if not changed.ids:
+        if created_before is not None:
+            erased = functools.partial(self.gallery.erase_created_before, created_before, person_id)
+        elif person_id is not None:
+            erased = functools.partial(self.gallery.erase_person, person_id)
+        else:
+            raise ValueError("give person_id, created_before or both")
+        changed = await self._in_gallery(lambda: self._changed(erased()))
+        if created_before is not None:
+            self.metrics.erased.labels(reason="created_before").inc(len(changed.ids))
+        elif not changed.ids:
             raise NotFoundError(f"no gallery entries for person_id {person_id!r}")
         return changed

@@ -53,13 +53,28 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class PersonHit:
+    """One person of a person-level ranking: the best score, the entry that gave it, how many of the person's
+    entries rank above every person not returned, and the decision."""
+
+    person_id: str
+    score: float
+    id: int
+    camera_id: str | None
+    entries: int
+    same_person: bool | None
+
+
+@dataclass(frozen=True)
 class Ranking:
-    """The result of a search: one list of hits per query image, best first."""
+    """The result of a search: one list of hits per query image (or one for a tracklet), best first; with
+    ``by_person`` the hit lists are empty and ``persons`` holds one list of persons per row."""
 
     results: list[list[Hit]]
     scoring: Scoring
     gallery_size: int
     timings: Timings
+    persons: list[list[PersonHit]] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,3 +93,28 @@ class Changed:
 
     ids: list[int]
     gallery_size: int
+
+
+#: Leading bytes of the image formats enrolment accepts, and their media types.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"BM", "image/bmp"),
+)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """The image bytes kept with a gallery entry (``REID_STORE_IMAGES``)."""
+
+    data: bytes
+
+    @property
+    def media_type(self) -> str:
+        """The media type read from the leading bytes (``application/octet-stream`` if unknown)."""
+        if self.data[:4] == b"RIFF" and self.data[8:12] == b"WEBP":
+            return "image/webp"
+        for signature, media in _SIGNATURES:
+            if self.data.startswith(signature):
+                return media
+        return "application/octet-stream"

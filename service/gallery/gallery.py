@@ -21,9 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from service.contract.scoring import HeadWeights, gallery_vectors, index_dim, index_scores, query_vectors
+from service.contract.scoring import (
+    HeadWeights,
+    gallery_vectors,
+    index_dim,
+    index_scores,
+    mean_query_vectors,
+    query_vectors,
+)
 from service.contract.scoring import get as get_metric
 from service.gallery import dirlock
+from service.gallery.filters import EntryTable, SearchFilter
 from service.gallery.index import IndexConfig, VectorIndex, write_snapshot
 from service.gallery.protocol import GalleryEntry, Match, NewEntry
 from service.gallery.rwlock import ReadWriteLock
@@ -83,7 +91,7 @@ class Gallery:
             )
             for m in metrics
         }
-        self._labels: dict[int, tuple[str, str | None]] = {}
+        self._table = EntryTable()  # person, camera, creation time per entry (labels, filters, retention)
         self._writes = 0
         self._snapshotting = threading.Lock()  # one snapshot at a time, so files go out in generation order
         self.rebuilt: list[str] = []
@@ -99,7 +107,8 @@ class Gallery:
     def open(self) -> None:
         """Load every index from its snapshot, or rebuild it from SQLite when missing or inconsistent."""
         with self.lock.write():
-            self._labels = self.store.labels()
+            self._table = EntryTable()
+            self._table.add(self.store.attributes())
             ids, emb = self.store.embeddings(self.model_id, self.dim)
             generation = self.store.generation()
             for metric, index in self.indexes.items():
@@ -246,8 +255,7 @@ class Gallery:
             id_arr = np.asarray(ids, dtype=np.int64)
             for metric, index in self.indexes.items():
                 index.add(id_arr, gallery_vectors(metric, embeddings, self.head))
-            for i, entry in zip(ids, entries, strict=True):
-                self._labels[i] = (entry.person_id, entry.camera_id)
+            self._table.add(self.store.attributes(ids))
             self._after_write()
         self._maybe_snapshot()
         return ids
@@ -268,30 +276,39 @@ class Gallery:
     def delete(self, ids: list[int]) -> list[int]:
         """Delete entries everywhere (rows, embeddings, images, vectors); returns the ids that existed."""
         with self.lock.write():
-            found = self.store.delete(ids)
-            for index in self.indexes.values():
-                index.remove(found)
-            for i in found:
-                self._labels.pop(i, None)
+            found = self._delete_locked(ids)
             if found:
                 self._after_write()
         self._maybe_snapshot()
         return found
 
+    def _delete_locked(self, ids: list[int]) -> list[int]:
+        found = self.store.delete(ids)
+        for index in self.indexes.values():
+            index.remove(found)
+        self._table.remove(found)
+        return found
+
     def erase_person(self, person_id: str) -> list[int]:
         """Erase every trace of a person; returns the deleted ids."""
+        return self._erase(lambda: self.store.ids_of_person(person_id))
+
+    def erase_created_before(self, cutoff: float, person_id: str | None = None) -> list[int]:
+        """Erase every entry (of ``person_id``, when given) enrolled strictly before ``cutoff`` (UNIX
+        seconds), as :meth:`erase_person` does (retention); returns the deleted ids."""
+        persons = None if person_id is None else frozenset({person_id})
+        where = SearchFilter(person_ids=persons, created_before=cutoff)
+        return self._erase(lambda: [int(i) for i in self._table.select(where)])
+
+    def _erase(self, select: Callable[[], list[int]]) -> list[int]:
+        """Delete the ids ``select()`` gives (called under the write lock), then snapshot."""
         with self.lock.write():
-            ids = self.store.ids_of_person(person_id)
-            found = self.store.delete(ids)
-            for index in self.indexes.values():
-                index.remove(found)
-            for i in found:
-                self._labels.pop(i, None)
+            found = self._delete_locked(select())
             if found:
                 self._after_write()
         if found:
-            # a person's erasure is always snapshotted before it returns, so no index file on disk holds
-            # their vectors (waits for a snapshot in progress, which may predate the erasure)
+            # an erasure is always snapshotted before it returns, so no index file on disk holds the erased
+            # vectors (waits for a snapshot in progress, which may predate the erasure)
             self.snapshot()
         return found
 
@@ -312,6 +329,8 @@ class Gallery:
         top_k: int,
         exclude_camera_id: str | None = None,
         person_ids: list[str] | None = None,
+        aggregate: bool = False,
+        filters: SearchFilter | None = None,
     ) -> list[list[Match]]:
         """Rank the gallery for each query embedding (exact for flat indexes and softmax).
 
@@ -321,50 +340,27 @@ class Gallery:
             top_k: Results per query.
             exclude_camera_id: Skip gallery entries from this camera.
             person_ids: Keep only these persons.
+            aggregate: The queries are one person (a tracklet): one ranking for all of them, by
+                :func:`service.contract.scoring.mean_query_vectors`.
+            filters: Which entries may be returned (applied inside the index search, before the top-k cut;
+                ``exclude_camera_id`` and ``person_ids`` add to it).
         """
         if metric not in self.indexes:
             raise ValueError(f"metric {metric!r} is not available; choose one of {sorted(self.indexes)}")
         index = self.indexes[metric]
-        qvec, const = query_vectors(metric, np.asarray(queries, np.float32), self.head)
-        wanted = set(person_ids) if person_ids else None
-
-        def keep(i: int) -> bool:
-            person, camera = self._labels.get(i, ("", None))
-            if exclude_camera_id is not None and camera == exclude_camera_id:
-                return False
-            return wanted is None or person in wanted
-
-        filtered = exclude_camera_id is not None or wanted is not None
+        to_query = mean_query_vectors if aggregate else query_vectors
+        qvec, const = to_query(metric, np.asarray(queries, np.float32), self.head)
+        where = (filters or SearchFilter()).narrowed(exclude_camera_id, person_ids)
         with self.lock.read():
-            return self._search_locked(metric, index, qvec, const, top_k, keep if filtered else None)
-
-    def _search_locked(
-        self,
-        metric: str,
-        index: VectorIndex,
-        qvec: np.ndarray,
-        const: np.ndarray,
-        top_k: int,
-        keep: Callable[[int], bool] | None,
-    ) -> list[list[Match]]:
-        total = int(index.index.ntotal)
-        k = top_k if keep is None else min(total, max(4 * top_k, 64))
-        while True:
-            raw, ids = index.search(qvec, k)
+            allowed = self._table.select(where) if where.active else None
+            raw, ids = index.search(qvec, top_k, allowed)
             scores = index_scores(metric, raw, const)
-            results: list[list[Match]] = []
-            complete = True
-            for row_ids, row_scores in zip(ids, scores, strict=True):
-                row: list[Match] = []
-                for i, s in zip(row_ids.tolist(), row_scores.tolist(), strict=True):
-                    if i < 0 or (keep is not None and not keep(i)):
-                        continue
-                    person, camera = self._labels.get(i, ("", None))
-                    row.append(Match(id=i, person_id=person, camera_id=camera, score=float(s)))
-                    if len(row) == top_k:
-                        break
-                complete &= len(row) == top_k
-                results.append(row)
-            if complete or k >= total:
-                return results
-            k = min(total, k * 4)
+            return [
+                [
+                    Match(id=i, person_id=p, camera_id=c, score=float(score))
+                    for i, score in zip(row_ids.tolist(), row_scores.tolist(), strict=True)
+                    if i >= 0
+                    for p, c in (self._table.label(i),)
+                ][:top_k]
+                for row_ids, row_scores in zip(ids, scores, strict=True)
+            ]

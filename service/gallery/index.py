@@ -153,9 +153,32 @@ class VectorIndex:
             return bool(self.index.ntotal >= max(2 * 39, 2 * self.trained_on))
         return False
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k best (raw scores, ids) per query; raw is inner product or squared L2; id −1 = no result."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best (raw scores, ids) per query; raw is inner product or squared L2; id −1 = no result.
+
+        Args:
+            queries: (N, dim) query vectors.
+            k: Results per query.
+            allowed: When given, only these ids are ranked: an ``IDSelectorBatch`` in the search parameters,
+                so FAISS skips the others while it searches (exact on a flat index). GPU indexes have no
+                selectors: there the search widens until k allowed ids are found.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if allowed is not None:
+            if self.tombstones:
+                allowed = np.setdiff1d(allowed, np.fromiter(self.tombstones, dtype=np.int64))
+            if self.on_gpu:
+                return self._search_widening(queries, k, allowed)
+            k_eff = min(k, len(allowed), int(self.index.ntotal))
+            if k_eff <= 0:
+                return np.empty((len(queries), 0)), np.empty((len(queries), 0), dtype=np.int64)
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            result: tuple[np.ndarray, np.ndarray] = self.index.search(
+                queries, k_eff, params=self._params(selector)
+            )
+            return result
         k_eff = min(k + len(self.tombstones), int(self.index.ntotal))
         if k_eff <= 0:
             return np.empty((len(queries), 0)), np.empty((len(queries), 0), dtype=np.int64)
@@ -164,6 +187,29 @@ class VectorIndex:
             dead = np.isin(ids, np.fromiter(self.tombstones, dtype=np.int64))
             ids = np.where(dead, -1, ids)
         return raw, ids
+
+    def _params(self, selector: Any) -> Any:
+        """Search parameters carrying ``selector`` and the index type's own search settings."""
+        lib: Any = faiss  # the SWIG constructors take fields as keywords; faiss's stubs do not say so
+        sub: Any = faiss.downcast_index(self.index.index)
+        if isinstance(sub, faiss.IndexIVF):
+            return lib.SearchParametersIVF(sel=selector, nprobe=int(sub.nprobe))
+        if isinstance(sub, faiss.IndexHNSW):
+            return lib.SearchParametersHNSW(sel=selector, efSearch=int(sub.hnsw.efSearch))
+        return lib.SearchParameters(sel=selector)
+
+    def _search_widening(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        total = int(self.index.ntotal)
+        want = min(k, len(allowed))
+        k_try = min(total, max(4 * k, 64))
+        while True:
+            raw, ids = self.index.search(queries, k_try)
+            ids = np.where(np.isin(ids, allowed), ids, -1)
+            if k_try >= total or bool(np.all(np.sum(ids >= 0, axis=1) >= want)):
+                return raw, ids
+            k_try = min(total, 4 * k_try)
 
     def serialize(self) -> bytes:
         """The index as bytes (a copy: later changes to the index do not reach it)."""

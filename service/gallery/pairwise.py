@@ -4,7 +4,8 @@ For each query the ``pairwise`` index (L2-normalized descriptors, inner product 
 ``shortlist`` gallery entries that pass the filters (filters apply before the cut, see
 :meth:`GalleryStore.search`); the comparator then scores the query's encoding against each shortlisted entry's
 stored encoding, and the shortlist is sorted by that score. With ``shortlist`` ≥ the gallery size this is
-exhaustive comparator scoring.
+exhaustive comparator scoring. A tracklet (``aggregate``) is shortlisted by its mean descriptor (mean
+cosine) and each shortlisted entry gets the mean comparator score over the tracklet's images.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from service.gallery.filters import SearchFilter
 from service.gallery.protocol import GalleryStore, Match
 
 #: Scores (N,) of encoding pairs (rows of two (N, E) arrays); higher = same person.
@@ -31,7 +33,8 @@ def rerank(
 
     Args:
         shortlist: The query's shortlisted matches (their scores are replaced).
-        query_encoding: (E,) encoding of the query.
+        query_encoding: (E,) encoding of the query, or (Q, E) encodings of a tracklet's images (the score is
+            then the mean comparator score over them).
         gallery_ids: (M,) ids whose encodings are given; shortlisted ids not among them are dropped (they
             were deleted after the shortlist was taken).
         gallery_encodings: (M, E) encodings of ``gallery_ids``.
@@ -48,9 +51,14 @@ def rerank(
     if not kept:
         return []
     rows = np.array([row_of[m.id] for m in kept], dtype=np.int64)
-    query = np.asarray(query_encoding, dtype=np.float32).reshape(1, -1)
-    query = np.broadcast_to(query, (len(kept), query.shape[1]))  # no copy: compare copies per chunk
-    scores = np.asarray(compare(query, gallery_encodings[rows]), dtype=np.float64)
+    queries = np.asarray(query_encoding, dtype=np.float32)
+    queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
+    candidates = gallery_encodings[rows]
+    scores = np.zeros(len(kept), dtype=np.float64)
+    for query in queries:  # broadcast: no copy, compare copies per chunk
+        pairs = np.broadcast_to(query.reshape(1, -1), (len(kept), queries.shape[1]))
+        scores += np.asarray(compare(pairs, candidates), dtype=np.float64)
+    scores /= len(queries)
     ids = np.array([m.id for m in kept], dtype=np.int64)
     order = np.lexsort((ids, -scores))[:top_k]
     return [
@@ -69,6 +77,8 @@ def pairwise_search(
     shortlist: int,
     exclude_camera_id: str | None = None,
     person_ids: list[str] | None = None,
+    aggregate: bool = False,
+    filters: SearchFilter | None = None,
 ) -> list[list[Match]]:
     """Rank the gallery for each query by the comparator over its descriptor shortlist.
 
@@ -84,6 +94,8 @@ def pairwise_search(
         shortlist: Entries shortlisted per query by descriptor (raised to ``top_k`` when smaller).
         exclude_camera_id: Skip gallery entries from this camera (before the shortlist is cut).
         person_ids: Keep only these persons (before the shortlist is cut).
+        aggregate: The queries are one person: one ranking by the mean comparator score over them.
+        filters: Which entries may be shortlisted (inside the index search).
 
     Raises:
         ValueError: ``shortlist`` or ``top_k`` below 1, mismatched query arrays, or a gallery without a
@@ -101,9 +113,12 @@ def pairwise_search(
         max(shortlist, top_k),
         exclude_camera_id=exclude_camera_id,
         person_ids=person_ids,
+        aggregate=aggregate,
+        filters=filters,
     )
+    per_row = [encodings] if aggregate else list(encodings)
     results: list[list[Match]] = []
-    for row, query in zip(shortlists, encodings, strict=True):
+    for row, query in zip(shortlists, per_row, strict=True):
         found, gallery_encodings = gallery.encodings([m.id for m in row])
         results.append(rerank(row, query, found, gallery_encodings, compare, top_k))
     return results

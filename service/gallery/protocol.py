@@ -19,6 +19,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from service.gallery.filters import SearchFilter
+
+__all__ = ["GalleryEntry", "GalleryStore", "GalleryUnavailableError", "Match", "NewEntry", "SearchFilter"]
+
 
 @dataclass(frozen=True)
 class Match:
@@ -106,6 +110,10 @@ class GalleryStore(Protocol):
     def erase_person(self, person_id: str) -> list[int]:
         """Erase every trace of a person; returns the deleted ids."""
 
+    def erase_created_before(self, cutoff: float, person_id: str | None = None) -> list[int]:
+        """Erase every entry (of ``person_id``, when given) enrolled strictly before ``cutoff`` (UNIX
+        seconds), with the guarantees of :meth:`erase_person` (retention); returns the deleted ids."""
+
     def get(self, entry_id: int) -> GalleryEntry | None:
         """One entry, or None."""
 
@@ -132,5 +140,19 @@ class GalleryStore(Protocol):
         top_k: int,
         exclude_camera_id: str | None = None,
         person_ids: list[str] | None = None,
+        aggregate: bool = False,
+        filters: SearchFilter | None = None,
     ) -> list[list[Match]]:
-        """Rank the gallery for each raw query embedding (N, D); filters apply before the top-k cut."""
+        """Rank the gallery for each raw query embedding (N, D); filters apply inside the search, before the
+        top-k cut (not by over-fetching), exactly on a flat index.
+
+        Args:
+            metric: One of :attr:`metrics`.
+            queries: Raw query embeddings (N, D).
+            top_k: Results per row.
+            exclude_camera_id: Skip entries from this camera (adds to ``filters``).
+            person_ids: Keep only these persons (replaces ``filters.person_ids``).
+            aggregate: The queries are one person (a tracklet): one row, ranked by
+                :func:`service.contract.scoring.mean_query_vectors`.
+            filters: Cameras to include / exclude, persons, enrolment time window.
+        """

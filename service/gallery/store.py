@@ -223,6 +223,29 @@ class SqliteStore:
                 for r in self._db.execute("SELECT id, person_id, camera_id FROM entries")
             }
 
+    def attributes(self, ids: list[int] | None = None) -> list[tuple[int, str, str | None, str]]:
+        """(id, person_id, camera_id, created) of the given entries, or of every entry, ordered by id."""
+        with self._lock:
+            if ids is None:
+                return [
+                    (int(r[0]), r[1], r[2], r[3])
+                    for r in self._db.execute(
+                        "SELECT id, person_id, camera_id, created FROM entries ORDER BY id"
+                    )
+                ]
+            rows: list[tuple[int, str, str | None, str]] = []
+            for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+                part = [int(i) for i in ids[start : start + 500]]
+                rows.extend(
+                    (int(r[0]), r[1], r[2], r[3])
+                    for r in self._db.execute(
+                        "SELECT id, person_id, camera_id, created FROM entries WHERE id IN "
+                        f"({','.join('?' * len(part))}) ORDER BY id",
+                        part,
+                    )
+                )
+            return rows
+
     def embeddings(self, model_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """All (ids int64 (N,), embeddings float32 (N, dim)) stored for ``model_id``, ordered by id."""
         with self._lock:

@@ -136,6 +136,30 @@ def test_http_against_a_live_server_with_the_tiny_model(capsys: pytest.CaptureFi
     assert target["embeddings_c32_batching_on_over_off (target >= 1.5)"] is None
 
 
+def test_http_pipeline_load_with_the_tiny_model(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    report = bench(
+        capsys,
+        "http",
+        "--pipeline",
+        "--models-dir",
+        str(tmp_path),
+        "--max-seconds",
+        "1",
+        "--gallery-size",
+        "20",
+        "--threads",
+        "1",
+    )
+    assert report["benchmark"] == "http-pipeline" and report["model"] == "tiny-siamese@1"
+    pipeline = report["pipeline"]
+    assert (pipeline["frame"], pipeline["boxes_per_frame"], pipeline["concurrency"]) == ([1280, 720], 6, 8)
+    for load in ("frame_boxes", "separate_crops"):
+        assert pipeline[load]["errors"] == 0 and pipeline[load]["requests"] > 0
+    frames = pipeline["frame_boxes"]
+    assert frames["boxes_per_s"] == pytest.approx(6 * frames["requests_per_s"], rel=0.01)
+    assert pipeline["frame_boxes_over_separate_crops (target >= 2)"] > 0
+
+
 def test_unknown_benchmark_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         reid(["bench", "nope"])

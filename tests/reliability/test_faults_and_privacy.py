@@ -163,7 +163,7 @@ async def test_erasing_a_person_leaves_no_trace_on_disk(make_settings, serve, fi
         # in memory: no row, no vector in any index, no label cache entry
         for i in erased:
             assert (await client.get(f"/gallery/{i}")).status_code == 404
-            assert gallery.embedding(i) is None and i not in gallery._labels
+            assert gallery.embedding(i) is None and i not in gallery._table
         for metric, index in gallery.indexes.items():
             assert not set(erased) & set(index.ids().tolist()) - index.tombstones, metric
         for metric in sorted(gallery.indexes):

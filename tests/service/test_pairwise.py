@@ -433,3 +433,26 @@ async def test_pairwise_metric_is_refused_for_other_model_kinds(make_settings, s
         assert "pairwise" not in ready["metrics"]
         r = await client.post("/search", json={"images": _b64([people.query["p-red"]]), "metric": "pairwise"})
         assert r.status_code == 422 and "pairwise" in r.json()["detail"]
+
+
+async def test_pairwise_tracklet_is_the_mean_comparator_score(
+    make_settings, serve, pairwise_models, people
+) -> None:
+    settings = _settings(make_settings, pairwise_models, shortlist=12)  # an exhaustive shortlist
+    async with serve(settings) as (_, client):
+        await _enrol(client, people)
+        track = _b64([people.query["p-red"], people.enrol["p-red"][0]])
+        r = await client.post("/search", json={"images": track, "aggregate": "mean", "top_k": 12})
+        assert r.status_code == 200, r.text
+        assert r.json()["metric"] == "pairwise"
+        (row,) = r.json()["results"]
+        singles = (await client.post("/search", json={"images": track, "top_k": 12})).json()["results"]
+        per_image = [{m["id"]: m["score"] for m in res["matches"]} for res in singles]
+        assert len(row["matches"]) == 12
+        for m in row["matches"]:
+            assert m["score"] == pytest.approx(np.mean([s[m["id"]] for s in per_image]), rel=1e-5, abs=1e-6)
+        assert [m["person_id"] for m in row["matches"][:4]] == ["p-red"] * 4
+        r = await client.post("/search", json={"images": track, "aggregate": "mean", "group_by": "person"})
+        persons = r.json()["results"][0]["persons"]
+        assert persons[0]["person_id"] == "p-red" and persons[0]["entries"] == 4
+        assert persons[0]["score"] == row["matches"][0]["score"]

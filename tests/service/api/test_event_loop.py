@@ -115,7 +115,7 @@ async def test_search_runs_faiss_off_the_loop(make_settings, serve, person_image
         await client.post("/gallery", files=_files(images), data={"person_id": person})
         gallery = app.state.service.gallery
         gate = Gate()
-        gallery._search_locked = gate.wrap(gallery._search_locked)
+        gallery.search = gate.wrap(gallery.search)
         request = client.post("/search", files=_files(images[:1]), data={"metric": "cosine"})
         r = await _health_while_blocked(client, gate, request)
         assert r.status_code == 200 and r.json()["results"][0]["matches"][0]["person_id"] == person
