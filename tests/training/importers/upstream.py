@@ -157,3 +157,10 @@ def randomise(
         m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g) * 0.2 * std)
         m.running_var.mul_(uniform(m.running_var.shape, 0.5, 2.0))
     return model.eval()
+
+
+if __name__ == "__main__":
+    # `make reference-sdists` (a step of `make test`): fetch the peers' sdists with the package installs,
+    # so the tests themselves make no network call.
+    for requirement in (TORCHREID, FASTREID):
+        print(f"reference-sdists: {requirement} in {sdist_tree(requirement)}")
