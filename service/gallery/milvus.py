@@ -11,9 +11,6 @@ delete removes the vectors before the entry row. Stored images are refused (no o
 from __future__ import annotations
 
 import logging
-import secrets
-import threading
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,10 +25,8 @@ from service.contract.scoring import (
 )
 from service.gallery.filters import SearchFilter, created_seconds
 from service.gallery.index import IndexConfig
-from service.gallery.milvus_client import MilvusConfig, MilvusConnection
+from service.gallery.milvus_client import IdBlocks, MilvusConfig, MilvusConnection
 from service.gallery.milvus_layout import (
-    BLOCK_BITS,
-    BLOCKS,
     ENCODINGS,
     MAX_DIM,
     MAX_TOP_K,
@@ -86,10 +81,9 @@ class MilvusGallery:
         self._names = {k: collection_name(connection.prefix, spec.model_id, k) for k in kinds}
         self._entries = entries_name(connection.prefix)
         self._blocks = blocks_name(connection.prefix)
-        self._id_lock = threading.Lock()
-        self._next_id = self._block_end = 0  # ids left in this process's block: [next, end)
         self._raw_models: dict[str, str | None] = {}  # collection name → model id of a raw collection
         self.db = MilvusConnection(connection)
+        self._ids = IdBlocks(self.db, self._blocks)
 
     def _dim(self, kind: str) -> int:
         if kind == ENCODINGS and self.encoding_dim is not None:
@@ -130,29 +124,6 @@ class MilvusGallery:
         db.load([self._entries, self._blocks, *self._names.values()])
         c = self.connection
         logger.info("Milvus gallery %s open at %s (db %s, prefix %s)", self.model_id, c.uri, c.db, c.prefix)
-
-    def _claim_block(self) -> int:
-        """A block of 2^24 ids no other process holds (see :mod:`service.gallery.milvus_layout`)."""
-        for _ in range(16):
-            block, owner = 1 + secrets.randbelow(BLOCKS - 1), uuid.uuid4().hex
-            row = {"block": block, "owner": owner, "vector": [0.0] * PLACEHOLDER_DIM}
-            self.db.write(self._blocks, [row], replace=False, row_bytes=128)
-            if {r["owner"] for r in self.db.query(self._blocks, f"block == {block}", ["owner"])} == {owner}:
-                return block
-        raise RuntimeError("could not claim a block of gallery ids in 16 draws")
-
-    def _allocate(self, n: int) -> list[int]:
-        """``n`` new gallery ids, unique across every process sharing the gallery."""
-        ids: list[int] = []
-        with self._id_lock:
-            while len(ids) < n:
-                if self._next_id == self._block_end:
-                    self._next_id = self._claim_block() << BLOCK_BITS
-                    self._block_end = self._next_id + (1 << BLOCK_BITS)
-                take = min(n - len(ids), self._block_end - self._next_id)
-                ids.extend(range(self._next_id, self._next_id + take))
-                self._next_id += take
-        return ids
 
     def close(self) -> None:
         """Close the connection (everything is already persisted in Milvus)."""
@@ -341,7 +312,7 @@ class MilvusGallery:
         check_encodings(self.encoding_dim, encodings, len(embeddings))
         if not entries:
             return []
-        ids = [i for i, _ in keep] if keep else self._allocate(len(entries))
+        ids = [i for i, _ in keep] if keep else self._ids.allocate(len(entries))
         created = [c for _, c in keep] if keep else [datetime.now(timezone.utc).isoformat()] * len(entries)
         labels = [
             {

@@ -7,12 +7,23 @@ collection creation and loading, and paging past Milvus' query window.
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from service.gallery.milvus_layout import add_label_fields, ids_filter, owned, walk_ids
+from service.gallery.milvus_layout import (
+    BLOCK_BITS,
+    BLOCKS,
+    PLACEHOLDER_DIM,
+    add_label_fields,
+    ids_filter,
+    owned,
+    walk_ids,
+)
 from service.gallery.protocol import GalleryUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -205,3 +216,42 @@ class MilvusConnection:
             result = self.call(write, name, rows[start : start + per_call])
             keys.extend(int(i) for i in result.get("ids", []))
         return keys
+
+
+class IdBlocks:
+    """Gallery ids unique across every process: blocks of 2^24 ids claimed in the ``blocks`` collection (see
+    :mod:`service.gallery.milvus_layout`), handed out in order within this process.
+
+    Args:
+        db: The connection.
+        name: The blocks collection.
+    """
+
+    def __init__(self, db: MilvusConnection, name: str) -> None:
+        self.db = db
+        self.name = name
+        self._lock = threading.Lock()
+        self._next_id = self._block_end = 0  # ids left in this process's block: [next, end)
+
+    def _claim(self) -> int:
+        """A block of 2^24 ids no other process holds (see :mod:`service.gallery.milvus_layout`)."""
+        for _ in range(16):
+            block, owner = 1 + secrets.randbelow(BLOCKS - 1), uuid.uuid4().hex
+            row = {"block": block, "owner": owner, "vector": [0.0] * PLACEHOLDER_DIM}
+            self.db.write(self.name, [row], replace=False, row_bytes=128)
+            if {r["owner"] for r in self.db.query(self.name, f"block == {block}", ["owner"])} == {owner}:
+                return block
+        raise RuntimeError("could not claim a block of gallery ids in 16 draws")
+
+    def allocate(self, n: int) -> list[int]:
+        """``n`` new gallery ids, unique across every process sharing the gallery."""
+        ids: list[int] = []
+        with self._lock:
+            while len(ids) < n:
+                if self._next_id == self._block_end:
+                    self._next_id = self._claim() << BLOCK_BITS
+                    self._block_end = self._next_id + (1 << BLOCK_BITS)
+                take = min(n - len(ids), self._block_end - self._next_id)
+                ids.extend(range(self._next_id, self._next_id + take))
+                self._next_id += take
+        return ids

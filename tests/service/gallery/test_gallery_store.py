@@ -167,7 +167,7 @@ def test_id_blocks_are_never_shared(make_gallery: MakeGallery, monkeypatch: pyte
         pytest.skip("the embedded store numbers entries in its own SQLite database")
     b = make_gallery(metrics=METRICS, namespace="blocks")
     draws = iter([5, 5, 9])  # b draws a's block first, sees a's claim beside its own, and draws again
-    monkeypatch.setattr("service.gallery.milvus.secrets.randbelow", lambda n: next(draws))
+    monkeypatch.setattr("service.gallery.milvus_client.secrets.randbelow", lambda n: next(draws))
     ids_a = a.add([NewEntry("a", None, {}, None)] * 3, _vectors(3, 12))
     ids_b = b.add([NewEntry("b", None, {}, None)] * 3, _vectors(3, 13))
     assert [i >> milvus_layout.BLOCK_BITS for i in ids_a + ids_b] == [6] * 3 + [10] * 3
