@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -49,19 +50,22 @@ def _open(store: str, index_type: str, dim: int, root: Path, uri: str | None) ->
     return gallery
 
 
-def _settle_milvus(gallery: GalleryStore) -> None:
-    """Flush and wait until Milvus has indexed every row (searches then use the index, not brute force)."""
+def settle_milvus(gallery: GalleryStore) -> float:
+    """Flush and wait until Milvus has indexed every row (searches then use the index, not brute force);
+    returns the seconds this took (0 for the embedded store, whose index is built on insert)."""
     from service.gallery.milvus import MilvusGallery
 
     if not isinstance(gallery, MilvusGallery):
-        return
+        return 0.0
+    t0 = time.perf_counter()
     client, name = gallery.db.client, gallery._names["cosine"]
     client.flush(name)
     for _ in range(600):
         info = client.describe_index(name, "vector")
         if int(info.get("pending_index_rows", 0)) == 0 and int(info.get("indexed_rows", 0)) >= gallery.size:
-            return
+            break
         time.sleep(1)
+    return time.perf_counter() - t0
 
 
 def run_one(store: str, index_type: str, vectors: np.ndarray, queries: np.ndarray, root: Path,
@@ -81,7 +85,8 @@ def run_one(store: str, index_type: str, vectors: np.ndarray, queries: np.ndarra
             pass
         visible.append(time.perf_counter() - t)
         gallery.delete([new_id])
-    _settle_milvus(gallery)
+    load_after_enrol = os.getloadavg()[0]
+    index_s = settle_milvus(gallery)
     exact = np.argsort(-(l2_normalize(queries) @ l2_normalize(vectors).T), axis=1)[:, :10]
     id_arr = np.asarray(ids)
     latency, recall = [], []
@@ -97,10 +102,13 @@ def run_one(store: str, index_type: str, vectors: np.ndarray, queries: np.ndarra
         "index": index_type,
         "entries": len(vectors),
         "enrol_per_s": round(len(vectors) / enrol_s, 1),
+        "enrol_s": round(enrol_s, 1),
+        "flush_and_index_s": round(index_s, 1),
         "ack_to_searchable_ms_p50": round(float(np.median(visible)) * 1000, 2),
         "search_ms_p50": round(float(np.percentile(ms, 50)), 2),
         "search_ms_p99": round(float(np.percentile(ms, 99)), 2),
         "recall_at_10": round(float(np.mean(recall)), 4),
+        "load_average_1m": [round(load_after_enrol, 2), round(os.getloadavg()[0], 2)],  # after enrol, at end
     }
 
 

@@ -207,7 +207,9 @@ async def _level(
     }
 
 
-def _serve(args: argparse.Namespace, max_batch: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(
+    args: argparse.Namespace, max_batch: int, data_dir: Path, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = dict(
         os.environ,
@@ -235,6 +237,8 @@ def _serve(args: argparse.Namespace, max_batch: int, data_dir: Path) -> tuple[su
     ]
     if args.model:
         cmd += ["--model", args.model]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

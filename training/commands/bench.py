@@ -26,7 +26,8 @@ HELP = "run a benchmark and print JSON"
 DESCRIPTION = (
     "Run one benchmark and print one JSON object: embed (torch vs onnxruntime images/s), search (FAISS "
     "latency and recall), http (live service vs the bare model + index loop), eval (Market-sized evaluation "
-    "with and without re-ranking). `reid bench NAME --help` lists a benchmark's options."
+    "with and without re-ranking), workers (/search vs `reid serve --workers N` on Milvus). "
+    "`reid bench NAME --help` lists a benchmark's options."
 )
 #: benchmark name → script in ``benchmarks/``.
 BENCHMARKS: dict[str, str] = {
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "search": "search_speed.py",
     "http": "http_bench.py",
     "eval": "eval_speed.py",
+    "workers": "http_workers.py",
 }
 BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
