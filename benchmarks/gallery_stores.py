@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--milvus-uri", default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` ends the run: still stop Milvus
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((args.entries, args.dim)).astype(np.float32)
     queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
@@ -135,11 +137,11 @@ def main() -> None:
             server = start_milvus(Path(tmp) / "milvus", port)
             uri = f"http://127.0.0.1:{port}"
         try:
-            results = [
-                run_one(store, index, vectors, queries, Path(tmp), uri)
-                for store in args.stores.split(",")
-                for index in args.indexes.split(",")
-            ]
+            results = []
+            for store in args.stores.split(","):
+                for index in args.indexes.split(","):
+                    results.append(run_one(store, index, vectors, queries, Path(tmp), uri))
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # rows survive a cut-off run
         finally:
             if server is not None:
                 server.stop()  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -180,6 +181,7 @@ def _scaling(points: list[dict[str, Any]], workers: list[int]) -> dict[str, Any]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its report as one JSON object."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` ends the run: still stop the servers
     return script_main(DESCRIPTION, add_arguments, run, argv)
 
 
