@@ -11,8 +11,11 @@
    (:func:`benchmarks.http_batching._level`), the two servers' levels alternating ``--rounds`` times (the
    median round is reported) so that a shared machine's load drifts onto both alike.
 
-Ratios reported: ``/search`` requests/s at concurrency 8 over the bare search loop, and ``/embeddings``
-requests/s with batching on over off at concurrency 32.
+Every level reports the server process's CPU ms per request (``/proc``) next to the bare loop's (this
+process's CPU time, onnxruntime's threads included). Ratios reported (:mod:`benchmarks.http_targets`):
+``/search`` server CPU and p50 at concurrency 1 against the bare loop, requests/s at concurrency 8 over the
+bare loop and p99 / p50 there, and ``/embeddings`` server CPU per image with batching on vs off at
+concurrency 32.
 
     python benchmarks/http_bench.py --requests 200 --max-seconds 10
     python benchmarks/http_bench.py --backbone osnet_x0_25 --gallery-size 10000
@@ -48,6 +51,7 @@ from benchmarks._common import (  # noqa: E402
     script_main,
     str_list,
 )
+from benchmarks.http_targets import median_row, targets  # noqa: E402
 
 DESCRIPTION = "Service /search, /verify, /embeddings throughput vs the bare model + index loop."
 ENDPOINTS: dict[str, dict[str, Any]] = {
@@ -261,14 +265,17 @@ def bare_loop(runtime: Any, gallery: Any, image: bytes, endpoint: str, n: int) -
     once()
     load = load_average()
     times = []
+    cpu0 = time.process_time()  # every thread of this process: onnxruntime's intra-op threads included
     for _ in range(n):
         t0 = time.perf_counter()
         once()
         times.append(time.perf_counter() - t0)
+    cpu_ms = (time.process_time() - cpu0) * 1000.0 / n
     return {
         "endpoint": endpoint,
         "requests": n,
         "requests_per_s": round(n / sum(times), 2),
+        "cpu_ms_per_request": round(cpu_ms, 3),
         **percentiles_ms(times),
         "load_average_1m": load,
     }
@@ -330,6 +337,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for endpoint in args.endpoints:
             report["bare"].append(bare_loop(runtime, gallery, image, endpoint, args.bare_requests))
         gallery.store.close()
+        bare_cpu = {b["endpoint"]: b["cpu_ms_per_request"] for b in report["bare"]}
         del runtime
         server_args = argparse.Namespace(
             models_dir=models_dir, model=model, device=args.device, max_wait_ms=args.max_wait_ms
@@ -372,6 +380,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 {
                                     "endpoint": endpoint,
                                     "batching": label,
+                                    "bare_cpu_ms_per_request": bare_cpu[endpoint],
                                     "max_batch": args.max_batch if label == "on" else 1,
                                     "load_average_1m": load_average(),
                                     **result,
@@ -384,51 +393,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for label in args.batching:
             for endpoint in args.endpoints:
                 for concurrency in args.concurrency:
-                    report["http"].append(_median_row(rows[(endpoint, label, concurrency)]))
+                    report["http"].append(median_row(rows[(endpoint, label, concurrency)]))
     report["targets"] = targets(report)
     report["load_average_end"] = load_average()
     return report
-
-
-def _median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median requests/s, with every round's requests/s alongside."""
-    ordered = sorted(runs, key=lambda r: r["requests_per_s"] or 0.0)
-    row = dict(ordered[(len(ordered) - 1) // 2])
-    if len(runs) > 1:
-        row["rounds_requests_per_s"] = [r["requests_per_s"] for r in runs]
-    return row
-
-
-def targets(report: dict[str, Any]) -> dict[str, Any]:
-    """The two HTTP ratios of the issue, and batching's server CPU saving (None where a level was not run)."""
-
-    def rps(endpoint: str, batching: str, concurrency: int) -> float | None:
-        for r in report["http"]:
-            if (r["endpoint"], r["batching"], r["concurrency"]) == (endpoint, batching, concurrency):
-                return r["requests_per_s"]
-        return None
-
-    def cpu(endpoint: str, batching: str, concurrency: int) -> float | None:
-        for r in report["http"]:
-            if (r["endpoint"], r["batching"], r["concurrency"]) == (endpoint, batching, concurrency):
-                return r.get("server_cpu_ms_per_request")
-        return None
-
-    bare = {r["endpoint"]: r["requests_per_s"] for r in report["bare"]}
-    search8 = rps("search", "on", 8)
-    on32, off32 = rps("embeddings", "on", 32), rps("embeddings", "off", 32)
-    cpu_on32, cpu_off32 = cpu("embeddings", "on", 32), cpu("embeddings", "off", 32)
-    return {
-        "search_c8_over_bare (target >= 0.8)": round(search8 / bare["search"], 3)
-        if search8 and bare.get("search")
-        else None,
-        "embeddings_c32_batching_on_over_off (target >= 1.5)": round(on32 / off32, 3)
-        if on32 and off32
-        else None,
-        "embeddings_c32_server_cpu_per_request_off_over_on": round(cpu_off32 / cpu_on32, 3)
-        if cpu_on32 and cpu_off32
-        else None,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
