@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
+from service.api.responses import json_response
 from service.api.schemas import SearchRequest, SearchResponse, query_results, timings
 from service.gallery.protocol import SearchFilter
 
@@ -22,7 +23,7 @@ LIST_FILTERS = ("camera_ids", "exclude_camera_ids")  # repeated multipart fields
     summary="Rank the gallery for query images",
     openapi_extra=openapi_body(SearchRequest, ("images",)),
 )
-async def search(request: Request, reid: ReidDep) -> SearchResponse:
+async def search(request: Request, reid: ReidDep) -> Response:
     """Embed the query images and rank the whole gallery for each (exactly, for flat indexes and softmax).
 
     ``metric=pairwise``: shortlist ``REID_SHORTLIST`` entries by descriptor (after the filters), then re-rank
@@ -49,7 +50,7 @@ async def search(request: Request, reid: ReidDep) -> SearchResponse:
         aggregate=body.aggregate == "mean",
         by_person=body.group_by == "person",
     )
-    return SearchResponse(
+    answer = SearchResponse(
         results=query_results(ranking),
         gallery_size=ranking.gallery_size,
         metric=ranking.scoring.metric,
@@ -57,3 +58,4 @@ async def search(request: Request, reid: ReidDep) -> SearchResponse:
         model=reid.model_id,
         timings=timings(ranking.timings, t0),
     )
+    return json_response(answer)
