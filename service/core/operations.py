@@ -143,6 +143,14 @@ class ReidService:
             raise QueueFullError(
                 f"the inference queue is full ({batcher.depth} of {batcher.queue_size} images waiting)"
             )
+        if batcher.idle and count <= batcher.max_batch:  # nothing to batch with: decode + embed in one job
+            t0 = time.perf_counter()
+            alone = await batcher.run_alone(decode)
+            vectors, encodings = self.runtime.split(alone.outputs)
+            decode_ms = alone.prepare_s * 1000.0
+            return Embedded(
+                vectors, encodings, Timings(decode_ms, (time.perf_counter() - t0) * 1000.0 - decode_ms)
+            )
         t0 = time.perf_counter()
         batcher.announce(count)  # concurrent batches wait for these while they decode
         try:
