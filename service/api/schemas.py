@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import re
 import time
@@ -261,7 +260,7 @@ class Timings(BaseModel):
 
 def timings(core: CoreTimings, t0: float) -> Timings:
     """The response timings of a request that started at ``perf_counter()`` ``t0``."""
-    return Timings(**dataclasses.asdict(core), total_ms=(time.perf_counter() - t0) * 1000.0)
+    return Timings(**vars(core), total_ms=(time.perf_counter() - t0) * 1000.0)  # not asdict: no deep copy
 
 
 class _Scored(BaseModel):
@@ -319,10 +318,11 @@ class QueryResult(BaseModel):
 def query_results(ranking: Ranking) -> list[QueryResult]:
     """One :class:`QueryResult` per row of a ranking (entries, or persons with ``group_by=person``)."""
     persons: list[list[PersonResult] | None] = [None] * len(ranking.results)
+    person, match = PersonResult.model_validate, SearchMatch.model_validate  # read the dataclasses' fields
     if ranking.persons is not None:
-        persons = [[PersonResult(**dataclasses.asdict(p)) for p in row] for row in ranking.persons]
+        persons = [[person(p, from_attributes=True) for p in row] for row in ranking.persons]
     return [
-        QueryResult(matches=[SearchMatch(**dataclasses.asdict(hit)) for hit in row], persons=people)
+        QueryResult(matches=[match(h, from_attributes=True) for h in row], persons=people)
         for row, people in zip(ranking.results, persons, strict=True)
     ]
 
