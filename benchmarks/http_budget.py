@@ -91,7 +91,7 @@ async def _pieces(args: argparse.Namespace, data_dir: Path) -> dict[str, dict[st
     from fastapi.routing import APIRoute, serialize_response
     from starlette.requests import Request
 
-    from service.api import schemas
+    from service.api import schemas, search
     from service.api.inputs import _form_data
     from service.api.responses import json_response
     from service.app import create_app
@@ -141,7 +141,7 @@ async def _pieces(args: argparse.Namespace, data_dir: Path) -> dict[str, dict[st
         )  # fmt: skip
 
     app = create_app(Settings(models_dir=args.models_dir, model=args.model, data_dir=data_dir, api_keys=[]))
-    route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/search")
+    route = next(r for r in search.router.routes if isinstance(r, APIRoute) and r.path == "/search")
     out["response_build"] = await _timed_async(lambda: sync(answer), n)
     model = answer()
     out["response_serialize_fastapi"] = await _timed_async(

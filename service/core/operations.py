@@ -143,7 +143,8 @@ class ReidService:
             raise QueueFullError(
                 f"the inference queue is full ({batcher.depth} of {batcher.queue_size} images waiting)"
             )
-        if batcher.idle and count <= batcher.max_batch:  # nothing to batch with: decode + embed in one job
+        # the only request in the service (none to batch with, now or soon): decode + embed in one job
+        if self.metrics.active_requests <= 1 and batcher.idle and count <= batcher.max_batch:
             t0 = time.perf_counter()
             alone = await batcher.run_alone(decode)
             vectors, encodings = self.runtime.split(alone.outputs)

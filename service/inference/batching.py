@@ -4,12 +4,13 @@ Each image is a job with its own future. The worker takes the first waiting job,
 batch holds ``max_batch`` images or ``max_wait_ms`` has passed, and runs the model on the service's one model
 executor (:mod:`service.inference.executor`) so the event loop stays free. It waits only while more images
 are on their way: requests announce their images (:meth:`MicroBatcher.announce`) before decoding them, so a
-lone request runs at once. A request that finds the batcher idle skips the queue altogether
-(:meth:`MicroBatcher.run_alone`): its decode and its model call run as one job on the model executor, one
-thread hand-off instead of three (decode pool, batcher task, model thread). The queue is bounded:
-when it is full :meth:`MicroBatcher.submit` raises :class:`QueueFullError` at once (the API answers 503 with
-``Retry-After``). :meth:`MicroBatcher.stop` resolves every job it has not answered, the running batch's
-included, with :class:`BatcherStoppedError` (503): no request waits forever on a stopped batcher.
+lone request runs at once. The only request in the service, finding the batcher idle, skips the queue
+altogether (:meth:`MicroBatcher.run_alone`): its decode and its model call run as one job on the model
+executor, one thread hand-off instead of three (decode pool, batcher task, model thread). The queue is
+bounded: when it is full :meth:`MicroBatcher.submit` raises :class:`QueueFullError` at once (the API
+answers 503 with ``Retry-After``). :meth:`MicroBatcher.stop` resolves every job it has not answered, the
+running batch's included, with :class:`BatcherStoppedError` (503): no request waits forever on a stopped
+batcher.
 """
 
 from __future__ import annotations
@@ -139,10 +140,10 @@ class MicroBatcher:
     async def run_alone(self, prepare: Callable[[], list[np.ndarray]]) -> AloneRun:
         """Prepare (decode) a lone request's images and run them as one batch, in one model-executor job.
 
-        For a request that finds the batcher :attr:`idle` with at most ``max_batch`` images: nothing waits
-        to be batched with it, so going through the decode pool, the queue and the worker task would only add
-        thread hand-offs. Requests arriving meanwhile take the normal path; their batch runs after this job
-        on the executor. Metrics are recorded as for a batch.
+        For a request that finds the batcher :attr:`idle` with at most ``max_batch`` images and no other
+        request in the service (the caller checks): nothing waits to be batched with it, so the decode pool,
+        the queue and the worker task would only add thread hand-offs. Requests arriving meanwhile take the
+        normal path; their batch runs after this job on the executor. Metrics are recorded as for a batch.
 
         Raises:
             BatcherStoppedError: The batcher is not running.
