@@ -5,7 +5,8 @@
    the backbone's real cost), or else the tiny test models of ``tests/service/conftest.py``.
 2. A gallery of ``--gallery-size`` random embeddings written straight into a fresh data folder (no HTTP).
 3. The ceiling: the same work in-process, one request after another — decode + preprocess the JPEG, embed
-   (batch 1, or 2 for verify), search the index / score the pair — with the service's own classes.
+   (batch 1, or 2 for verify), search the index / score the pair — with the service's own classes; one
+   round of it before every round of the servers (the median round is reported).
 4. ``reid serve`` with batching on (``REID_MAX_BATCH``) and off (1), both running: ``/search``, ``/verify``
    and ``/embeddings`` at each concurrency, a bounded number of requests and seconds per level
    (:func:`benchmarks.http_batching._level`), the two servers' levels alternating ``--rounds`` times (the
@@ -43,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks import http_models  # noqa: E402
 from benchmarks._common import (  # noqa: E402
     int_list,
     load_average,
@@ -136,60 +138,12 @@ def _load_script(name: str, path: Path) -> Any:
     return module
 
 
-def export_backbone_model(root: Path, backbone: str, height: int, width: int) -> str:
-    """A served ``embedding`` model folder of a random-weights backbone (thresholds are placeholders)."""
-    import torch
-
-    from benchmarks.embed_speed import build_model
-    from service.contract import tensors
-    from service.contract.manifest import (
-        InputSpec,
-        ModelManifest,
-        Provenance,
-        ScoringMode,
-        Threshold,
-        file_entry,
-    )
-    from service.contract.scoring import SERVED_EMBEDDING_METRICS, higher_is_better
-    from training.export.onnx_io import export_onnx
-
-    name = f"bench-{backbone}"
-    folder = root / name
-    folder.mkdir(parents=True)
-    model = build_model(backbone)
-    export_onnx(
-        model,
-        (torch.randn(2, 3, height, width),),
-        folder / "embedding.onnx",
-        input_names=list(tensors.EMBEDDING_INPUTS),
-        output_names=list(tensors.EMBEDDING_OUTPUTS),
-    )
-    placeholder = {"eer": Threshold(threshold=0.5, tpr=0.5, fmr=0.5)}
-    scoring: dict[Any, ScoringMode] = {
-        m: ScoringMode(higher_is_better=higher_is_better(m), thresholds=placeholder, default_threshold="eer")
-        for m in SERVED_EMBEDDING_METRICS
-    }
-    ModelManifest(
-        name=name,
-        kind="embedding",
-        description=f"random-weights {backbone} for benchmarking only",
-        input=InputSpec(height=height, width=width, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
-        files={"embedding": file_entry(folder, "embedding.onnx")},
-        embedding_dim=model.embedding_dim,
-        normalize_embeddings=False,
-        default_metric="cosine",
-        scoring=scoring,
-        provenance=Provenance(recipe="none", dataset="none", notes="benchmark only"),
-    ).save(folder)
-    return name
-
-
 def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str, str]:
     """(models dir, model folder name, where it came from)."""
     if args.backbone:
         return (
             tmp / "models",
-            export_backbone_model(tmp / "models", args.backbone, args.height, args.width),
+            http_models.export_backbone_model(tmp / "models", args.backbone, args.height, args.width),
             "random-weights export",
         )
     if args.model:
@@ -333,12 +287,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         image = http_batching._image()
-        gallery = open_gallery(runtime, data_dir)
-        for endpoint in args.endpoints:
-            report["bare"].append(bare_loop(runtime, gallery, image, endpoint, args.bare_requests))
-        gallery.store.close()
-        bare_cpu = {b["endpoint"]: b["cpu_ms_per_request"] for b in report["bare"]}
-        del runtime
+        shutil.copytree(data_dir, tmp / "data-bare")  # the bare loop's own copy, open while the servers run
+        gallery = open_gallery(runtime, tmp / "data-bare")
+        bare_rounds: dict[str, list[dict[str, Any]]] = {}  # a bare round before every round of the servers
         server_args = argparse.Namespace(
             models_dir=models_dir, model=model, device=args.device, max_wait_ms=args.max_wait_ms
         )
@@ -361,6 +312,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 spec = ENDPOINTS[endpoint]
                 for concurrency in args.concurrency:
                     for _ in range(args.rounds):
+                        bare = bare_loop(runtime, gallery, image, endpoint, args.bare_requests)
+                        bare_rounds.setdefault(endpoint, []).append(bare)
                         for label, (proc, base) in servers.items():
                             result = asyncio.run(
                                 http_batching._level(
@@ -380,7 +333,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 {
                                     "endpoint": endpoint,
                                     "batching": label,
-                                    "bare_cpu_ms_per_request": bare_cpu[endpoint],
                                     "max_batch": args.max_batch if label == "on" else 1,
                                     "load_average_1m": load_average(),
                                     **result,
@@ -390,6 +342,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
+            gallery.store.close()
+        for runs in bare_rounds.values():
+            bare = median_row(runs)
+            bare["rounds_cpu_ms_per_request"] = [r["cpu_ms_per_request"] for r in runs]
+            report["bare"].append(bare)
+        bare_cpu = {b["endpoint"]: b["cpu_ms_per_request"] for b in report["bare"]}
+        for row in rows.values():
+            for r in row:
+                r["bare_cpu_ms_per_request"] = bare_cpu[r["endpoint"]]
         for label in args.batching:
             for endpoint in args.endpoints:
                 for concurrency in args.concurrency:
