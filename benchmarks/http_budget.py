@@ -4,7 +4,7 @@ Each piece is timed alone, ``--repeats`` times after a warm-up, as this process'
 (``time.process_time``: onnxruntime's threads included) and wall time: the bare work (decode + preprocess,
 the model at batch 1, the FAISS search of a ``--gallery-size`` flat index), then what the service adds around
 it (the multipart parse, the request validation, building and serializing the answer — FastAPI's own
-``serialize_response`` against :func:`service.api.responses.json_response` —, one thread hand-off) and the
+``serialize_response``, the answer's rows built as before and now —, one thread hand-off) and the
 whole ASGI app (every middleware, dependency and hop, no HTTP server). What a live server spends on top of
 the app (uvicorn + httptools, the socket, waking sleeping threads) is the live ``server_cpu_ms_per_request``
 of ``reid bench http`` minus ``asgi_app``.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import tempfile
@@ -93,7 +94,6 @@ async def _pieces(args: argparse.Namespace, data_dir: Path) -> dict[str, dict[st
 
     from service.api import schemas, search
     from service.api.inputs import _form_data
-    from service.api.responses import json_response
     from service.app import create_app
     from service.config import Settings
     from service.contract.preprocess import preprocess_bytes
@@ -147,9 +147,12 @@ async def _pieces(args: argparse.Namespace, data_dir: Path) -> dict[str, dict[st
     out["response_serialize_fastapi"] = await _timed_async(
         lambda: serialize_response(field=route.response_field, response_content=model, dump_json=True), n
     )
-    out["response_serialize_json_response"] = await _timed_async(
-        lambda: sync(lambda: json_response(model)), n
-    )
+
+    def rows_via_asdict() -> list[Any]:  # how query_results built its rows before (a deep copy per hit)
+        return [[schemas.SearchMatch(**dataclasses.asdict(hit)) for hit in row] for row in ranking.results]
+
+    out["response_rows_asdict_before"] = await _timed_async(lambda: sync(rows_via_asdict), n)
+    out["response_rows_now"] = await _timed_async(lambda: sync(lambda: schemas.query_results(ranking)), n)
     pool = ThreadPoolExecutor(1)
     loop = asyncio.get_running_loop()
     out["thread_hand_off"] = await _timed_async(lambda: loop.run_in_executor(pool, int), n)

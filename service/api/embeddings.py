@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.responses import json_response
 from service.api.schemas import EmbeddingsResponse, ImagesRequest, timings
 
 router = APIRouter(tags=["embeddings"])
@@ -21,7 +20,7 @@ router = APIRouter(tags=["embeddings"])
     summary="Compute embedding vectors",
     openapi_extra=openapi_body(ImagesRequest, ("images",)),
 )
-async def embeddings(request: Request, reid: ReidDep) -> Response:
+async def embeddings(request: Request, reid: ReidDep) -> EmbeddingsResponse:
     """Return the model's embedding of every image (or of every box of one frame), in request order
     (batched with concurrent requests).
 
@@ -30,11 +29,10 @@ async def embeddings(request: Request, reid: ReidDep) -> Response:
     t0 = time.perf_counter()
     body = await parse_body(request, ImagesRequest, list_fields=("images",))
     embedded = await reid.embed(body.images, "images", body.boxes)
-    answer = EmbeddingsResponse(
+    return EmbeddingsResponse(
         embeddings=embedded.vectors.astype(float).tolist(),
         dim=reid.embedding_dim,
         normalized=reid.embeddings_normalized,
         model=reid.model_id,
         timings=timings(embedded.timings, t0),
     )
-    return json_response(answer)

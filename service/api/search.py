@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.responses import json_response
 from service.api.schemas import SearchRequest, SearchResponse, query_results, timings
 from service.gallery.protocol import SearchFilter
 
@@ -23,7 +22,7 @@ LIST_FILTERS = ("camera_ids", "exclude_camera_ids")  # repeated multipart fields
     summary="Rank the gallery for query images",
     openapi_extra=openapi_body(SearchRequest, ("images",)),
 )
-async def search(request: Request, reid: ReidDep) -> Response:
+async def search(request: Request, reid: ReidDep) -> SearchResponse:
     """Embed the query images and rank the whole gallery for each (exactly, for flat indexes and softmax).
 
     ``metric=pairwise``: shortlist ``REID_SHORTLIST`` entries by descriptor (after the filters), then re-rank
@@ -50,7 +49,7 @@ async def search(request: Request, reid: ReidDep) -> Response:
         aggregate=body.aggregate == "mean",
         by_person=body.group_by == "person",
     )
-    answer = SearchResponse(
+    return SearchResponse(
         results=query_results(ranking),
         gallery_size=ranking.gallery_size,
         metric=ranking.scoring.metric,
@@ -58,4 +57,3 @@ async def search(request: Request, reid: ReidDep) -> Response:
         model=reid.model_id,
         timings=timings(ranking.timings, t0),
     )
-    return json_response(answer)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.responses import json_response
 from service.api.schemas import VerifyRequest, VerifyResponse, timings
 
 router = APIRouter(tags=["verify"])
@@ -21,13 +20,13 @@ router = APIRouter(tags=["verify"])
     summary="Verify that two images show the same person",
     openapi_extra=openapi_body(VerifyRequest, ("image_a", "image_b")),
 )
-async def verify(request: Request, reid: ReidDep) -> Response:
+async def verify(request: Request, reid: ReidDep) -> VerifyResponse:
     """Score a pair of images (or gallery ids) and decide 'same person' at the threshold."""
     t0 = time.perf_counter()
     body = await parse_body(request, VerifyRequest)
     a, b = body.sides()
     verdict = await reid.verify(a, b, metric=body.metric, threshold=body.threshold)
-    answer = VerifyResponse(
+    return VerifyResponse(
         same_person=verdict.same_person,
         score=verdict.score,
         metric=verdict.scoring.metric,
@@ -36,4 +35,3 @@ async def verify(request: Request, reid: ReidDep) -> Response:
         model=reid.model_id,
         timings=timings(verdict.timings, t0),
     )
-    return json_response(answer)
