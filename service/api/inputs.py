@@ -21,7 +21,8 @@ from service.core.workers import run_in_worker
 M = TypeVar("M", bound=BaseModel)
 _MEDIA = "send multipart/form-data (image files) or application/json (base64 images)"
 #: Bodies larger than this are parsed and validated (JSON, base64) on a worker thread, not the event loop:
-#: a 20 MiB JSON body takes tens of milliseconds to parse, during which no other request would move.
+#: parsing and base64-decoding a body of several MiB would stall every other request meanwhile, while for
+#: small bodies the hop to a worker costs more than the parse.
 INLINE_PARSE_BYTES = 64 * 1024
 
 

@@ -17,11 +17,13 @@ import numpy as np
 
 from service.config import Settings
 from service.contract.scoring import ServedMetric, higher_is_better, pair_scores
+from service.contract.scoring import get as get_metric
 from service.core.boxes import item_preparer
 from service.core.errors import (
     MetricUnavailableError,
     NoEmbeddingError,
     NotFoundError,
+    UncalibratedError,
 )
 from service.core.results import (
     Changed,
@@ -89,7 +91,7 @@ class ReidService:
     def embeddings_normalized(self) -> bool:
         """True when the vectors are L2-normalized (always for a pairwise model's descriptors)."""
         manifest = self.runtime.manifest
-        return manifest.normalize_embeddings or manifest.kind == "pairwise"
+        return manifest.normalize_embeddings or self.runtime.pairwise is not None
 
     def scoring(self, metric: ServedMetric | None, threshold: float | None) -> Scoring:
         """The metric (default: the manifest's), its threshold (given, or calibrated) and its direction.
@@ -265,8 +267,15 @@ class ReidService:
         Raises:
             NotFoundError: A gallery id that does not exist.
             NoEmbeddingError: A gallery entry without an embedding (or encoding) for the active model.
+            UncalibratedError: No ``threshold`` given and the model has none calibrated for the metric.
         """
         scoring = self.scoring(metric, threshold)
+        if scoring.threshold is None:  # a fresh import: /verify decides, so it needs a threshold
+            raise UncalibratedError(
+                f"model {self.model_id} has no calibrated threshold for metric {scoring.metric!r}: pass "
+                "`threshold` in the request, or calibrate the model on labelled data "
+                "(reid calibrate --model DIR --root DATA)"
+            )
         sides = {"a": a, "b": b}
         images = {side: v for side, v in sides.items() if isinstance(v, bytes)}
         vectors: dict[str, np.ndarray] = {}
@@ -280,8 +289,8 @@ class ReidService:
             decode_ms, inference_ms = embedded.timings.decode_ms, embedded.timings.inference_ms
         stored = {side: v for side, v in sides.items() if not isinstance(v, bytes)}
         if stored:
-            pairwise = scoring.metric == "pairwise"
-            stored_vectors, stored_encodings = await self._in_gallery(self._stored, stored, pairwise)
+            comparator = get_metric(scoring.metric).needs_comparator
+            stored_vectors, stored_encodings = await self._in_gallery(self._stored, stored, comparator)
             vectors |= stored_vectors
             encodings |= stored_encodings
         t1 = time.perf_counter()
@@ -317,11 +326,11 @@ class ReidService:
         self, metric: ServedMetric, vectors: dict[str, np.ndarray], encodings: dict[str, np.ndarray]
     ) -> float:
         a, b = vectors["a"][None, :], vectors["b"][None, :]
-        pairwise = self.runtime.pairwise
-        if metric == "pairwise" and pairwise is not None:  # through the comparator graph
+        pairwise, mode = self.runtime.pairwise, get_metric(metric)
+        if mode.needs_comparator and pairwise is not None:  # through the comparator graph
             enc_a, enc_b = encodings["a"][None, :], encodings["b"][None, :]
             scores = await self.executor.run(pairwise.compare, enc_a, enc_b)
-        elif metric == "softmax":  # through the verification head graph itself
+        elif mode.needs_head:  # through the verification head graph itself
             scores = await self.executor.run(self.runtime.same_probability, a, b)
         else:
             scores = pair_scores(metric, a, b, self.runtime.head_weights)
