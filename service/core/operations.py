@@ -145,24 +145,19 @@ class ReidService:
             raise QueueFullError(
                 f"the inference queue is full ({batcher.depth} of {batcher.queue_size} images waiting)"
             )
-        # the only request in the service (none to batch with, now or soon): decode + embed in one job
-        if self.metrics.active_requests <= 1 and batcher.idle and count <= batcher.max_batch:
-            t0 = time.perf_counter()
-            alone = await batcher.run_alone(decode)
-            vectors, encodings = self.runtime.split(alone.outputs)
-            decode_ms = alone.prepare_s * 1000.0
-            return Embedded(
-                vectors, encodings, Timings(decode_ms, (time.perf_counter() - t0) * 1000.0 - decode_ms)
-            )
         t0 = time.perf_counter()
-        batcher.announce(count)  # concurrent batches wait for these while they decode
-        try:
-            arrays = await run_in_worker(decode)
-        except BaseException:
-            batcher.withdraw(count)
-            raise
-        t1 = time.perf_counter()
-        rows = await batcher.submit(arrays, announced=True)
+        if self.metrics.active_requests <= 1 and batcher.idle and count <= batcher.max_batch:
+            alone = await batcher.run_alone(decode)  # the only request: decode + embed in one model job
+            rows, t1 = alone.outputs, t0 + alone.prepare_s
+        else:
+            batcher.announce(count)  # concurrent batches wait for these while they decode
+            try:
+                arrays = await run_in_worker(decode)
+            except BaseException:
+                batcher.withdraw(count)
+                raise
+            t1 = time.perf_counter()
+            rows = await batcher.submit(arrays, announced=True)
         vectors, encodings = self.runtime.split(rows)
         timings = Timings(decode_ms=(t1 - t0) * 1000.0, inference_ms=(time.perf_counter() - t1) * 1000.0)
         return Embedded(vectors, encodings, timings)
