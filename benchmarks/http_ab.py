@@ -20,19 +20,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks._common import int_list, load_average, machine_info, script_main, str_list  # noqa: E402
-from benchmarks.http_batching import _free_port, _image, _level  # noqa: E402
+from benchmarks.http_batching import _free_port, _image, _level, wait_ready  # noqa: E402
 from benchmarks.http_bench import ENDPOINTS, fill_gallery  # noqa: E402
 from benchmarks.http_targets import median_row  # noqa: E402
 
@@ -86,18 +83,8 @@ def _serve(tree: Path, args: argparse.Namespace, data_dir: Path) -> tuple[subpro
     cmd += ["--data-dir", str(data_dir), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, cwd=tree)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server of {tree} exited with status {proc.returncode}")
-        try:
-            if httpx.get(base + "/ready", timeout=2.0).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError(f"the server of {tree} did not become ready within 60 s")
+    wait_ready(proc, base)
+    return proc, base
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
