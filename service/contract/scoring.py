@@ -29,114 +29,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
+
+from service.contract.registry import Registry
+from service.contract.score_math import (
+    HeadWeights,
+    centred_unit,
+    identity,
+    lp_matrix,
+    lp_pairs,
+    sigmoid,
+    softmax_gallery,
+    softmax_logits,
+    softmax_query,
+    unit,
+)
 
 #: The metrics the service offers (request bodies, manifests).
 ServedMetric = Literal["cosine", "correlation", "euclidean", "softmax", "pairwise"]
 #: Every registered metric: the served ones and the evaluation-only distances.
 MetricName = Literal[ServedMetric, "cityblock", "minkowski"]
-_EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class HeadWeights:
-    """The verification head's logit over the squared difference: ``Σ weight·(a − b)² + bias``."""
-
-    weight: np.ndarray
-    bias: float
-
-    @classmethod
-    def from_npz(cls, path: str | Path, dim: int) -> HeadWeights:
-        """Read ``weight`` (D,) and ``bias`` () from an .npz file.
-
-        Raises:
-            ValueError: Missing arrays or a weight of the wrong length.
-        """
-        with np.load(path) as data:
-            if "weight" not in data or "bias" not in data:
-                raise ValueError(
-                    f"{path}: head weights need arrays 'weight' and 'bias', got {sorted(data.files)}"
-                )
-            weight = np.asarray(data["weight"], dtype=np.float32).reshape(-1)
-            bias = float(np.asarray(data["bias"]).reshape(()))
-        if weight.shape != (dim,):
-            raise ValueError(f"{path}: 'weight' has shape {weight.shape}, expected ({dim},)")
-        return cls(weight=weight, bias=bias)
-
-
-def _float(x: np.ndarray) -> np.ndarray:
-    """As a float array, keeping float32 / float64 (anything else becomes float32)."""
-    arr = np.asarray(x)
-    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = _float(x)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), _EPS)
-
-
-def _centred_unit(x: np.ndarray) -> np.ndarray:
-    x = _float(x)
-    return _unit(x - x.mean(axis=1, keepdims=True))
-
-
-def _identity(x: np.ndarray) -> np.ndarray:
-    return _float(x)
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
-    return _unit(x).astype(np.float32)
-
-
-def center_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows mean-centred, then L2-normalized (their inner product is the Pearson correlation), float32."""
-    return _centred_unit(x).astype(np.float32)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
-
-
-def softmax_logits(a: np.ndarray, b: np.ndarray, head: HeadWeights) -> np.ndarray:
-    """Same-minus-different logits of row pairs, computed directly: ``Σ w(a − b)² + bias``."""
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return (diff * diff) @ head.weight.astype(np.float64) + head.bias
-
-
-def _softmax_gallery(emb: np.ndarray, head: HeadWeights) -> np.ndarray:
-    g = np.asarray(emb, dtype=np.float64)
-    return np.concatenate([g, ((g * g) @ head.weight.astype(np.float64))[:, None]], axis=1)
-
-
-def _softmax_query(emb: np.ndarray, head: HeadWeights) -> tuple[np.ndarray, np.ndarray]:
-    q, w = np.asarray(emb, dtype=np.float64), head.weight.astype(np.float64)
-    return np.concatenate([-2.0 * q * w, np.ones((len(q), 1))], axis=1), (q * q) @ w + head.bias
-
-
-def _lp_pairs(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
-    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    return diff.sum(axis=1) if p == 1.0 else (diff**p).sum(axis=1) ** (1.0 / p)
-
-
-def _lp_matrix(query: np.ndarray, gallery: np.ndarray, p: float) -> np.ndarray:
-    from scipy.spatial.distance import cdist  # evaluation only: scipy is not a serving dependency
-
-    if p == 1.0:
-        return cdist(query, gallery, metric="cityblock")
-    return cdist(query, gallery, metric="minkowski", p=p)
-
-
 @dataclass(frozen=True)
 class Metric:
     """One scoring mode.
@@ -173,7 +87,7 @@ class Metric:
         return "≥" if self.higher_is_better else "≤"
 
 
-_REGISTRY: dict[str, Metric] = {}
+_REGISTRY: Registry[Metric] = Registry("metric")
 
 
 def register(metric: Metric) -> Metric:
@@ -182,26 +96,25 @@ def register(metric: Metric) -> Metric:
     Raises:
         ValueError: The name is not in :data:`MetricName` or already registered.
     """
-    if metric.name not in get_args(MetricName) or metric.name in _REGISTRY:
-        raise ValueError(f"metric {metric.name!r} is not in MetricName or registered twice")
-    _REGISTRY[metric.name] = metric
-    return metric
+    if metric.name not in get_args(MetricName):
+        raise ValueError(f"metric {metric.name!r} is not in MetricName {get_args(MetricName)}")
+    return _REGISTRY.add(metric.name, metric)
 
 
 register(Metric(
     name="cosine", pair_score="cosine similarity of the embeddings, in [-1, 1]",
     indexes="L2-normalized embeddings", query="the L2-normalized embedding (constant 0)",
-    higher_is_better=True, threshold="same person iff cosine similarity ≥ threshold", _vectors=_unit,
+    higher_is_better=True, threshold="same person iff cosine similarity ≥ threshold", _vectors=unit,
 ))
 register(Metric(
     name="correlation", pair_score="Pearson correlation of the embeddings, in [-1, 1]",
     indexes="mean-centred, L2-normalized embeddings", query="the mean-centred, L2-normalized embedding",
-    higher_is_better=True, threshold="same person iff correlation ≥ threshold", _vectors=_centred_unit,
+    higher_is_better=True, threshold="same person iff correlation ≥ threshold", _vectors=centred_unit,
 ))
 register(Metric(
     name="euclidean", pair_score="L2 distance between the embeddings", indexes="raw embeddings",
     query="the raw embedding; the index's squared L2 distance is square-rooted", higher_is_better=False,
-    threshold="same person iff L2 distance ≤ threshold", inner_product=False, _vectors=_identity,
+    threshold="same person iff L2 distance ≤ threshold", inner_product=False, _vectors=identity,
 ))
 register(Metric(
     name="softmax", pair_score="p(same) of the verification head, sigmoid(Σ w(a − b)² + b)",
@@ -212,7 +125,7 @@ register(Metric(
     name="pairwise", pair_score="the comparator's score of the two encodings (comparator.onnx)",
     indexes="L2-normalized descriptors (the cosine shortlist the comparator re-ranks)",
     query="the L2-normalized descriptor, plus the encoding for the comparator", higher_is_better=True,
-    threshold="same person iff comparator score ≥ threshold", needs_comparator=True, _vectors=_unit,
+    threshold="same person iff comparator score ≥ threshold", needs_comparator=True, _vectors=unit,
 ))
 register(Metric(
     name="cityblock", pair_score="L1 distance between the embeddings", indexes="", query="",
@@ -224,7 +137,7 @@ register(Metric(
 ))
 
 #: Every metric name, in registry order.
-METRICS: tuple[str, ...] = tuple(_REGISTRY)
+METRICS: tuple[str, ...] = tuple(_REGISTRY.names())
 #: The metrics the service offers.
 SERVED_METRICS: tuple[str, ...] = tuple(m.name for m in _REGISTRY.values() if m.served)
 #: The metrics that score two plain embeddings (no head, no comparator): what ``reid eval --metric`` ranks by.
@@ -243,10 +156,7 @@ def get(name: str) -> Metric:
     Raises:
         ValueError: Unknown name (the message lists the valid ones).
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown metric {name!r}; valid metrics: {', '.join(METRICS)}") from None
+    return _REGISTRY.get(name)
 
 
 def higher_is_better(name: str) -> bool:
@@ -274,14 +184,14 @@ def _indexed(name: str) -> Metric:
 
 def _gallery(metric: Metric, emb: np.ndarray, head: HeadWeights | None) -> np.ndarray:
     if metric.needs_head:
-        return _softmax_gallery(emb, _need_head(metric, head))
+        return softmax_gallery(emb, _need_head(metric, head))
     assert metric._vectors is not None
     return metric._vectors(emb)
 
 
 def _query(metric: Metric, emb: np.ndarray, head: HeadWeights | None) -> tuple[np.ndarray, np.ndarray]:
     if metric.needs_head:
-        return _softmax_query(emb, _need_head(metric, head))
+        return softmax_query(emb, _need_head(metric, head))
     return _gallery(metric, emb, None), np.zeros(len(emb), dtype=np.float64)
 
 
@@ -366,7 +276,7 @@ def pair_scores(
     if not m.served:
         if metric == "minkowski":
             _check_p(p)
-        return _lp_pairs(x, y, p if metric == "minkowski" else 1.0)
+        return lp_pairs(x, y, p if metric == "minkowski" else 1.0)
     if not m.inner_product:
         return np.linalg.norm(x - y, axis=1)
     assert m._vectors is not None
@@ -397,7 +307,7 @@ def score_matrix(
     if not m.served:
         if metric == "minkowski":
             _check_p(p)
-        return _lp_matrix(query, gallery, p if metric == "minkowski" else 1.0)
+        return lp_matrix(query, gallery, p if metric == "minkowski" else 1.0)
     q_vec, constants = _query(m, query, head)
     g_vec = _gallery(m, gallery, head)
     dtype = np.result_type(q_vec.dtype, g_vec.dtype)
