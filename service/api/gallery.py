@@ -10,15 +10,8 @@ from service.api.deps import ReidDep
 from service.api.errors import ProblemError
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.schemas import (
-    MAX_GALLERY_ID,
-    DeleteResponse,
-    EnrolRequest,
-    EnrolResponse,
-    GalleryItem,
-    GalleryPage,
-    Rfc3339,
-)
+from service.api.responses import DeleteResponse, EnrolResponse, GalleryItem, GalleryPage
+from service.api.schemas import MAX_GALLERY_ID, EnrolRequest, Rfc3339
 from service.gallery.protocol import GalleryEntry
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
