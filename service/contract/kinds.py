@@ -52,18 +52,9 @@ class ModelKind:
         return self.roles[0]
 
 
-_KINDS: Registry[ModelKind] = Registry("model kind")
-
-
-def register(kind: ModelKind) -> ModelKind:
-    """Add a kind to the registry.
-
-    Raises:
-        ValueError: The name is not in :data:`ModelKindName` or already registered.
-    """
-    if kind.name not in get_args(ModelKindName):
-        raise ValueError(f"model kind {kind.name!r} is not in ModelKindName {get_args(ModelKindName)}")
-    return _KINDS.add(kind.name, kind)
+_KINDS: Registry[ModelKind] = Registry("model kind", allowed=get_args(ModelKindName))
+#: Add a kind (its name must be in :data:`ModelKindName`); a name registered twice raises ``ValueError``.
+register = _KINDS.add
 
 
 register(ModelKind(name="embedding", roles=("embedding",)))
@@ -81,10 +72,5 @@ if set(KINDS) != set(get_args(ModelKindName)):
     raise RuntimeError(f"ModelKindName disagrees with the registry: {KINDS}")
 
 
-def get(name: str) -> ModelKind:
-    """The registered kind called ``name``.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    return _KINDS.get(name)
+#: The registered kind called ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get = _KINDS.get

@@ -8,9 +8,17 @@ service and ``training/`` use it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-T = TypeVar("T")
+
+class Named(Protocol):
+    """An entry that carries its own name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
 
 
 class Registry(Generic[T]):
@@ -19,19 +27,24 @@ class Registry(Generic[T]):
     Args:
         what: What an entry is, in messages ("metric" → "unknown metric 'x'; valid metrics: a, b").
         plural: The plural of ``what`` (default: ``what`` + "s").
+        allowed: The only names it accepts (a ``Literal``'s arguments), or None for any.
     """
 
-    def __init__(self, what: str, plural: str | None = None) -> None:
+    def __init__(self, what: str, plural: str | None = None, allowed: tuple[str, ...] | None = None) -> None:
         self.what = what
         self.plural = plural or f"{what}s"
+        self.allowed = allowed
         self._entries: dict[str, T] = {}
 
-    def add(self, name: str, entry: T) -> T:
-        """Register ``entry`` under ``name`` and return it.
+    def add(self, entry: T) -> T:
+        """Register ``entry`` under its name and return it.
 
         Raises:
-            ValueError: The name is taken.
+            ValueError: The name is taken, or not one of ``allowed``.
         """
+        name = entry.name
+        if self.allowed is not None and name not in self.allowed:
+            raise ValueError(f"{self.what} {name!r} is not one of {self.allowed}: add it to the Literal too")
         if name in self._entries:
             raise ValueError(f"{self.what} {name!r} is registered twice")
         self._entries[name] = entry

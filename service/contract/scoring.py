@@ -87,18 +87,9 @@ class Metric:
         return "≥" if self.higher_is_better else "≤"
 
 
-_REGISTRY: Registry[Metric] = Registry("metric")
-
-
-def register(metric: Metric) -> Metric:
-    """Add a metric to the registry; a new metric also adds its name to :data:`MetricName`.
-
-    Raises:
-        ValueError: The name is not in :data:`MetricName` or already registered.
-    """
-    if metric.name not in get_args(MetricName):
-        raise ValueError(f"metric {metric.name!r} is not in MetricName {get_args(MetricName)}")
-    return _REGISTRY.add(metric.name, metric)
+_REGISTRY: Registry[Metric] = Registry("metric", allowed=get_args(MetricName))
+#: Add a metric (a new metric also adds its name to :data:`MetricName`); a name taken raises ``ValueError``.
+register = _REGISTRY.add
 
 
 register(Metric(
@@ -150,13 +141,8 @@ if set(METRICS) != set(get_args(MetricName)) or set(SERVED_METRICS) != set(get_a
     raise RuntimeError(f"MetricName / ServedMetric disagree with the registry: {METRICS}, {SERVED_METRICS}")
 
 
-def get(name: str) -> Metric:
-    """The registered metric called ``name``.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    return _REGISTRY.get(name)
+#: The registered metric called ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get = _REGISTRY.get
 
 
 def higher_is_better(name: str) -> bool:

@@ -62,7 +62,7 @@ def register(recipe: Recipe) -> None:
         ValueError: The name is taken, or the recipe's config is invalid.
     """
     recipe.config()  # fail at import, not at training time, if a recipe is invalid
-    _RECIPES.add(recipe.name, recipe)
+    _RECIPES.add(recipe)
 
 
 register(Recipe(
@@ -146,18 +146,10 @@ for _paper_recipe in PAPER_RECIPE_LIST:
     register(_paper_recipe)
 
 
-def recipe_names() -> list[str]:
-    """Registered recipe names, in registration order."""
-    return _RECIPES.names()
-
-
-def get_recipe(name: str) -> Recipe:
-    """Look up a recipe.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    return _RECIPES.get(name)
+#: Registered recipe names, in registration order.
+recipe_names = _RECIPES.names
+#: The recipe called ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get_recipe = _RECIPES.get
 
 
 def resolve_config(recipe: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:

@@ -144,21 +144,13 @@ def register_protocol(protocol: PaperProtocol) -> PaperProtocol:
     Raises:
         ValueError: The name is taken.
     """
-    return _PROTOCOLS.add(protocol.name, protocol)
+    return _PROTOCOLS.add(protocol)
 
 
-def protocol_names() -> list[str]:
-    """Registered protocol names, in registration order."""
-    return _PROTOCOLS.names()
-
-
-def get_protocol(name: str) -> PaperProtocol:
-    """The protocol called ``name``.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    return _PROTOCOLS.get(name)
+#: Registered protocol names, in registration order.
+protocol_names = _PROTOCOLS.names
+#: The protocol called ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get_protocol = _PROTOCOLS.get
 
 
 _STEPWISE_004 = (

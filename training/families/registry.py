@@ -161,22 +161,14 @@ def register_family(cls: F) -> F:
         )
     if cls.options_type is not None and not dataclasses.is_dataclass(cls.options_type):
         raise ValueError(f"family {name!r}: options_type must be a dataclass, got {cls.options_type!r}")
-    _FAMILIES.add(name, cls())
+    _FAMILIES.add(cls())
     return cls
 
 
-def family_names() -> list[str]:
-    """Registered family names, in registration order."""
-    return _FAMILIES.names()
-
-
-def get_family(name: str) -> Family:
-    """The registered family ``name``.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    return _FAMILIES.get(name)
+#: Registered family names, in registration order.
+family_names = _FAMILIES.names
+#: The registered family ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get_family = _FAMILIES.get
 
 
 def families_with_loss(loss: str) -> list[str]:
