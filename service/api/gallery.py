@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -19,15 +20,7 @@ GalleryId = Annotated[int, Path(ge=1, le=MAX_GALLERY_ID, description="Gallery id
 
 
 def _item(entry: GalleryEntry) -> GalleryItem:
-    return GalleryItem(
-        id=entry.id,
-        person_id=entry.person_id,
-        camera_id=entry.camera_id,
-        metadata=entry.metadata,
-        created=entry.created,
-        has_image=entry.has_image,
-        models=list(entry.models),
-    )
+    return GalleryItem(**dataclasses.asdict(entry))
 
 
 @router.post(
