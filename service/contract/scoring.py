@@ -67,6 +67,7 @@ class Metric:
         needs_comparator: Scored by ``comparator.onnx`` (pairwise models); :func:`pair_scores` refuses it.
         inner_product: Its index ranks by inner product (else by squared L2 distance).
         exact_index: Its index must be exact (flat): approximate indexes would not rank by this score.
+        takes_p: An evaluation-only Lp distance whose exponent is the caller's ``p`` (else L1).
     """
 
     name: str
@@ -80,6 +81,7 @@ class Metric:
     needs_comparator: bool = False
     inner_product: bool = True
     exact_index: bool = False
+    takes_p: bool = False
     _vectors: Callable[[np.ndarray], np.ndarray] | None = None
 
     def direction(self) -> str:
@@ -124,7 +126,7 @@ register(Metric(
 ))
 register(Metric(
     name="minkowski", pair_score="Lp distance between the embeddings (p > 0)", indexes="", query="",
-    higher_is_better=False, threshold="same person iff Lp distance ≤ threshold", served=False,
+    higher_is_better=False, threshold="same person iff Lp distance ≤ threshold", served=False, takes_p=True,
 ))
 
 #: Every metric name, in registry order.
@@ -231,9 +233,13 @@ def index_scores(metric: str, raw: np.ndarray, constants: np.ndarray) -> np.ndar
     return raw
 
 
-def _check_p(p: float) -> None:
+def _exponent(metric: Metric, p: float) -> float:
+    """The Lp exponent of an evaluation-only distance: the caller's ``p`` (checked) or 1."""
+    if not metric.takes_p:
+        return 1.0
     if not p > 0:
-        raise ValueError(f"minkowski p must be > 0, got {p}")
+        raise ValueError(f"{metric.name} p must be > 0, got {p}")
+    return p
 
 
 def pair_scores(
@@ -260,9 +266,7 @@ def pair_scores(
     if m.needs_head:
         return sigmoid(softmax_logits(x, y, _need_head(m, head)))
     if not m.served:
-        if metric == "minkowski":
-            _check_p(p)
-        return lp_pairs(x, y, p if metric == "minkowski" else 1.0)
+        return lp_pairs(x, y, _exponent(m, p))
     if not m.inner_product:
         return np.linalg.norm(x - y, axis=1)
     assert m._vectors is not None
@@ -291,9 +295,7 @@ def score_matrix(
     if m.needs_comparator:
         raise ValueError(f"metric {metric!r} is scored by comparator.onnx (run_comparator), not here")
     if not m.served:
-        if metric == "minkowski":
-            _check_p(p)
-        return lp_matrix(query, gallery, p if metric == "minkowski" else 1.0)
+        return lp_matrix(query, gallery, _exponent(m, p))
     q_vec, constants = _query(m, query, head)
     g_vec = _gallery(m, gallery, head)
     dtype = np.result_type(q_vec.dtype, g_vec.dtype)
