@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: help install deploy-tools browser-tools test test-slow reliability lint run demo-models clean
+.PHONY: help install deploy-tools browser-tools reference-sdists test test-slow reliability lint run demo-models clean
 
 help:
 	@echo "make test         create .venv, install torch (CPU) + .[cpu,train,dev], run ruff and pytest"
@@ -50,11 +50,17 @@ browser-tools:
 	  || echo "browser-tools: apt-get could not install chromium: tests/service/ui skips the browser tests"; \
 	else echo "browser-tools: no chromium and apt-get needs root: tests/service/ui skips the browser tests"; fi
 
-test: install deploy-tools browser-tools
+# The peers' source distributions (torchreid 0.2.5, fast-reid 1.4.0) that the importer parity tests load as the
+# reference: fetched here with the package installs into $REID_TEST_CACHE (default ~/.cache/reid-tests), never
+# into the repository, so the tests make no network call.
+reference-sdists: install
+	$(BIN)/python -m tests.training.importers.upstream
+
+test: install deploy-tools browser-tools reference-sdists
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow and not network"
 
-test-slow: install
+test-slow: install reference-sdists
 	$(BIN)/python -m pytest -m "slow or network"
 
 # Every row of the threat table (tests/reliability/README.md), long variants and latency bounds included.

@@ -27,6 +27,7 @@ from service.core.errors import (
     ServiceError,
     TooManyBoxesError,
     TooManyImagesError,
+    UncalibratedError,
 )
 from service.inference.batching import QueueFullError
 from service.inference.executor import InferenceStoppedError
@@ -133,6 +134,7 @@ _SERVICE_STATUS: dict[type[ServiceError], tuple[int, str | None]] = {
     NotFoundError: (404, None),
     NoEmbeddingError: (409, None),
     MetricUnavailableError: (422, None),
+    UncalibratedError: (422, "Uncalibrated model"),
     TooManyImagesError: (422, "Too many images"),  # the OpenAPI document's maxItems
     TooManyBoxesError: (422, "Too many boxes"),
     BadBoxError: (422, "Invalid box"),

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import ServiceDep
 from service.api.errors import PROBLEM_JSON, Problem, problem_response
-from service.api.responses import HealthResponse, ModelInfo, ModelsResponse, ReadyResponse
+from service.api.responses import (
+    HealthResponse,
+    ModelInfo,
+    ModelsResponse,
+    ReadyResponse,
+    calibration_state,
+)
+from service.contract.manifest import ModelManifest
 
 open_router = APIRouter(tags=["health"])
 router = APIRouter(tags=["health"])
@@ -44,6 +53,7 @@ async def ready(service: ServiceDep) -> JSONResponse:
         faiss_gpu=service.faiss_gpu,
         gallery_size=gallery.size if gallery else None,
         metrics=gallery.metrics if gallery else [],
+        **(_calibration(runtime.manifest) if runtime else {}),
         startup=service.startup,
     )
     if service.ready:
@@ -70,6 +80,7 @@ async def models(service: ServiceDep) -> ModelsResponse:
             active=name == active_folder,
             manifest=None if isinstance(m, str) else m.model_dump(mode="json"),
             error=m if isinstance(m, str) else None,
+            **({} if isinstance(m, str) else _calibration(m)),
         )
         for name, m in sorted(service.manifests.items())
     ]
@@ -79,6 +90,13 @@ async def models(service: ServiceDep) -> ModelsResponse:
         provider=runtime.provider if runtime else None,
         models=infos,
     )
+
+
+def _calibration(manifest: ModelManifest) -> dict[str, Any]:
+    return {
+        "calibration": calibration_state(manifest.uncalibrated, len(manifest.scoring)),
+        "uncalibrated_metrics": manifest.uncalibrated,
+    }
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -155,6 +155,22 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = Field(description="Always 'ok' while the process serves requests.")
 
 
+Calibration = Literal["calibrated", "partial", "uncalibrated"]
+_CALIBRATION_DOC = (
+    "'calibrated' when every scoring mode has a default threshold; 'uncalibrated' when none has (a fresh "
+    "`reid models import`: /search answers same_person null and /verify needs a request threshold until "
+    "`reid calibrate`); 'partial' otherwise."
+)
+_UNCALIBRATED_DOC = "Scoring modes without a default threshold."
+
+
+def calibration_state(uncalibrated: list[str], metrics: int) -> Calibration:
+    """Summary for a model with ``metrics`` scoring modes, of which ``uncalibrated`` have no threshold."""
+    if not uncalibrated:
+        return "calibrated"
+    return "uncalibrated" if len(uncalibrated) == metrics else "partial"
+
+
 class ReadyResponse(BaseModel):
     """Readiness, with what is loaded."""
 
@@ -166,6 +182,8 @@ class ReadyResponse(BaseModel):
     faiss_gpu: bool = Field(description="True when the FAISS indexes run on a GPU.")
     gallery_size: int | None = Field(description="Searchable gallery entries.")
     metrics: list[str] = Field(description="Scoring modes available for search.")
+    calibration: Calibration | None = Field(default=None, description=_CALIBRATION_DOC)
+    uncalibrated_metrics: list[str] = Field(default_factory=list, description=_UNCALIBRATED_DOC)
     startup: dict[str, Any] = Field(description="Start-up facts (duration, head check, rebuilt indexes).")
 
 
@@ -177,6 +195,8 @@ class ModelInfo(BaseModel):
     active: bool = Field(description="True for the model being served.")
     manifest: dict[str, Any] | None = Field(description="The manifest, when it is valid.")
     error: str | None = Field(description="Why the manifest is invalid, if it is.")
+    calibration: Calibration | None = Field(default=None, description=_CALIBRATION_DOC)
+    uncalibrated_metrics: list[str] = Field(default_factory=list, description=_UNCALIBRATED_DOC)
 
 
 class ModelsResponse(BaseModel):

@@ -37,7 +37,10 @@ _METRIC_DOC = (
     f"Scoring mode (default: the model's default metric). {describe()}. pairwise re-ranks a descriptor "
     "shortlist in /search."
 )
-_THRESHOLD_DOC = "Decision threshold; default: the model's calibrated threshold for the metric."
+_THRESHOLD_DOC = (
+    "Decision threshold; default: the model's calibrated threshold for the metric (an uncalibrated model: "
+    "/search decides nothing, /verify answers 422)."
+)
 CameraId = Annotated[str, Field(max_length=128)]
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 

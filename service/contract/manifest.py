@@ -118,6 +118,11 @@ class ScoringMode(_Strict):
             )
         return self
 
+    @property
+    def calibrated(self) -> bool:
+        """True when the mode has a default threshold (else /verify needs a request threshold)."""
+        return self.default_threshold is not None
+
     def default_value(self) -> float | None:
         """The default threshold's value, or None when uncalibrated."""
         if self.default_threshold is None:
@@ -151,6 +156,15 @@ class PairwiseSpec(_Strict):
     shortlist: int = Field(default=100, ge=1, description="Default descriptor shortlist re-ranked per query.")
 
 
+class ImportSource(_Strict):
+    """The file an imported model was converted from (``reid models import``)."""
+
+    format: Literal["torchreid", "fastreid", "onnx"] = Field(description="The source file's format.")
+    arch: str | None = Field(default=None, description="Architecture name in that format (torchreid arch).")
+    file: str = Field(description="The source file's name.")
+    sha256: str = Field(description="Hex sha256 of the source file.")
+
+
 class Provenance(_Strict):
     """Where the model came from."""
 
@@ -159,6 +173,22 @@ class Provenance(_Strict):
     metrics: dict[str, float] = Field(default_factory=dict, description="Evaluation metrics (rank-1, mAP …).")
     notes: str = Field(default="", description="Free text: caveats, e.g. 'trained on synthetic data'.")
     synthetic: bool = Field(default=False, description="True when trained on synthetic pedestrians only.")
+    source: ImportSource | None = Field(default=None, description="Imported models: the file it came from.")
+
+
+class CalibrationRecord(_Strict):
+    """One ``reid calibrate`` run: the data it used and the thresholds it replaced."""
+
+    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    dataset: str = Field(description="Dataset name and root the thresholds were measured on.")
+    target_fmr: float = Field(gt=0.0, lt=1.0, description="The false-match rate asked for.")
+    images: int = Field(ge=0, description="Labelled images used.")
+    identities: int = Field(ge=0, description="Different persons among them.")
+    counts: dict[str, int] = Field(default_factory=dict, description="Same- / different-person pair counts.")
+    previous_version: str = Field(description="The manifest version these thresholds replaced.")
+    previous: dict[ScoringName, ScoringMode] = Field(
+        default_factory=dict, description="The scoring modes (thresholds) before this calibration."
+    )
 
 
 class ModelManifest(_Strict):
@@ -184,6 +214,9 @@ class ModelManifest(_Strict):
         description="The export's onnxruntime-vs-torch parity gate: its rule and the measured numbers.",
     )
     provenance: Provenance
+    calibrations: list[CalibrationRecord] = Field(
+        default_factory=list, description="Re-calibrations on user data (reid calibrate), oldest first."
+    )
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     library_versions: dict[str, str] = Field(default_factory=dict)
 
@@ -216,6 +249,11 @@ class ModelManifest(_Strict):
             if mode.higher_is_better != metric.higher_is_better:
                 raise ValueError(f"scoring.{name}.higher_is_better must be {metric.higher_is_better}")
         return self
+
+    @property
+    def uncalibrated(self) -> list[str]:
+        """Scoring modes without a default threshold (a fresh import): decisions need a request threshold."""
+        return sorted(name for name, mode in self.scoring.items() if not mode.calibrated)
 
     @property
     def model_id(self) -> str:

@@ -24,6 +24,10 @@ class MetricUnavailableError(ServiceError):
     """The scoring metric is not offered by the active model."""
 
 
+class UncalibratedError(ServiceError):
+    """A decision was asked of a metric without a calibrated threshold (a fresh import) and none was given."""
+
+
 class TooManyImagesError(ServiceError):
     """More images in one request than ``REID_MAX_IMAGES_PER_REQUEST``."""
 

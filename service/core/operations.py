@@ -24,6 +24,7 @@ from service.core.errors import (
     MetricUnavailableError,
     NoEmbeddingError,
     NotFoundError,
+    UncalibratedError,
 )
 from service.core.results import (
     Changed,
@@ -249,8 +250,15 @@ class ReidService:
         Raises:
             NotFoundError: A gallery id that does not exist.
             NoEmbeddingError: A gallery entry without an embedding (or encoding) for the active model.
+            UncalibratedError: No ``threshold`` given and the model has none calibrated for the metric.
         """
         scoring = self.scoring(metric, threshold)
+        if scoring.threshold is None:  # a fresh import: /verify decides, so it needs a threshold
+            raise UncalibratedError(
+                f"model {self.model_id} has no calibrated threshold for metric {scoring.metric!r}: pass "
+                "`threshold` in the request, or calibrate the model on labelled data "
+                "(reid calibrate --model DIR --root DATA)"
+            )
         sides = {"a": a, "b": b}
         images = {side: v for side, v in sides.items() if isinstance(v, bytes)}
         vectors: dict[str, np.ndarray] = {}

@@ -6,9 +6,14 @@ Examples::
     reid eval --checkpoint runs/demo/checkpoint.pt --dataset market1501 --root data/synthetic
     reid eval --checkpoint runs/bot/checkpoint.pt --dataset market1501 --root data/market1501 --rerank --flip
     reid eval --checkpoint runs/x/checkpoint.pt --dataset viper --root data/viper -o split_index=3
+    reid eval --model models/osnet --root data/my-cameras --dataset folder
     reid eval --list-protocols
     reid eval --protocol cuhk03-classic --root data/cuhk03 \\
         --checkpoint 'runs/mls-l2l3/cuhk03-classic/split{split}/checkpoint.pt' --splits 0-4
+
+``--model DIR`` evaluates a model folder through the service's own runtime (its ONNX sessions, the shared
+preprocessing, the manifest's scoring modes; see :mod:`training.commands.evaluate_served`): what is measured
+is what is served. The report goes to ``--output`` (default ``eval/<model>-<dataset>``).
 
 One checkpoint: writes metrics.json, cmc.png, ranks.png, distances.png and roc.png into
 ``--output`` (default: ``eval-<dataset>`` beside the checkpoint) and prints the headline numbers as JSON.
@@ -36,13 +41,15 @@ from service.contract.scoring import EMBEDDING_METRICS
 from training.commands.common import HEADLINE_KEYS, ranking_summary
 from training.engine import progress
 
-HELP = "evaluate a checkpoint on a dataset (CMC, mAP, mINP, plots)"
+HELP = "evaluate a checkpoint or a served model folder on a dataset (CMC, mAP, mINP, plots)"
 DESCRIPTION = (
     "Rebuild the model stored in a checkpoint, rank the gallery for every query of the dataset's test split "
     "and report CMC rank-1/5/10/20, mAP and mINP (single shot for CUHK01, CUHK03-classic and VIPeR: their "
     "loaders draw one gallery image per person for each split), with optional k-reciprocal re-ranking and "
     "flip test-time augmentation. "
     "Also measures verification (TPR at FMR, ROC AUC) on the query × gallery pairs. "
+    "With --model DIR the model folder is evaluated through the service's runtime (ONNX sessions, shared "
+    "preprocessing, the manifest's scoring modes, pairwise shortlist + comparator): what is served. "
     "With --protocol NAME (see --list-protocols) the paper protocol fixes dataset and splits: one checkpoint "
     "per split ('{split}' in --checkpoint), mean ± std over the splits in protocol.json, printed next to the "
     "papers' published rows."
@@ -54,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", help="RUN/checkpoint.pt of reid train; with --protocol it may contain {split}, "
         "replaced by each split index (e.g. 'runs/x/split{split}/checkpoint.pt')",
+    )
+    parser.add_argument(
+        "--model", type=Path, metavar="DIR",
+        help="a model folder (models/NAME) evaluated through the service's runtime, instead of --checkpoint",
     )
     parser.add_argument(
         "--protocol", metavar="NAME",
@@ -73,7 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset loader option, e.g. split_index=3 (repeatable)",
     )
     parser.add_argument(
-        "--metric", choices=EMBEDDING_METRICS, help="distance for ranking (default: the run's eval_metric)"
+        "--metric", choices=(*EMBEDDING_METRICS, "softmax", "pairwise"),
+        help="distance for ranking (default: the run's eval_metric; with --model: the manifest's scoring "
+        "modes only, default its default_metric)",
     )
     parser.add_argument(
         "--shortlist", type=int, help="pairwise models: descriptor shortlist re-ranked by the comparator "
@@ -117,8 +130,16 @@ def run(args: argparse.Namespace) -> int:
 
         print(format_protocols())
         return 0
+    if args.model is not None:
+        if args.checkpoint is not None or args.protocol is not None:
+            raise ValueError("--model evaluates a model folder; it excludes --checkpoint and --protocol")
+        from training.commands.evaluate_served import run_served
+
+        return run_served(args)
     if args.checkpoint is None:
-        raise ValueError("--checkpoint is required (or --list-protocols)")
+        raise ValueError("--checkpoint is required (or --model, or --list-protocols)")
+    if args.metric in ("softmax", "pairwise"):
+        raise ValueError(f"--metric {args.metric} is a served scoring mode: use it with --model")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see `reid train`

@@ -7,11 +7,12 @@ Usage::
     backbone = build_backbone("resnet50", last_stride=1, pretrained="weights/resnet50-0676ba61.pth")
     feature_map = backbone(images)  # N × backbone.feature_dim × h × w, not pooled
 
-Families: ``resnet50``, ``osnet_x1_0`` / ``x0_75`` / ``x0_5`` / ``x0_25``, ``mobilenetv3_large``,
+Families: ``resnet50``, ``osnet_x1_0`` / ``x0_75`` / ``x0_5`` / ``x0_25``, ``osnet_ibn_x1_0``,
+``osnet_ain_x1_0`` / ``x0_75`` / ``x0_5`` / ``x0_25``, ``mobilenetv3_large``,
 ``efficientnet_b0`` … ``b5``, ``vgg16``. Importing this package registers all of them.
 """
 
-from training.models.backbones import efficientnet, mobilenetv3, osnet, resnet, vgg
+from training.models.backbones import efficientnet, mobilenetv3, osnet, osnet_ain, resnet, vgg
 from training.models.backbones.base import Backbone
 from training.models.backbones.registry import (
     build_backbone,
@@ -28,6 +29,7 @@ __all__ = [
     "load_pretrained",
     "mobilenetv3",
     "osnet",
+    "osnet_ain",
     "register_backbone",
     "resnet",
     "vgg",

@@ -17,6 +17,10 @@ adds the (projected, ``downsample``) input before a final ReLU.
 torchreid's ImageNet model adds a 512-d ``fc`` (Linear + BN1d + ReLU) and a ``classifier``; both are head
 parts here and are dropped when loading a torchreid checkpoint.
 
+OSNet-IBN (``osnet_ibn_x1_0``, after Pan et al., ECCV 2018) replaces ``conv1``'s BN by an affine
+InstanceNorm (still named ``conv1.bn``) and adds an affine InstanceNorm after the residual sum of every
+``conv2`` block (``conv2.0.IN``, ``conv2.1.IN``), as torchreid does.
+
 Levels: ``conv1`` (/2, before the max-pool), ``conv2`` (/8, after its transition), ``conv3`` (/16),
 ``conv4`` (/16), ``conv5`` (/16) = the final feature map (16×8 for a 256×128 image).
 """
@@ -33,14 +37,24 @@ OSNET_CHANNELS: tuple[int, int, int, int] = (64, 256, 384, 512)
 
 
 class ConvLayer(nn.Module):
-    """k×k conv (no bias) + BN + ReLU: parameters ``conv``, ``bn``."""
+    """k×k conv (no bias) + BN (or affine InstanceNorm) + ReLU: parameters ``conv``, ``bn``."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, stride: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int,
+        stride: int = 1,
+        instance_norm: bool = False,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, bias=False
         )
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn: nn.Module = (
+            nn.InstanceNorm2d(out_channels, affine=True) if instance_norm else nn.BatchNorm2d(out_channels)
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -48,15 +62,16 @@ class ConvLayer(nn.Module):
 
 
 class Conv1x1Linear(nn.Module):
-    """1×1 conv + BN without activation (block output projection and shortcut)."""
+    """1×1 conv + BN (optional) without activation (block output projection and shortcut)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, bn: bool = True) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = nn.BatchNorm2d(out_channels) if bn else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.conv(x))
+        x = self.conv(x)
+        return x if self.bn is None else self.bn(x)
 
 
 class LightConv3x3(nn.Module):
@@ -91,9 +106,19 @@ class ChannelGate(nn.Module):
 
 
 class OSBlock(nn.Module):
-    """Omni-scale residual block: four Lite-3×3 streams of depth 1…4 fused by one shared gate."""
+    """Omni-scale residual block: four Lite-3×3 streams of depth 1…4 fused by one shared gate.
 
-    def __init__(self, in_channels: int, out_channels: int, *, bottleneck_reduction: int = 4) -> None:
+    With ``instance_norm`` (OSNet-IBN) an affine InstanceNorm (``IN``) follows the residual sum.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        bottleneck_reduction: int = 4,
+        instance_norm: bool = False,
+    ) -> None:
         super().__init__()
         mid = out_channels // bottleneck_reduction
         self.conv1 = ConvLayer(in_channels, mid, kernel_size=1)
@@ -104,6 +129,8 @@ class OSBlock(nn.Module):
         self.gate = ChannelGate(mid)
         self.conv3 = Conv1x1Linear(mid, out_channels)
         self.downsample = Conv1x1Linear(in_channels, out_channels) if in_channels != out_channels else None
+        # torchreid's parameter name (``conv2.0.IN.weight``)
+        self.IN = nn.InstanceNorm2d(out_channels, affine=True) if instance_norm else None
 
     def forward(self, x: Tensor) -> Tensor:
         reduced = self.conv1(x)
@@ -114,12 +141,17 @@ class OSBlock(nn.Module):
             + self.gate(self.conv2d(reduced))
         )
         identity = x if self.downsample is None else self.downsample(x)
-        return nn.functional.relu(self.conv3(fused) + identity)
+        out = self.conv3(fused) + identity
+        return nn.functional.relu(out if self.IN is None else self.IN(out))
 
 
-def _osnet_stage(in_channels: int, out_channels: int, *, num_blocks: int, transition: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [OSBlock(in_channels, out_channels)]
-    layers += [OSBlock(out_channels, out_channels) for _ in range(num_blocks - 1)]
+def _osnet_stage(
+    in_channels: int, out_channels: int, *, num_blocks: int, transition: bool, instance_norm: bool = False
+) -> nn.Sequential:
+    layers: list[nn.Module] = [OSBlock(in_channels, out_channels, instance_norm=instance_norm)]
+    layers += [
+        OSBlock(out_channels, out_channels, instance_norm=instance_norm) for _ in range(num_blocks - 1)
+    ]
     if transition:
         layers.append(
             nn.Sequential(ConvLayer(out_channels, out_channels, kernel_size=1), nn.AvgPool2d(2, stride=2))
@@ -133,16 +165,21 @@ class OSNet(Backbone):
     Args:
         channels: Widths of conv1 and of the conv2, conv3, conv4 stages (conv5 keeps the last).
         blocks_per_stage: OSBlocks in each of conv2, conv3, conv4.
+        instance_norm: OSNet-IBN: InstanceNorm in ``conv1`` and after every ``conv2`` block.
     """
 
-    def __init__(self, *, channels: tuple[int, int, int, int], blocks_per_stage: int = 2) -> None:
+    def __init__(
+        self, *, channels: tuple[int, int, int, int], blocks_per_stage: int = 2, instance_norm: bool = False
+    ) -> None:
         super().__init__()
         if blocks_per_stage < 1:
             raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
         c1, c2, c3, c4 = channels
-        self.conv1 = ConvLayer(3, c1, kernel_size=7, stride=2)
+        self.conv1 = ConvLayer(3, c1, kernel_size=7, stride=2, instance_norm=instance_norm)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.conv2 = _osnet_stage(c1, c2, num_blocks=blocks_per_stage, transition=True)
+        self.conv2 = _osnet_stage(
+            c1, c2, num_blocks=blocks_per_stage, transition=True, instance_norm=instance_norm
+        )
         self.conv3 = _osnet_stage(c2, c3, num_blocks=blocks_per_stage, transition=True)
         self.conv4 = _osnet_stage(c3, c4, num_blocks=blocks_per_stage, transition=False)
         self.conv5 = ConvLayer(c4, c4, kernel_size=1)
@@ -162,9 +199,14 @@ class OSNet(Backbone):
         ]
 
 
-def _osnet(width_mult: float) -> OSNet:
+def osnet_channels(width_mult: float) -> tuple[int, int, int, int]:
+    """conv1 … conv4 widths of OSNet at a width multiplier."""
     c1, c2, c3, c4 = (int(c * width_mult) for c in OSNET_CHANNELS)
-    return OSNet(channels=(c1, c2, c3, c4))
+    return c1, c2, c3, c4
+
+
+def _osnet(width_mult: float, *, instance_norm: bool = False) -> OSNet:
+    return OSNet(channels=osnet_channels(width_mult), instance_norm=instance_norm)
 
 
 @register_backbone("osnet_x1_0")
@@ -189,3 +231,9 @@ def osnet_x0_5() -> OSNet:
 def osnet_x0_25() -> OSNet:
     """OSNet ×0.25: widths 16-64-96-128, 128-d feature map at stride 16."""
     return _osnet(0.25)
+
+
+@register_backbone("osnet_ibn_x1_0")
+def osnet_ibn_x1_0() -> OSNet:
+    """OSNet-IBN ×1.0: OSNet ×1.0 with InstanceNorm in conv1 and the conv2 blocks (cross-domain re-ID)."""
+    return _osnet(1.0, instance_norm=True)

@@ -7,6 +7,7 @@ Levels (strides for ``last_stride=2``): ``stem`` (conv1 + bn1 + relu + maxpool, 
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from training.models.backbones.base import Backbone, LevelStep
@@ -14,16 +15,34 @@ from training.models.backbones.layers import init_conv_bn
 from training.models.backbones.registry import register_backbone
 
 
+class IBN(nn.Module):
+    """IBN-a normalisation (Pan et al., ECCV 2018): affine InstanceNorm on the first half of the channels
+    (``IN``), BatchNorm on the rest (``BN``) — the names of IBN-Net and fast-reid."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.split_at = channels // 2
+        self.IN = nn.InstanceNorm2d(self.split_at, affine=True)
+        self.BN = nn.BatchNorm2d(channels - self.split_at)
+
+    def forward(self, x: Tensor) -> Tensor:
+        first, second = x[:, : self.split_at].contiguous(), x[:, self.split_at :].contiguous()
+        return torch.cat([self.IN(first), self.BN(second)], dim=1)
+
+
 class Bottleneck(nn.Module):
-    """1×1 reduce → 3×3 (strided) → 1×1 expand (×4), plus a projected shortcut when the shape changes."""
+    """1×1 reduce → 3×3 (strided) → 1×1 expand (×4), plus a projected shortcut when the shape changes.
+
+    ``ibn`` replaces the first BN by :class:`IBN` (ResNet-50-IBN-a, layers 1-3).
+    """
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, *, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, ibn: bool = False) -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1: nn.Module = IBN(planes) if ibn else nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_channels, kernel_size=1, bias=False)
