@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         return run_served(args)
     if args.checkpoint is None:
         raise ValueError("--checkpoint is required (or --model, or --list-protocols)")
-    if args.metric not in EMBEDDING_METRICS:  # needs the verification head or the comparator
+    if args.metric is not None and args.metric not in EMBEDDING_METRICS:  # needs the head or the comparator
         raise ValueError(f"--metric {args.metric} is a served scoring mode: use it with --model")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
