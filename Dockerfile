@@ -31,7 +31,7 @@ COPY pyproject.toml README.md ./
 COPY deploy/constraints-gpu.txt deploy/constraints-cpu.txt deploy/
 COPY service service
 COPY training training
-RUN pip install -c "deploy/constraints-${VARIANT}.txt" ".[${VARIANT}]" \
+RUN pip install -c "deploy/constraints-${VARIANT}.txt" ".[${VARIANT},milvus]" \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 
 # ---- runtime bases: the CUDA runtime (gpu) or plain Ubuntu (cpu), same Ubuntu and Python as the builder ----

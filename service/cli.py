@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "export": "training.commands.export",
     "models": "service.commands.models",
     "serve": "service.commands.serve",
+    "gallery": "service.commands.gallery",
     "bench": "training.commands.bench",
 }
 
@@ -45,6 +46,7 @@ SUMMARIES: dict[str, str] = {
     "export": "export a checkpoint to ONNX with a parity-checked manifest",
     "models": "list model folders, check their manifests and checksums, or import one (torchreid, ONNX …)",
     "serve": "run the REST service",
+    "gallery": "copy a gallery between stores (embedded data dir <-> milvus)",
     "bench": "run a benchmark and print JSON",
 }
 

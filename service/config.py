@@ -37,6 +37,26 @@ class Settings(BaseSettings):
         description="Gallery store: embedded (SQLite + FAISS in this process, one worker) | milvus (a shared "
         "Milvus server: several workers and replicas).",
     )
+    milvus_uri: str = Field(
+        default="http://localhost:19530",
+        description="REID_GALLERY=milvus: the Milvus server (http://host:port).",
+    )
+    milvus_token: str = Field(
+        default="", description="REID_GALLERY=milvus: 'user:password' or an API key ('' without auth)."
+    )
+    milvus_db: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="REID_GALLERY=milvus: database (created when missing).",
+    )
+    milvus_collection_prefix: str = Field(
+        default="reid",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
+        description="REID_GALLERY=milvus: prefix of the gallery's collection names (one gallery per prefix).",
+    )
+    milvus_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="REID_GALLERY=milvus: timeout of one Milvus call, in seconds."
+    )
     device: Device = Field(default="auto", description="auto | cuda | cpu (onnxruntime provider and faiss).")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys; empty disables authentication."
@@ -80,7 +100,10 @@ class Settings(BaseSettings):
         "model call shares this one budget.",
     )
     retry_after_s: int = Field(
-        default=1, ge=1, description="Retry-After sent with 503 when the queue is full."
+        default=1,
+        ge=1,
+        description="Retry-After sent with 503 (queue full, shared gallery unreachable); also how often an "
+        "unreachable shared gallery is retried at start.",
     )
     store_images: bool = Field(
         default=False, description="Keep enrolled image bytes in the gallery database."

@@ -24,9 +24,9 @@ from service.contract.scoring import get as get_metric
 from service.core.operations import ReidService
 from service.core.retention import RetentionTask
 from service.gallery.dirlock import DataDirLockedError
-from service.gallery.factory import GallerySpec, create_gallery
+from service.gallery.factory import create_gallery
 from service.gallery.index import faiss_gpu_available
-from service.gallery.protocol import GalleryStore
+from service.gallery.protocol import GallerySpec, GalleryStore, GalleryUnavailableError
 from service.inference.batching import MicroBatcher
 from service.inference.executor import ModelExecutor
 from service.inference.sessions import ModelRuntime
@@ -49,6 +49,17 @@ def indexed_metrics(runtime: ModelRuntime) -> list[str]:
         return True
 
     return [name for name in SERVED_METRICS if indexed(name)]
+
+
+def gallery_spec(runtime: ModelRuntime) -> GallerySpec:
+    """What the model asks of the gallery: its indexed metrics, head weights and encoding length."""
+    return GallerySpec(
+        model_id=runtime.manifest.model_id,
+        dim=runtime.manifest.embedding_dim,
+        metrics=indexed_metrics(runtime),
+        head=runtime.head_weights,
+        encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
+    )
 
 
 @dataclass
@@ -82,6 +93,7 @@ class ServiceState:
     faiss_gpu: bool = False
     startup: dict[str, Any] = field(default_factory=dict)
     shutting_down: bool = False
+    _reconnecting: asyncio.Task[None] | None = None
     retention: RetentionTask | None = None
 
     def _active_folder(self) -> str:
@@ -101,6 +113,12 @@ class ServiceState:
 
     def _load_sync(self) -> None:
         t0 = time.perf_counter()
+        if self.runtime is None:  # a retry after an unreachable shared gallery keeps the loaded model
+            self._load_model()
+        self._open_gallery()
+        self.startup["seconds"] = round(self.startup.get("seconds", 0.0) + time.perf_counter() - t0, 3)
+
+    def _load_model(self) -> None:
         for folder in discover(self.settings.models_dir):
             try:
                 self.manifests[folder.name] = load(folder, verify_checksums=False)
@@ -112,33 +130,21 @@ class ServiceState:
             device=self.settings.device,
             intra_op_threads=self.settings.intra_op_threads,
         )
-        deviation = runtime.warm_up() if self.settings.warmup else 0.0
+        self.startup["head_check_max_abs_diff"] = runtime.warm_up() if self.settings.warmup else 0.0
         self.runtime = runtime
-        manifest = runtime.manifest
-        metrics = indexed_metrics(runtime)
+
+    def _open_gallery(self) -> None:
+        runtime = self.runtime
+        assert runtime is not None
         if self.settings.faiss_threads > 0:
             faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.faiss_gpu = self.settings.device != "cpu" and faiss_gpu_available()
-        gallery = create_gallery(
-            self.settings,
-            GallerySpec(
-                model_id=manifest.model_id,
-                dim=manifest.embedding_dim,
-                metrics=metrics,
-                head=runtime.head_weights,
-                encoding_dim=runtime.pairwise.encoding_dim if runtime.pairwise is not None else None,
-            ),
-            use_gpu=self.faiss_gpu,
-        )
+        gallery = create_gallery(self.settings, gallery_spec(runtime), use_gpu=self.faiss_gpu)
         gallery.open()
         self.gallery = gallery
         self._reembed_missing(runtime, gallery)
         self.metrics.gallery_size.set(gallery.size)
-        self.startup.update({
-            "seconds": round(time.perf_counter() - t0, 3),
-            "head_check_max_abs_diff": deviation,
-            "indexes_rebuilt": gallery.rebuilt,
-        })
+        self.startup["indexes_rebuilt"] = gallery.rebuilt
 
     def _reembed_missing(self, runtime: ModelRuntime, gallery: GalleryStore) -> None:
         missing = gallery.missing_embeddings()
@@ -176,10 +182,36 @@ class ServiceState:
             await asyncio.to_thread(self._load_sync)
         except DataDirLockedError:  # not a reason to wait: this process must not serve that gallery
             raise
+        except GalleryUnavailableError as exc:  # a shared gallery not reachable yet: live, retrying
+            self.reason = f"{type(exc).__name__}: {exc}"
+            logger.error("service not ready: %s (retrying)", self.reason)
+            self._reconnecting = asyncio.create_task(self._reconnect())
+            return
         except Exception as exc:  # any load failure: the reason goes to /ready, the process stays up
             self.reason = f"{type(exc).__name__}: {exc}"
             logger.error("service not ready: %s", self.reason)
             return
+        self._serve()
+
+    async def _reconnect(self) -> None:
+        """Open the shared gallery again until it answers, then turn ready (no restart needed)."""
+        while not self.shutting_down:
+            await asyncio.sleep(self.settings.retry_after_s)
+            try:
+                await asyncio.to_thread(self._load_sync)
+            except GalleryUnavailableError as exc:
+                self.reason = f"{type(exc).__name__}: {exc}"
+                continue
+            except Exception as exc:
+                self.reason = f"{type(exc).__name__}: {exc}"
+                logger.error("service not ready: %s", self.reason)
+                return
+            logger.info("the shared gallery answers again")
+            self._serve()
+            return
+
+    def _serve(self) -> None:
+        """Start the executor and batcher over the loaded model and gallery, and turn ready."""
         assert self.runtime is not None
         self.executor = ModelExecutor(workers=self.settings.inference_workers)
         self.batcher = MicroBatcher(
@@ -228,6 +260,8 @@ class ServiceState:
         """Answer every pending model call with 503, then snapshot and close the gallery."""
         self.ready = False
         self.reason = "shutting down"
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self.retention is not None:
             await self.retention.stop()
         if self.batcher is not None:

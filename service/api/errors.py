@@ -29,6 +29,7 @@ from service.core.errors import (
     TooManyImagesError,
     UncalibratedError,
 )
+from service.gallery.protocol import GalleryUnavailableError
 from service.inference.batching import QueueFullError
 from service.inference.executor import InferenceStoppedError
 
@@ -198,6 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(QueueFullError)
     @app.exception_handler(InferenceStoppedError)
+    @app.exception_handler(GalleryUnavailableError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         retry = str(request.app.state.settings.retry_after_s)
         return problem_response(

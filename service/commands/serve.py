@@ -7,7 +7,9 @@ Shutdown on SIGTERM (``docker stop``): ``/ready`` and new requests answer 503 at
 finish, then the lifespan writes the gallery snapshot and the process exits 0.
 
 One process per data dir: ``REID_DATA_DIR/reid.lock`` is locked at start (:mod:`service.gallery.dirlock`); a
-second ``reid serve`` on the same dir exits 1 with one line naming the holder's pid.
+second ``reid serve`` on the same dir exits 1 with one line naming the holder's pid. ``--workers N`` (several
+processes on one port) needs the shared gallery, ``REID_GALLERY=milvus``; with it, SIGTERM goes to uvicorn's
+supervisor, which stops each worker gracefully (``REID_SHUTDOWN_DRAIN_S`` applies to one worker only).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ DESCRIPTION = (
     "REID_DEVICE, REID_API_KEYS, REID_MAX_UPLOAD_MB, REID_INDEX_TYPE, REID_MAX_BATCH, REID_MAX_WAIT_MS, "
     "REID_SHUTDOWN_DRAIN_S, REID_GRACEFUL_TIMEOUT_S, REID_MAX_BOXES_PER_REQUEST, REID_RETENTION_HOURS …). "
     "One process per data dir: a second `reid serve` on the same REID_DATA_DIR exits 1 naming the holder's "
-    "pid. Without REID_API_KEYS the service is open "
+    "pid; --workers N needs REID_GALLERY=milvus. Without REID_API_KEYS the service is open "
     "(it says so at start-up)."
 )
 
@@ -58,12 +60,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on one port, each loading the model once and batching on its own; more than "
+        "1 needs the shared gallery (REID_GALLERY=milvus): the embedded one lives in one process",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Start uvicorn; returns when the server stops."""
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     overrides = {
         "REID_MODELS_DIR": args.models_dir,
         "REID_MODEL": args.model,
@@ -85,6 +96,27 @@ def run(args: argparse.Namespace) -> int:
     # the handler that was installed before it; make that one a clean exit so supervisors see status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = Settings()  # validate the environment before binding: a bad REID_* value is one error line
+    if args.workers > 1 and settings.gallery != "milvus":
+        print(
+            f"reid serve: error: --workers {args.workers} needs a gallery shared by every process "
+            "(REID_GALLERY=milvus, see README 'Scale out'): the embedded gallery (SQLite + FAISS) lives in "
+            "one process",
+            file=sys.stderr,
+        )
+        return 1
+    if args.workers > 1:  # uvicorn's supervisor: each worker builds its own app from the environment
+        _show_service_logs(args.log_level)
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
+        )
+        return 0
     try:  # before loading anything: a second process on this data dir exits at once (held until exit)
         if settings.gallery == "embedded":
             dirlock.acquire(settings.data_dir)

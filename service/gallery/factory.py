@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from service.config import Settings
-from service.contract.scoring import HeadWeights
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
-from service.gallery.protocol import GalleryStore
-
-
-@dataclass(frozen=True)
-class GallerySpec:
-    """What the active model asks of the gallery.
-
-    Attributes:
-        model_id: ``name@version`` of the active model.
-        dim: Embedding length.
-        metrics: Scoring metrics to index (``softmax`` needs ``head``; ``pairwise`` needs ``encoding_dim``).
-        head: Verification-head weights for exact softmax search.
-        encoding_dim: Length of the comparator encodings kept per entry (pairwise models only).
-    """
-
-    model_id: str
-    dim: int
-    metrics: list[str]
-    head: HeadWeights | None = None
-    encoding_dim: int | None = None
+from service.gallery.protocol import GallerySpec, GalleryStore
 
 
 def create_gallery(settings: Settings, spec: GallerySpec, *, use_gpu: bool = False) -> GalleryStore:
@@ -46,6 +24,24 @@ def create_gallery(settings: Settings, spec: GallerySpec, *, use_gpu: bool = Fal
         hnsw_ef_search=settings.hnsw_ef_search,
         use_gpu=use_gpu,
     )
+    if settings.gallery == "milvus":
+        if settings.store_images:
+            raise ValueError(
+                "REID_STORE_IMAGES=true is not supported with REID_GALLERY=milvus: the shared gallery "
+                "keeps no image bytes (no object store is configured). Turn REID_STORE_IMAGES off "
+                "(re-enrol after a model change) or use REID_GALLERY=embedded"
+            )
+        from service.gallery.milvus import MilvusGallery  # pymilvus only when chosen
+        from service.gallery.milvus_client import MilvusConfig
+
+        connection = MilvusConfig(
+            uri=settings.milvus_uri,
+            token=settings.milvus_token,
+            db=settings.milvus_db,
+            prefix=settings.milvus_collection_prefix,
+            timeout_s=settings.milvus_timeout_s,
+        )
+        return MilvusGallery(connection, spec, config)
     return Gallery(
         settings.data_dir,
         model_id=spec.model_id,

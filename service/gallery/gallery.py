@@ -33,7 +33,7 @@ from service.contract.scoring import get as get_metric
 from service.gallery import dirlock
 from service.gallery.filters import EntryTable, SearchFilter
 from service.gallery.index import IndexConfig, VectorIndex, write_snapshot
-from service.gallery.protocol import GalleryEntry, Match, NewEntry
+from service.gallery.protocol import GalleryEntry, Match, NewEntry, check_encodings
 from service.gallery.rwlock import ReadWriteLock
 from service.gallery.store import SqliteStore
 
@@ -232,26 +232,20 @@ class Gallery:
         first = next(iter(self.indexes.values()), None)
         return first.size if first is not None else 0
 
-    def _check_encodings(self, encodings: np.ndarray | None, rows: int) -> None:
-        if (encodings is None) != (self.encoding_dim is None):
-            raise ValueError(
-                "encodings are required for a pairwise model and only allowed there "
-                f"(encoding_dim={self.encoding_dim}, got {'none' if encodings is None else 'encodings'})"
-            )
-        if encodings is not None and encodings.shape != (rows, self.encoding_dim):
-            raise ValueError(
-                f"encodings have shape {encodings.shape}, expected ({rows}, {self.encoding_dim})"
-            )
-
     def add(
-        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
+        self,
+        entries: list[NewEntry],
+        embeddings: np.ndarray,
+        encodings: np.ndarray | None = None,
+        keep: list[tuple[int, str]] | None = None,
     ) -> list[int]:
         """Store entries with their embeddings (and, for pairwise models, their comparator encodings, kept
-        as float16) and index them; returns the new gallery ids."""
+        as float16) and index them; returns the new gallery ids. ``keep``: (id, created) per entry, kept as
+        given (``reid gallery copy``)."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
-        self._check_encodings(encodings, len(embeddings))
+        check_encodings(self.encoding_dim, encodings, len(embeddings))
         with self.lock.write():
-            ids = self.store.add(entries, self.model_id, embeddings, encodings)
+            ids = self.store.add(entries, self.model_id, embeddings, encodings, keep)
             id_arr = np.asarray(ids, dtype=np.int64)
             for metric, index in self.indexes.items():
                 index.add(id_arr, gallery_vectors(metric, embeddings, self.head))
@@ -264,7 +258,7 @@ class Gallery:
         self, ids: list[int], embeddings: np.ndarray, encodings: np.ndarray | None = None
     ) -> None:
         """Index re-computed embeddings (and encodings) of existing entries (after switching models)."""
-        self._check_encodings(encodings, len(embeddings))
+        check_encodings(self.encoding_dim, encodings, len(embeddings))
         with self.lock.write():
             self.store.set_embeddings(ids, self.model_id, embeddings, encodings)
             for metric, index in self.indexes.items():
@@ -311,6 +305,12 @@ class Gallery:
             # vectors (waits for a snapshot in progress, which may predate the erasure)
             self.snapshot()
         return found
+
+    def embeddings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored embeddings of ``ids`` for the active model: (ids found (M,), float32 (M, D)), by id."""
+        found = [(i, v) for i in sorted({int(i) for i in ids}) if (v := self.embedding(i)) is not None]
+        vecs = np.stack([v for _, v in found]) if found else np.empty((0, self.dim), np.float32)
+        return np.array([i for i, _ in found], dtype=np.int64), vecs
 
     def embedding(self, entry_id: int) -> np.ndarray | None:
         """The stored embedding of an entry for the active model, or None."""

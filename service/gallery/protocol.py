@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from service.contract.scoring import HeadWeights
 from service.gallery.filters import SearchFilter
 
 __all__ = ["GalleryEntry", "GalleryStore", "GalleryUnavailableError", "Match", "NewEntry", "SearchFilter"]
@@ -55,6 +56,40 @@ class NewEntry:
     camera_id: str | None
     metadata: dict[str, Any]
     image: bytes | None
+
+
+@dataclass(frozen=True)
+class GallerySpec:
+    """What the active model asks of the gallery.
+
+    Attributes:
+        model_id: ``name@version`` of the active model.
+        dim: Embedding length.
+        metrics: Scoring metrics to index (``softmax`` needs ``head``; ``pairwise`` needs ``encoding_dim``).
+        head: Verification-head weights for exact softmax search.
+        encoding_dim: Length of the comparator encodings kept per entry (pairwise models only).
+    """
+
+    model_id: str
+    dim: int
+    metrics: list[str]
+    head: HeadWeights | None = None
+    encoding_dim: int | None = None
+
+
+def check_encodings(encoding_dim: int | None, encodings: np.ndarray | None, rows: int) -> None:
+    """Encodings are given exactly for pairwise models, one row of ``encoding_dim`` values per entry.
+
+    Raises:
+        ValueError: Encodings missing for a pairwise model, given for another, or of the wrong shape.
+    """
+    if (encodings is None) != (encoding_dim is None):
+        raise ValueError(
+            "encodings are required for a pairwise model and only allowed there "
+            f"(encoding_dim={encoding_dim}, got {'none' if encodings is None else 'encodings'})"
+        )
+    if encodings is not None and encodings.shape != (rows, encoding_dim):
+        raise ValueError(f"encodings have shape {encodings.shape}, expected ({rows}, {encoding_dim})")
 
 
 class GalleryUnavailableError(RuntimeError):
@@ -95,9 +130,15 @@ class GalleryStore(Protocol):
         """None while the store is usable, else why not (checked by ``/ready``)."""
 
     def add(
-        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
+        self,
+        entries: list[NewEntry],
+        embeddings: np.ndarray,
+        encodings: np.ndarray | None = None,
+        keep: list[tuple[int, str]] | None = None,
     ) -> list[int]:
-        """Store entries with their embeddings (and pairwise encodings); returns their new ids."""
+        """Store entries with their embeddings (and pairwise encodings); returns their new ids.
+        ``keep``: (id, created ISO 8601) per entry, kept as given instead of new ones (``reid gallery copy``;
+        the caller guarantees the ids are free)."""
 
     def set_embeddings(
         self, ids: list[int], embeddings: np.ndarray, encodings: np.ndarray | None = None
@@ -128,6 +169,9 @@ class GalleryStore(Protocol):
 
     def embedding(self, entry_id: int) -> np.ndarray | None:
         """The stored embedding of an entry for the active model, or None."""
+
+    def embeddings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored embeddings of ``ids`` for the active model: (ids found (M,), float32 (M, D)), by id."""
 
     def encodings(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Stored comparator encodings of ``ids``: (ids found int64 (M,), float32 (M, E)), ordered by id;

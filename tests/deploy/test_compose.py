@@ -94,7 +94,7 @@ def test_docker_compose_config_validates_the_file(tmp_path: Path) -> None:
         env=env,
     )
     assert proc.returncode == 0, proc.stderr
-    assert set(proc.stdout.split()) == {"reid", "reid-cpu", "train"}
+    assert set(proc.stdout.split()) - SCALE == {"reid", "reid-cpu", "train"}  # 1.29 lists every profile
     example = (ROOT / "deploy" / "reid.env.example").read_text()  # the documented way to set a key
     (project / ".env").write_text(example.replace("REID_API_KEYS=\n", "REID_API_KEYS=k1,k2\n"))
     proc = subprocess.run([*base, "config"], capture_output=True, text=True, timeout=120, env=env)
@@ -163,6 +163,23 @@ def test_every_setting_has_the_service_default_and_the_api_key_stays_out(
         if name not in {"models_dir", "data_dir", "device"}:
             expected = DEPLOY_OVERRIDES.get(name, getattr(defaults, name))
             assert getattr(from_compose, name) == expected, name
+
+
+SCALE = {"etcd", "minio", "milvus", "reid-scale", "lb"}
+
+
+def test_scale_profile_runs_replicas_on_milvus_behind_a_load_balancer(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert all(services[name]["profiles"] == ["scale"] for name in SCALE)
+    assert services["milvus"]["image"] == "milvusdb/milvus:v2.3.5"  # the version the tests run against
+    assert services["milvus"]["environment"]["ETCD_ENDPOINTS"] == "etcd:2379"
+    scale = services["reid-scale"]
+    assert scale["environment"]["REID_GALLERY"] == "milvus"
+    assert scale["environment"]["REID_MILVUS_URI"] == "http://milvus:19530"
+    assert scale["deploy"]["replicas"] == "${REID_REPLICAS:-2}" and "--workers" in scale["command"]
+    assert "ports" not in scale and services["lb"]["ports"] == ["127.0.0.1:${REID_SCALE_PORT:-8080}:8080"]
+    conf = (ROOT / "deploy" / "nginx-scale.conf").read_text()
+    assert "reid-scale:8000" in conf and "listen 8080" in conf
 
 
 def test_cpu_and_train_services_sit_behind_profiles(compose: dict[str, Any]) -> None:

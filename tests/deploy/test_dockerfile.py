@@ -131,7 +131,8 @@ def test_serving_image_installs_one_serving_extra_and_never_torch(
 ) -> None:
     assert dockerfile.args["VARIANT"] == "gpu"
     installs = _pip_installs(dockerfile.stages["builder"])
-    assert installs[-1] == ["-c", "deploy/constraints-${VARIANT}.txt", ".[${VARIANT}]"]
+    assert installs[-1] == ["-c", "deploy/constraints-${VARIANT}.txt", ".[${VARIANT},milvus]"]  # + pymilvus
+    assert "torch" not in _requirement_names(extras["milvus"])
     for variant in ("gpu", "cpu"):
         assert variant in extras, f"VARIANT={variant} names no extra of pyproject.toml"
         assert "torch" not in _requirement_names(extras[variant])

@@ -36,6 +36,7 @@ from service.contract.manifest import (
 )
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import HeadWeights, higher_is_better, pair_scores
+from tests.service.milvus_server import milvus_uri  # noqa: F401  (session fixture)
 
 EMBED_DIM = 16
 INPUT_H, INPUT_W = 32, 16

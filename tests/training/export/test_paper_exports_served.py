@@ -143,11 +143,20 @@ async def _enrol(client: httpx.AsyncClient, pedestrians: PersonImages) -> dict[i
 
 async def _verify(client: httpx.AsyncClient, body: dict[str, Any], manifest: ModelManifest,
                   metric: str) -> float:
-    """POST /verify (JSON); checks the metric, threshold and decision, and returns the score."""
+    """POST /verify (JSON); checks the metric, threshold and decision, and returns the score.
+
+    A metric the manifest does not calibrate is refused without a request threshold (422 problem+json) and
+    decided at the request's threshold with one.
+    """
+    threshold = _threshold(manifest, metric)
+    if threshold is None:
+        r = await client.post("/verify", json=body)
+        assert r.status_code == 422 and "threshold" in r.json()["detail"], r.text
+        threshold = 0.5
+        body = {**body, "threshold": threshold}
     r = await client.post("/verify", json=body)
     assert r.status_code == 200, r.text
     out = r.json()
-    threshold = _threshold(manifest, metric)
     assert out["metric"] == metric and out["model"] == manifest.model_id
     assert out["threshold"] == (None if threshold is None else pytest.approx(threshold))
     assert math.isfinite(out["score"]), out
