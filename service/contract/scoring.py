@@ -36,8 +36,10 @@ import numpy as np
 from service.contract.registry import Registry
 from service.contract.score_math import (
     HeadWeights,
+    center_normalize,
     centred_unit,
     identity,
+    l2_normalize,
     lp_matrix,
     lp_pairs,
     sigmoid,
@@ -46,6 +48,13 @@ from service.contract.score_math import (
     softmax_query,
     unit,
 )
+
+__all__ = [  # the scoring API (the normalizations and the head's algebra come from score_math)
+    "EMBEDDING_METRICS", "METRICS", "SERVED_EMBEDDING_METRICS", "SERVED_METRICS", "HeadWeights", "Metric",
+    "MetricName", "ServedMetric", "center_normalize", "describe", "gallery_vectors", "get",
+    "higher_is_better", "index_dim", "index_scores", "is_same", "l2_normalize", "mean_query_vectors",
+    "pair_scores", "query_vectors", "register", "score_matrix", "sigmoid", "softmax_logits",
+]
 
 #: The metrics the service offers (request bodies, manifests).
 ServedMetric = Literal["cosine", "correlation", "euclidean", "softmax", "pairwise"]
