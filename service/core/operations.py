@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -48,10 +49,11 @@ from service.metrics import ServiceMetrics
 T = TypeVar("T")
 
 
+@dataclass(eq=False, kw_only=True)
 class ReidService:
     """What the service does with a loaded model and gallery.
 
-    Args:
+    Attributes:
         runtime: The active model's sessions.
         gallery: The gallery store.
         batcher: The micro-batcher of the embedding model.
@@ -60,22 +62,12 @@ class ReidService:
         metrics: The service's Prometheus metrics.
     """
 
-    def __init__(
-        self,
-        *,
-        runtime: ModelRuntime,
-        gallery: GalleryStore,
-        batcher: MicroBatcher,
-        executor: ModelExecutor,
-        settings: Settings,
-        metrics: ServiceMetrics,
-    ) -> None:
-        self.runtime = runtime
-        self.gallery = gallery
-        self.batcher = batcher
-        self.executor = executor
-        self.settings = settings
-        self.metrics = metrics
+    runtime: ModelRuntime
+    gallery: GalleryStore
+    batcher: MicroBatcher
+    executor: ModelExecutor
+    settings: Settings
+    metrics: ServiceMetrics
 
     @property
     def model_id(self) -> str:
