@@ -241,21 +241,31 @@ def _serve(
         cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    wait_ready(proc, base)
+    return proc, base
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base: str, timeout_s: float = 60.0) -> None:
+    """Wait until the server at ``base`` answers ``/ready`` with 200 (terminated if it never does).
+
+    Raises:
+        RuntimeError: The server exited, reported a start-up failure, or was not ready in time.
+    """
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with status {proc.returncode}")
         try:
             r = httpx.get(base + "/ready", timeout=2.0)
             if r.status_code == 200:
-                return proc, base
+                return
             if "not ready" in r.text and "starting" not in r.text:
                 raise RuntimeError(f"the server is not ready: {r.json().get('detail')}")
         except httpx.TransportError:
             pass
         time.sleep(0.2)
     proc.terminate()
-    raise RuntimeError("the server did not become ready within 60 s")
+    raise RuntimeError(f"the server did not become ready within {timeout_s:g} s")
 
 
 def main(argv: list[str] | None = None) -> int:

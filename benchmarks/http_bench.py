@@ -5,14 +5,18 @@
    the backbone's real cost), or else the tiny test models of ``tests/service/conftest.py``.
 2. A gallery of ``--gallery-size`` random embeddings written straight into a fresh data folder (no HTTP).
 3. The ceiling: the same work in-process, one request after another — decode + preprocess the JPEG, embed
-   (batch 1, or 2 for verify), search the index / score the pair — with the service's own classes.
+   (batch 1, or 2 for verify), search the index / score the pair — with the service's own classes; one
+   round of it before every round of the servers (the median round is reported).
 4. ``reid serve`` with batching on (``REID_MAX_BATCH``) and off (1), both running: ``/search``, ``/verify``
    and ``/embeddings`` at each concurrency, a bounded number of requests and seconds per level
    (:func:`benchmarks.http_batching._level`), the two servers' levels alternating ``--rounds`` times (the
    median round is reported) so that a shared machine's load drifts onto both alike.
 
-Ratios reported: ``/search`` requests/s at concurrency 8 over the bare search loop, and ``/embeddings``
-requests/s with batching on over off at concurrency 32.
+Every level reports the server process's CPU ms per request (``/proc``) next to the bare loop's (this
+process's CPU time, onnxruntime's threads included). Ratios reported (:mod:`benchmarks.http_targets`):
+``/search`` server CPU and p50 at concurrency 1 against the bare loop, requests/s at concurrency 8 over the
+bare loop and p99 / p50 there, and ``/embeddings`` server CPU per image with batching on vs off at
+concurrency 32.
 
     python benchmarks/http_bench.py --requests 200 --max-seconds 10
     python benchmarks/http_bench.py --backbone osnet_x0_25 --gallery-size 10000
@@ -40,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks import http_models  # noqa: E402
 from benchmarks._common import (  # noqa: E402
     int_list,
     load_average,
@@ -48,6 +53,7 @@ from benchmarks._common import (  # noqa: E402
     script_main,
     str_list,
 )
+from benchmarks.http_targets import median_row, targets  # noqa: E402
 
 DESCRIPTION = "Service /search, /verify, /embeddings throughput vs the bare model + index loop."
 ENDPOINTS: dict[str, dict[str, Any]] = {
@@ -132,60 +138,12 @@ def _load_script(name: str, path: Path) -> Any:
     return module
 
 
-def export_backbone_model(root: Path, backbone: str, height: int, width: int) -> str:
-    """A served ``embedding`` model folder of a random-weights backbone (thresholds are placeholders)."""
-    import torch
-
-    from benchmarks.embed_speed import build_model
-    from service.contract import tensors
-    from service.contract.manifest import (
-        InputSpec,
-        ModelManifest,
-        Provenance,
-        ScoringMode,
-        Threshold,
-        file_entry,
-    )
-    from service.contract.scoring import SERVED_EMBEDDING_METRICS, higher_is_better
-    from training.export.onnx_io import export_onnx
-
-    name = f"bench-{backbone}"
-    folder = root / name
-    folder.mkdir(parents=True)
-    model = build_model(backbone)
-    export_onnx(
-        model,
-        (torch.randn(2, 3, height, width),),
-        folder / "embedding.onnx",
-        input_names=list(tensors.EMBEDDING_INPUTS),
-        output_names=list(tensors.EMBEDDING_OUTPUTS),
-    )
-    placeholder = {"eer": Threshold(threshold=0.5, tpr=0.5, fmr=0.5)}
-    scoring: dict[Any, ScoringMode] = {
-        m: ScoringMode(higher_is_better=higher_is_better(m), thresholds=placeholder, default_threshold="eer")
-        for m in SERVED_EMBEDDING_METRICS
-    }
-    ModelManifest(
-        name=name,
-        kind="embedding",
-        description=f"random-weights {backbone} for benchmarking only",
-        input=InputSpec(height=height, width=width, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
-        files={"embedding": file_entry(folder, "embedding.onnx")},
-        embedding_dim=model.embedding_dim,
-        normalize_embeddings=False,
-        default_metric="cosine",
-        scoring=scoring,
-        provenance=Provenance(recipe="none", dataset="none", notes="benchmark only"),
-    ).save(folder)
-    return name
-
-
 def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str, str]:
     """(models dir, model folder name, where it came from)."""
     if args.backbone:
         return (
             tmp / "models",
-            export_backbone_model(tmp / "models", args.backbone, args.height, args.width),
+            http_models.export_backbone_model(tmp / "models", args.backbone, args.height, args.width),
             "random-weights export",
         )
     if args.model:
@@ -261,14 +219,17 @@ def bare_loop(runtime: Any, gallery: Any, image: bytes, endpoint: str, n: int) -
     once()
     load = load_average()
     times = []
+    cpu0 = time.process_time()  # every thread of this process: onnxruntime's intra-op threads included
     for _ in range(n):
         t0 = time.perf_counter()
         once()
         times.append(time.perf_counter() - t0)
+    cpu_ms = (time.process_time() - cpu0) * 1000.0 / n
     return {
         "endpoint": endpoint,
         "requests": n,
         "requests_per_s": round(n / sum(times), 2),
+        "cpu_ms_per_request": round(cpu_ms, 3),
         **percentiles_ms(times),
         "load_average_1m": load,
     }
@@ -326,11 +287,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         image = http_batching._image()
-        gallery = open_gallery(runtime, data_dir)
-        for endpoint in args.endpoints:
-            report["bare"].append(bare_loop(runtime, gallery, image, endpoint, args.bare_requests))
-        gallery.store.close()
-        del runtime
+        shutil.copytree(data_dir, tmp / "data-bare")  # the bare loop's own copy, open while the servers run
+        gallery = open_gallery(runtime, tmp / "data-bare")
+        bare_rounds: dict[str, list[dict[str, Any]]] = {}  # a bare round before every round of the servers
         server_args = argparse.Namespace(
             models_dir=models_dir, model=model, device=args.device, max_wait_ms=args.max_wait_ms
         )
@@ -353,6 +312,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 spec = ENDPOINTS[endpoint]
                 for concurrency in args.concurrency:
                     for _ in range(args.rounds):
+                        bare = bare_loop(runtime, gallery, image, endpoint, args.bare_requests)
+                        bare_rounds.setdefault(endpoint, []).append(bare)
                         for label, (proc, base) in servers.items():
                             result = asyncio.run(
                                 http_batching._level(
@@ -381,54 +342,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
+            gallery.store.close()
+        for runs in bare_rounds.values():
+            bare = median_row(runs)
+            bare["rounds_cpu_ms_per_request"] = [r["cpu_ms_per_request"] for r in runs]
+            report["bare"].append(bare)
+        bare_cpu = {b["endpoint"]: b["cpu_ms_per_request"] for b in report["bare"]}
+        for row in rows.values():
+            for r in row:
+                r["bare_cpu_ms_per_request"] = bare_cpu[r["endpoint"]]
         for label in args.batching:
             for endpoint in args.endpoints:
                 for concurrency in args.concurrency:
-                    report["http"].append(_median_row(rows[(endpoint, label, concurrency)]))
+                    report["http"].append(median_row(rows[(endpoint, label, concurrency)]))
     report["targets"] = targets(report)
     report["load_average_end"] = load_average()
     return report
-
-
-def _median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median requests/s, with every round's requests/s alongside."""
-    ordered = sorted(runs, key=lambda r: r["requests_per_s"] or 0.0)
-    row = dict(ordered[(len(ordered) - 1) // 2])
-    if len(runs) > 1:
-        row["rounds_requests_per_s"] = [r["requests_per_s"] for r in runs]
-    return row
-
-
-def targets(report: dict[str, Any]) -> dict[str, Any]:
-    """The two HTTP ratios of the issue, and batching's server CPU saving (None where a level was not run)."""
-
-    def rps(endpoint: str, batching: str, concurrency: int) -> float | None:
-        for r in report["http"]:
-            if (r["endpoint"], r["batching"], r["concurrency"]) == (endpoint, batching, concurrency):
-                return r["requests_per_s"]
-        return None
-
-    def cpu(endpoint: str, batching: str, concurrency: int) -> float | None:
-        for r in report["http"]:
-            if (r["endpoint"], r["batching"], r["concurrency"]) == (endpoint, batching, concurrency):
-                return r.get("server_cpu_ms_per_request")
-        return None
-
-    bare = {r["endpoint"]: r["requests_per_s"] for r in report["bare"]}
-    search8 = rps("search", "on", 8)
-    on32, off32 = rps("embeddings", "on", 32), rps("embeddings", "off", 32)
-    cpu_on32, cpu_off32 = cpu("embeddings", "on", 32), cpu("embeddings", "off", 32)
-    return {
-        "search_c8_over_bare (target >= 0.8)": round(search8 / bare["search"], 3)
-        if search8 and bare.get("search")
-        else None,
-        "embeddings_c32_batching_on_over_off (target >= 1.5)": round(on32 / off32, 3)
-        if on32 and off32
-        else None,
-        "embeddings_c32_server_cpu_per_request_off_over_on": round(cpu_off32 / cpu_on32, 3)
-        if cpu_on32 and cpu_off32
-        else None,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,6 +40,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.queue_depth = Gauge("reid_queue_depth", "Images waiting for inference.", registry=self.registry)
+        self.active_requests = 0  # HTTP requests being answered (RequestMetricsMiddleware), for the batcher
         self.queue_rejections = Counter(
             "reid_queue_rejections", "Images refused because the queue was full.", registry=self.registry
         )
@@ -78,9 +79,11 @@ class RequestMetricsMiddleware:
                 status["code"] = message["status"]
             await send(message)
 
+        self.metrics.active_requests += 1
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            self.metrics.active_requests -= 1
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(route=name, method=scope["method"], status=str(status["code"])).inc()

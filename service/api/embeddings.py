@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.schemas import EmbeddingsResponse, ImagesRequest, timings
+from service.api.responses import EmbeddingsResponse, timings
+from service.api.schemas import ImagesRequest
 
 router = APIRouter(tags=["embeddings"])
 

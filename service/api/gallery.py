@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -10,15 +11,8 @@ from service.api.deps import ReidDep
 from service.api.errors import ProblemError
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.schemas import (
-    MAX_GALLERY_ID,
-    DeleteResponse,
-    EnrolRequest,
-    EnrolResponse,
-    GalleryItem,
-    GalleryPage,
-    Rfc3339,
-)
+from service.api.responses import DeleteResponse, EnrolResponse, GalleryItem, GalleryPage
+from service.api.schemas import MAX_GALLERY_ID, EnrolRequest, Rfc3339
 from service.gallery.protocol import GalleryEntry
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
@@ -26,15 +20,7 @@ GalleryId = Annotated[int, Path(ge=1, le=MAX_GALLERY_ID, description="Gallery id
 
 
 def _item(entry: GalleryEntry) -> GalleryItem:
-    return GalleryItem(
-        id=entry.id,
-        person_id=entry.person_id,
-        camera_id=entry.camera_id,
-        metadata=entry.metadata,
-        created=entry.created,
-        has_image=entry.has_image,
-        models=list(entry.models),
-    )
+    return GalleryItem(**dataclasses.asdict(entry))
 
 
 @router.post(

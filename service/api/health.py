@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import ServiceDep
 from service.api.errors import PROBLEM_JSON, Problem, problem_response
-from service.api.schemas import (
+from service.api.responses import (
     HealthResponse,
     ModelInfo,
     ModelsResponse,

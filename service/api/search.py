@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.schemas import SearchRequest, SearchResponse, query_results, timings
+from service.api.responses import SearchResponse, query_results, timings
+from service.api.schemas import SearchRequest
 from service.gallery.protocol import SearchFilter
 
 router = APIRouter(tags=["search"])

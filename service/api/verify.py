@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
 from service.api.openapi import openapi_body
-from service.api.schemas import VerifyRequest, VerifyResponse, timings
+from service.api.responses import VerifyResponse, timings
+from service.api.schemas import VerifyRequest
 
 router = APIRouter(tags=["verify"])
 

@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     for key, value in overrides.items():
         if value is not None:
             os.environ[key] = str(value)
+    # faiss's OpenMP threads (REID_FAISS_THREADS > 1) sleep between searches instead of spinning for the
+    # cores the event loop, the decoders and onnxruntime share; read when OpenMP loads, so before faiss does
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from service.app import create_app

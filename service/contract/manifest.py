@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from service.contract.kinds import SECTIONS, FileRole, ModelKindName
+from service.contract.kinds import get as get_kind
 from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec
 from service.contract.scoring import ServedMetric
@@ -25,16 +27,7 @@ MANIFEST_FILE = "manifest.json"
 #: 2: ``parity`` is a :class:`~service.contract.parity.ParityReport` (version 1's flat mapping still loads).
 SCHEMA_VERSION = 2
 
-ModelKind = Literal["embedding", "siamese", "pairwise"]
 ScoringName = ServedMetric
-FileRole = Literal["embedding", "verification_head", "head_weights", "encoder", "comparator"]
-
-#: Files each kind of model must ship, by role.
-REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
-    "embedding": ("embedding",),
-    "siamese": ("embedding", "verification_head", "head_weights"),
-    "pairwise": ("encoder", "comparator"),
-}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -204,7 +197,7 @@ class ModelManifest(_Strict):
     schema_version: int = Field(default=SCHEMA_VERSION, description="Manifest schema version.")
     name: str = Field(description="Model name (the folder name).")
     version: str = Field(default="1", description="Model version string.")
-    kind: ModelKind = Field(description="embedding | siamese | pairwise.")
+    kind: ModelKindName = Field(description="embedding | siamese | pairwise (service/contract/kinds.py).")
     description: str = Field(default="", description="What the model is.")
     input: InputSpec
     files: dict[FileRole, FileEntry] = Field(description="Role → file name and sha256.")
@@ -236,15 +229,17 @@ class ModelManifest(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelManifest:
-        missing = [r for r in REQUIRED_ROLES[self.kind] if r not in self.files]
+        kind = get_kind(self.kind)
+        missing = [r for r in kind.roles if r not in self.files]
         if missing:
             raise ValueError(f"a {self.kind} model needs files for roles {missing}")
         if self.default_metric not in self.scoring:
             raise ValueError(
                 f"default_metric {self.default_metric!r} is not in scoring {sorted(self.scoring)}"
             )
-        if (self.kind == "pairwise") != (self.pairwise is not None):
-            raise ValueError("a pairwise section is required for kind 'pairwise' and only allowed there")
+        for section, owner in SECTIONS.items():
+            if (section == kind.section) != (getattr(self, section) is not None):
+                raise ValueError(f"a {section} section is required for kind {owner!r} and only allowed there")
         for name, mode in self.scoring.items():
             metric = get_metric(name)
             if metric.needs_head and self.verification is None:

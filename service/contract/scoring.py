@@ -29,114 +29,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
+
+from service.contract.registry import Registry
+from service.contract.score_math import (
+    HeadWeights,
+    center_normalize,
+    centred_unit,
+    identity,
+    l2_normalize,
+    lp_matrix,
+    lp_pairs,
+    sigmoid,
+    softmax_gallery,
+    softmax_logits,
+    softmax_query,
+    unit,
+)
+
+__all__ = [  # the scoring API (the normalizations and the head's algebra come from score_math)
+    "EMBEDDING_METRICS", "METRICS", "SERVED_EMBEDDING_METRICS", "SERVED_METRICS", "HeadWeights", "Metric",
+    "MetricName", "ServedMetric", "center_normalize", "describe", "gallery_vectors", "get",
+    "higher_is_better", "index_dim", "index_scores", "is_same", "l2_normalize", "mean_query_vectors",
+    "pair_scores", "query_vectors", "register", "score_matrix", "sigmoid", "softmax_logits",
+]
 
 #: The metrics the service offers (request bodies, manifests).
 ServedMetric = Literal["cosine", "correlation", "euclidean", "softmax", "pairwise"]
 #: Every registered metric: the served ones and the evaluation-only distances.
 MetricName = Literal[ServedMetric, "cityblock", "minkowski"]
-_EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class HeadWeights:
-    """The verification head's logit over the squared difference: ``Σ weight·(a − b)² + bias``."""
-
-    weight: np.ndarray
-    bias: float
-
-    @classmethod
-    def from_npz(cls, path: str | Path, dim: int) -> HeadWeights:
-        """Read ``weight`` (D,) and ``bias`` () from an .npz file.
-
-        Raises:
-            ValueError: Missing arrays or a weight of the wrong length.
-        """
-        with np.load(path) as data:
-            if "weight" not in data or "bias" not in data:
-                raise ValueError(
-                    f"{path}: head weights need arrays 'weight' and 'bias', got {sorted(data.files)}"
-                )
-            weight = np.asarray(data["weight"], dtype=np.float32).reshape(-1)
-            bias = float(np.asarray(data["bias"]).reshape(()))
-        if weight.shape != (dim,):
-            raise ValueError(f"{path}: 'weight' has shape {weight.shape}, expected ({dim},)")
-        return cls(weight=weight, bias=bias)
-
-
-def _float(x: np.ndarray) -> np.ndarray:
-    """As a float array, keeping float32 / float64 (anything else becomes float32)."""
-    arr = np.asarray(x)
-    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = _float(x)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), _EPS)
-
-
-def _centred_unit(x: np.ndarray) -> np.ndarray:
-    x = _float(x)
-    return _unit(x - x.mean(axis=1, keepdims=True))
-
-
-def _identity(x: np.ndarray) -> np.ndarray:
-    return _float(x)
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
-    return _unit(x).astype(np.float32)
-
-
-def center_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows mean-centred, then L2-normalized (their inner product is the Pearson correlation), float32."""
-    return _centred_unit(x).astype(np.float32)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
-
-
-def softmax_logits(a: np.ndarray, b: np.ndarray, head: HeadWeights) -> np.ndarray:
-    """Same-minus-different logits of row pairs, computed directly: ``Σ w(a − b)² + bias``."""
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return (diff * diff) @ head.weight.astype(np.float64) + head.bias
-
-
-def _softmax_gallery(emb: np.ndarray, head: HeadWeights) -> np.ndarray:
-    g = np.asarray(emb, dtype=np.float64)
-    return np.concatenate([g, ((g * g) @ head.weight.astype(np.float64))[:, None]], axis=1)
-
-
-def _softmax_query(emb: np.ndarray, head: HeadWeights) -> tuple[np.ndarray, np.ndarray]:
-    q, w = np.asarray(emb, dtype=np.float64), head.weight.astype(np.float64)
-    return np.concatenate([-2.0 * q * w, np.ones((len(q), 1))], axis=1), (q * q) @ w + head.bias
-
-
-def _lp_pairs(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
-    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    return diff.sum(axis=1) if p == 1.0 else (diff**p).sum(axis=1) ** (1.0 / p)
-
-
-def _lp_matrix(query: np.ndarray, gallery: np.ndarray, p: float) -> np.ndarray:
-    from scipy.spatial.distance import cdist  # evaluation only: scipy is not a serving dependency
-
-    if p == 1.0:
-        return cdist(query, gallery, metric="cityblock")
-    return cdist(query, gallery, metric="minkowski", p=p)
-
-
 @dataclass(frozen=True)
 class Metric:
     """One scoring mode.
@@ -153,6 +76,7 @@ class Metric:
         needs_comparator: Scored by ``comparator.onnx`` (pairwise models); :func:`pair_scores` refuses it.
         inner_product: Its index ranks by inner product (else by squared L2 distance).
         exact_index: Its index must be exact (flat): approximate indexes would not rank by this score.
+        takes_p: An evaluation-only Lp distance whose exponent is the caller's ``p`` (else L1).
     """
 
     name: str
@@ -166,6 +90,7 @@ class Metric:
     needs_comparator: bool = False
     inner_product: bool = True
     exact_index: bool = False
+    takes_p: bool = False
     _vectors: Callable[[np.ndarray], np.ndarray] | None = None
 
     def direction(self) -> str:
@@ -173,35 +98,25 @@ class Metric:
         return "≥" if self.higher_is_better else "≤"
 
 
-_REGISTRY: dict[str, Metric] = {}
-
-
-def register(metric: Metric) -> Metric:
-    """Add a metric to the registry; a new metric also adds its name to :data:`MetricName`.
-
-    Raises:
-        ValueError: The name is not in :data:`MetricName` or already registered.
-    """
-    if metric.name not in get_args(MetricName) or metric.name in _REGISTRY:
-        raise ValueError(f"metric {metric.name!r} is not in MetricName or registered twice")
-    _REGISTRY[metric.name] = metric
-    return metric
+_REGISTRY: Registry[Metric] = Registry("metric", allowed=get_args(MetricName))
+#: Add a metric (a new metric also adds its name to :data:`MetricName`); a name taken raises ``ValueError``.
+register = _REGISTRY.add
 
 
 register(Metric(
     name="cosine", pair_score="cosine similarity of the embeddings, in [-1, 1]",
     indexes="L2-normalized embeddings", query="the L2-normalized embedding (constant 0)",
-    higher_is_better=True, threshold="same person iff cosine similarity ≥ threshold", _vectors=_unit,
+    higher_is_better=True, threshold="same person iff cosine similarity ≥ threshold", _vectors=unit,
 ))
 register(Metric(
     name="correlation", pair_score="Pearson correlation of the embeddings, in [-1, 1]",
     indexes="mean-centred, L2-normalized embeddings", query="the mean-centred, L2-normalized embedding",
-    higher_is_better=True, threshold="same person iff correlation ≥ threshold", _vectors=_centred_unit,
+    higher_is_better=True, threshold="same person iff correlation ≥ threshold", _vectors=centred_unit,
 ))
 register(Metric(
     name="euclidean", pair_score="L2 distance between the embeddings", indexes="raw embeddings",
     query="the raw embedding; the index's squared L2 distance is square-rooted", higher_is_better=False,
-    threshold="same person iff L2 distance ≤ threshold", inner_product=False, _vectors=_identity,
+    threshold="same person iff L2 distance ≤ threshold", inner_product=False, _vectors=identity,
 ))
 register(Metric(
     name="softmax", pair_score="p(same) of the verification head, sigmoid(Σ w(a − b)² + b)",
@@ -212,7 +127,7 @@ register(Metric(
     name="pairwise", pair_score="the comparator's score of the two encodings (comparator.onnx)",
     indexes="L2-normalized descriptors (the cosine shortlist the comparator re-ranks)",
     query="the L2-normalized descriptor, plus the encoding for the comparator", higher_is_better=True,
-    threshold="same person iff comparator score ≥ threshold", needs_comparator=True, _vectors=_unit,
+    threshold="same person iff comparator score ≥ threshold", needs_comparator=True, _vectors=unit,
 ))
 register(Metric(
     name="cityblock", pair_score="L1 distance between the embeddings", indexes="", query="",
@@ -220,11 +135,11 @@ register(Metric(
 ))
 register(Metric(
     name="minkowski", pair_score="Lp distance between the embeddings (p > 0)", indexes="", query="",
-    higher_is_better=False, threshold="same person iff Lp distance ≤ threshold", served=False,
+    higher_is_better=False, threshold="same person iff Lp distance ≤ threshold", served=False, takes_p=True,
 ))
 
 #: Every metric name, in registry order.
-METRICS: tuple[str, ...] = tuple(_REGISTRY)
+METRICS: tuple[str, ...] = tuple(_REGISTRY.names())
 #: The metrics the service offers.
 SERVED_METRICS: tuple[str, ...] = tuple(m.name for m in _REGISTRY.values() if m.served)
 #: The metrics that score two plain embeddings (no head, no comparator): what ``reid eval --metric`` ranks by.
@@ -237,16 +152,8 @@ if set(METRICS) != set(get_args(MetricName)) or set(SERVED_METRICS) != set(get_a
     raise RuntimeError(f"MetricName / ServedMetric disagree with the registry: {METRICS}, {SERVED_METRICS}")
 
 
-def get(name: str) -> Metric:
-    """The registered metric called ``name``.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown metric {name!r}; valid metrics: {', '.join(METRICS)}") from None
+#: The registered metric called ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get = _REGISTRY.get
 
 
 def higher_is_better(name: str) -> bool:
@@ -274,14 +181,14 @@ def _indexed(name: str) -> Metric:
 
 def _gallery(metric: Metric, emb: np.ndarray, head: HeadWeights | None) -> np.ndarray:
     if metric.needs_head:
-        return _softmax_gallery(emb, _need_head(metric, head))
+        return softmax_gallery(emb, _need_head(metric, head))
     assert metric._vectors is not None
     return metric._vectors(emb)
 
 
 def _query(metric: Metric, emb: np.ndarray, head: HeadWeights | None) -> tuple[np.ndarray, np.ndarray]:
     if metric.needs_head:
-        return _softmax_query(emb, _need_head(metric, head))
+        return softmax_query(emb, _need_head(metric, head))
     return _gallery(metric, emb, None), np.zeros(len(emb), dtype=np.float64)
 
 
@@ -335,9 +242,13 @@ def index_scores(metric: str, raw: np.ndarray, constants: np.ndarray) -> np.ndar
     return raw
 
 
-def _check_p(p: float) -> None:
+def _exponent(metric: Metric, p: float) -> float:
+    """The Lp exponent of an evaluation-only distance: the caller's ``p`` (checked) or 1."""
+    if not metric.takes_p:
+        return 1.0
     if not p > 0:
-        raise ValueError(f"minkowski p must be > 0, got {p}")
+        raise ValueError(f"{metric.name} p must be > 0, got {p}")
+    return p
 
 
 def pair_scores(
@@ -364,9 +275,7 @@ def pair_scores(
     if m.needs_head:
         return sigmoid(softmax_logits(x, y, _need_head(m, head)))
     if not m.served:
-        if metric == "minkowski":
-            _check_p(p)
-        return _lp_pairs(x, y, p if metric == "minkowski" else 1.0)
+        return lp_pairs(x, y, _exponent(m, p))
     if not m.inner_product:
         return np.linalg.norm(x - y, axis=1)
     assert m._vectors is not None
@@ -395,9 +304,7 @@ def score_matrix(
     if m.needs_comparator:
         raise ValueError(f"metric {metric!r} is scored by comparator.onnx (run_comparator), not here")
     if not m.served:
-        if metric == "minkowski":
-            _check_p(p)
-        return _lp_matrix(query, gallery, p if metric == "minkowski" else 1.0)
+        return lp_matrix(query, gallery, _exponent(m, p))
     q_vec, constants = _query(m, query, head)
     g_vec = _gallery(m, gallery, head)
     dtype = np.result_type(q_vec.dtype, g_vec.dtype)

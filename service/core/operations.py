@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -48,10 +49,11 @@ from service.metrics import ServiceMetrics
 T = TypeVar("T")
 
 
+@dataclass(eq=False, kw_only=True)
 class ReidService:
     """What the service does with a loaded model and gallery.
 
-    Args:
+    Attributes:
         runtime: The active model's sessions.
         gallery: The gallery store.
         batcher: The micro-batcher of the embedding model.
@@ -60,22 +62,12 @@ class ReidService:
         metrics: The service's Prometheus metrics.
     """
 
-    def __init__(
-        self,
-        *,
-        runtime: ModelRuntime,
-        gallery: GalleryStore,
-        batcher: MicroBatcher,
-        executor: ModelExecutor,
-        settings: Settings,
-        metrics: ServiceMetrics,
-    ) -> None:
-        self.runtime = runtime
-        self.gallery = gallery
-        self.batcher = batcher
-        self.executor = executor
-        self.settings = settings
-        self.metrics = metrics
+    runtime: ModelRuntime
+    gallery: GalleryStore
+    batcher: MicroBatcher
+    executor: ModelExecutor
+    settings: Settings
+    metrics: ServiceMetrics
 
     @property
     def model_id(self) -> str:
@@ -146,14 +138,18 @@ class ReidService:
                 f"the inference queue is full ({batcher.depth} of {batcher.queue_size} images waiting)"
             )
         t0 = time.perf_counter()
-        batcher.announce(count)  # concurrent batches wait for these while they decode
-        try:
-            arrays = await run_in_worker(decode)
-        except BaseException:
-            batcher.withdraw(count)
-            raise
-        t1 = time.perf_counter()
-        rows = await batcher.submit(arrays, announced=True)
+        if self.metrics.active_requests <= 1 and batcher.idle and count <= batcher.max_batch:
+            alone = await batcher.run_alone(decode)  # the only request: decode + embed in one model job
+            rows, t1 = alone.outputs, t0 + alone.prepare_s
+        else:
+            batcher.announce(count)  # concurrent batches wait for these while they decode
+            try:
+                arrays = await run_in_worker(decode)
+            except BaseException:
+                batcher.withdraw(count)
+                raise
+            t1 = time.perf_counter()
+            rows = await batcher.submit(arrays, announced=True)
         vectors, encodings = self.runtime.split(rows)
         timings = Timings(decode_ms=(t1 - t0) * 1000.0, inference_ms=(time.perf_counter() - t1) * 1000.0)
         return Embedded(vectors, encodings, timings)

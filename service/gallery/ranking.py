@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.contract.scoring import get as get_metric
 from service.gallery.filters import SearchFilter
 from service.gallery.pairwise import Compare, pairwise_search
 from service.gallery.protocol import GalleryStore, Match
@@ -95,7 +96,7 @@ def entry_search(
     """
 
     def search(k: int) -> list[list[Match]]:
-        if metric == "pairwise" and compare is not None and encodings is not None:
+        if get_metric(metric).needs_comparator and compare is not None and encodings is not None:
             return pairwise_search(
                 gallery,
                 compare,

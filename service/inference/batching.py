@@ -4,10 +4,13 @@ Each image is a job with its own future. The worker takes the first waiting job,
 batch holds ``max_batch`` images or ``max_wait_ms`` has passed, and runs the model on the service's one model
 executor (:mod:`service.inference.executor`) so the event loop stays free. It waits only while more images
 are on their way: requests announce their images (:meth:`MicroBatcher.announce`) before decoding them, so a
-lone request runs at once. The queue is bounded:
-when it is full :meth:`MicroBatcher.submit` raises :class:`QueueFullError` at once (the API answers 503 with
-``Retry-After``). :meth:`MicroBatcher.stop` resolves every job it has not answered, the running batch's
-included, with :class:`BatcherStoppedError` (503): no request waits forever on a stopped batcher.
+lone request runs at once. The only request in the service, finding the batcher idle, skips the queue
+altogether (:meth:`MicroBatcher.run_alone`): its decode and its model call run as one job on the model
+executor, one thread hand-off instead of three (decode pool, batcher task, model thread). The queue is
+bounded: when it is full :meth:`MicroBatcher.submit` raises :class:`QueueFullError` at once (the API
+answers 503 with ``Retry-After``). :meth:`MicroBatcher.stop` resolves every job it has not answered, the
+running batch's included, with :class:`BatcherStoppedError` (503): no request waits forever on a stopped
+batcher.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,6 +43,14 @@ class BatcherStoppedError(InferenceStoppedError):
 class _Job:
     image: np.ndarray
     future: asyncio.Future[np.ndarray]
+
+
+class AloneRun(NamedTuple):
+    """What :meth:`MicroBatcher.run_alone` returns: the outputs and where the time went (seconds)."""
+
+    outputs: np.ndarray
+    prepare_s: float
+    inference_s: float
 
 
 class MicroBatcher:
@@ -80,6 +92,7 @@ class MicroBatcher:
         self.executor = executor or ModelExecutor(workers=1)
         self._taken: list[_Job] = []  # jobs taken off the queue (gathering or running) and not answered yet
         self._expected = 0  # images announced or queued but not yet taken into a batch
+        self._alone = 0  # run_alone() jobs on the executor
 
     def announce(self, count: int) -> None:
         """Say that ``count`` images will be submitted soon (the worker waits for them, up to max_wait)."""
@@ -112,6 +125,49 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(stopped)
         self._expected = 0
+
+    @property
+    def idle(self) -> bool:
+        """Running, and nothing queued, announced, gathering or running (so nothing to batch with)."""
+        return (
+            self._worker is not None
+            and self._expected == 0
+            and not self._taken
+            and not self._alone
+            and self._queue.empty()
+        )
+
+    async def run_alone(self, prepare: Callable[[], list[np.ndarray]]) -> AloneRun:
+        """Prepare (decode) a lone request's images and run them as one batch, in one model-executor job.
+
+        For a request that finds the batcher :attr:`idle` with at most ``max_batch`` images and no other
+        request in the service (the caller checks): nothing waits to be batched with it, so the decode pool,
+        the queue and the worker task would only add thread hand-offs. Requests arriving meanwhile take the
+        normal path; their batch runs after this job on the executor. Metrics are recorded as for a batch.
+
+        Raises:
+            BatcherStoppedError: The batcher is not running.
+            InferenceStoppedError: The executor shut down while the job waited or ran.
+        """
+        if self._worker is None:
+            raise BatcherStoppedError("the inference worker is not running (starting or shutting down)")
+
+        def job() -> AloneRun:
+            t0 = time.perf_counter()
+            images = prepare()
+            t1 = time.perf_counter()
+            outputs = self.run_batch(np.stack(images, axis=0))
+            return AloneRun(outputs, t1 - t0, time.perf_counter() - t1)
+
+        self._alone += 1
+        try:
+            result = await self.executor.run(job)
+        finally:
+            self._alone -= 1
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(len(result.outputs))
+            self.metrics.inference_latency.observe(result.inference_s)
+        return result
 
     @property
     def depth(self) -> int:

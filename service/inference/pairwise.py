@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.contract import tensors
+from service.contract.kinds import get as get_kind
 from service.contract.manifest import ModelManifest, PairwiseSpec
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class PairwiseModel:
         Raises:
             ValueError: The manifest is not of kind pairwise.
         """
-        if manifest.kind != "pairwise" or manifest.pairwise is None:
+        if not get_kind(manifest.kind).comparator or manifest.pairwise is None:
             raise ValueError(f"{folder}: model kind {manifest.kind!r} is not pairwise")
         encoder = create(manifest.file_path(folder, "encoder"), device, intra_op_threads)
         comparator = create(manifest.file_path(folder, "comparator"), device, intra_op_threads)

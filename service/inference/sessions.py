@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.contract import tensors
+from service.contract.kinds import get as get_kind
 from service.contract.manifest import ModelManifest, load
 from service.contract.preprocess import PreprocessSpec
 from service.contract.scoring import HeadWeights, pair_scores
@@ -109,14 +110,15 @@ class ModelRuntime:
         """
         folder = Path(folder)
         manifest = load(folder)
-        if manifest.kind == "pairwise":
+        kind = get_kind(manifest.kind)
+        if kind.comparator:
             pairwise = PairwiseModel.load(manifest, folder, create_session, device, intra_op_threads)
             provider = pairwise.encoder.get_providers()[0]
             logger.info("pairwise model %s loaded on %s", manifest.model_id, provider)
             return cls(manifest, folder, pairwise.encoder, None, None, provider, pairwise)
-        embedding = create_session(manifest.file_path(folder, "embedding"), device, intra_op_threads)
+        embedding = create_session(manifest.file_path(folder, kind.embed_role), device, intra_op_threads)
         head = weights = None
-        if manifest.kind == "siamese":
+        if kind.verification_head:
             head = create_session(manifest.file_path(folder, "verification_head"), device, intra_op_threads)
             weights = HeadWeights.from_npz(manifest.file_path(folder, "head_weights"), manifest.embedding_dim)
         provider = embedding.get_providers()[0]

@@ -132,8 +132,13 @@ def test_http_against_a_live_server_with_the_tiny_model(capsys: pytest.CaptureFi
     ]
     assert all(r["errors"] == 0 and r["requests"] == 4 for r in report["http"])
     assert report["server_ready"]["gallery_size"] == 50
+    assert all(b["cpu_ms_per_request"] > 0 for b in report["bare"])
+    assert [r["bare_cpu_ms_per_request"] for r in report["http"]] == [
+        b["cpu_ms_per_request"] for b in report["bare"]
+    ]
     target = report["targets"]
-    assert target["embeddings_c32_batching_on_over_off (target >= 1.5)"] is None
+    assert target["search_c1_server_cpu_over_bare_cpu (target <= 1.2)"] is None  # concurrency 1 not run
+    assert target["embeddings_c32_server_cpu_per_image_fall_on_vs_off (target >= 0.30)"] is None
 
 
 def test_http_pipeline_load_with_the_tiny_model(capsys: pytest.CaptureFixture[str], tmp_path) -> None:

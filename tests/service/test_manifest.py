@@ -113,3 +113,15 @@ def test_save_revalidates_mutations(tmp_path):
     m.default_metric = "euclidean"  # not in scoring
     with pytest.raises(ValueError, match="default_metric"):
         m.save(tmp_path)
+
+
+def test_kind_registry_lists_valid_kinds_and_owns_the_sections(tmp_path):
+    from service.contract import kinds
+
+    with pytest.raises(ValueError, match="valid model kinds: embedding, siamese, pairwise"):
+        kinds.get("triplet")
+    assert kinds.SECTIONS == {"verification": "siamese", "pairwise": "pairwise"}
+    assert [kinds.get(k).embed_role for k in kinds.KINDS] == ["embedding", "embedding", "encoder"]
+    m = _manifest(tmp_path)
+    with pytest.raises(ValueError, match="verification section is required for kind 'siamese'"):
+        ModelManifest.model_validate({**m.model_dump(), "verification": {"same_index": 1}})

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.contract.scoring import EMBEDDING_METRICS
+from service.contract.scoring import EMBEDDING_METRICS, METRICS
 from training.commands.common import HEADLINE_KEYS, ranking_summary
 from training.engine import progress
 
@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset loader option, e.g. split_index=3 (repeatable)",
     )
     parser.add_argument(
-        "--metric", choices=(*EMBEDDING_METRICS, "softmax", "pairwise"),
+        "--metric", choices=METRICS,
         help="distance for ranking (default: the run's eval_metric; with --model: the manifest's scoring "
         "modes only, default its default_metric)",
     )
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         return run_served(args)
     if args.checkpoint is None:
         raise ValueError("--checkpoint is required (or --model, or --list-protocols)")
-    if args.metric in ("softmax", "pairwise"):
+    if args.metric is not None and args.metric not in EMBEDDING_METRICS:  # needs the head or the comparator
         raise ValueError(f"--metric {args.metric} is a served scoring mode: use it with --model")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -19,6 +19,7 @@ HEADLINE = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
 def run_served(args: argparse.Namespace) -> int:
     """Evaluate ``args.model`` on ``args.root`` and print the headline numbers as JSON."""
+    from service.contract.scoring import get as get_metric
     from training.commands.evaluate import parse_options
     from training.data.datasets import build_dataset
     from training.evaluation.evaluator import EvaluationResult, is_single_shot, rank_metrics
@@ -59,7 +60,7 @@ def run_served(args: argparse.Namespace) -> int:
         metric=metric, rerank=False, flip=False, num_query=len(split.query), num_gallery=len(split.gallery),
         embedding_dim=manifest.embedding_dim,
     )
-    if metric == "pairwise":
+    if get_metric(metric).needs_comparator:
         metrics["shortlist"] = min(shortlist, len(split.gallery))
     result.metrics = metrics
     output = args.output or Path("eval") / f"{manifest.name}-{dataset}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from service.contract.registry import Registry
 from training.engine.config import TrainConfig
 from training.engine.overrides import apply_overrides
 from training.engine.paper_recipes import PAPER_RECIPE_LIST
@@ -51,7 +52,7 @@ _BOT: dict[str, Any] = {
 }
 
 
-_RECIPES: dict[str, Recipe] = {}
+_RECIPES: Registry[Recipe] = Registry("recipe")
 
 
 def register(recipe: Recipe) -> None:
@@ -60,10 +61,8 @@ def register(recipe: Recipe) -> None:
     Raises:
         ValueError: The name is taken, or the recipe's config is invalid.
     """
-    if recipe.name in _RECIPES:
-        raise ValueError(f"recipe {recipe.name!r} is registered twice")
     recipe.config()  # fail at import, not at training time, if a recipe is invalid
-    _RECIPES[recipe.name] = recipe
+    _RECIPES.add(recipe)
 
 
 register(Recipe(
@@ -147,20 +146,10 @@ for _paper_recipe in PAPER_RECIPE_LIST:
     register(_paper_recipe)
 
 
-def recipe_names() -> list[str]:
-    """Registered recipe names, in registration order."""
-    return list(_RECIPES)
-
-
-def get_recipe(name: str) -> Recipe:
-    """Look up a recipe.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    if name not in _RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; valid recipes: {', '.join(recipe_names())}")
-    return _RECIPES[name]
+#: Registered recipe names, in registration order.
+recipe_names = _RECIPES.names
+#: The recipe called ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get_recipe = _RECIPES.get
 
 
 def resolve_config(recipe: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:

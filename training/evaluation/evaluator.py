@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from service.contract.preprocess import PreprocessSpec
+from service.contract.scoring import get as get_metric
 from training.data.dataset import ReidImageDataset
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.engine.progress import batch_images, track
@@ -206,7 +207,7 @@ def evaluate_embeddings(
         metric=s.metric, rerank=s.rerank, flip=s.flip, num_query=len(query), num_gallery=len(gallery),
         embedding_dim=int(qf.shape[1]),
     )
-    if s.metric == "minkowski":
+    if get_metric(s.metric).takes_p:
         metrics["minkowski_p"] = s.p
     result.metrics = metrics
     return result

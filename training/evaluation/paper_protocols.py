@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from service.contract.registry import Registry
+
 #: The metrics aggregated over splits (fractions in our reports, percent in the papers' rows).
 METRIC_KEYS: tuple[str, ...] = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 #: Rankings the evaluator reports: headline, Siamese verification head, pairwise descriptor-only.
@@ -133,7 +135,7 @@ class PaperProtocol:
         }
 
 
-_PROTOCOLS: dict[str, PaperProtocol] = {}
+_PROTOCOLS: Registry[PaperProtocol] = Registry("protocol")
 
 
 def register_protocol(protocol: PaperProtocol) -> PaperProtocol:
@@ -142,26 +144,13 @@ def register_protocol(protocol: PaperProtocol) -> PaperProtocol:
     Raises:
         ValueError: The name is taken.
     """
-    if protocol.name in _PROTOCOLS:
-        raise ValueError(f"protocol {protocol.name!r} is registered twice")
-    _PROTOCOLS[protocol.name] = protocol
-    return protocol
+    return _PROTOCOLS.add(protocol)
 
 
-def protocol_names() -> list[str]:
-    """Registered protocol names, in registration order."""
-    return list(_PROTOCOLS)
-
-
-def get_protocol(name: str) -> PaperProtocol:
-    """The protocol called ``name``.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    if name not in _PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; valid protocols: {', '.join(_PROTOCOLS)}")
-    return _PROTOCOLS[name]
+#: Registered protocol names, in registration order.
+protocol_names = _PROTOCOLS.names
+#: The protocol called ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get_protocol = _PROTOCOLS.get
 
 
 _STEPWISE_004 = (

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from service.contract.preprocess import preprocess_file, stack_batch
+from service.contract.scoring import get as get_metric
 from service.contract.scoring import higher_is_better
 from service.contract.scoring import score_matrix as contract_score_matrix
 from service.inference.sessions import ModelRuntime
@@ -59,7 +60,7 @@ def score_matrix(runtime: ModelRuntime, metric: str, query: np.ndarray, gallery:
     ``pairwise`` gives the descriptor cosine (the shortlist's score); :func:`ranking_distances` adds the
     comparator.
     """
-    name = "cosine" if metric == "pairwise" else metric
+    name = "cosine" if get_metric(metric).needs_comparator else metric
     q, g = query.astype(np.float64), gallery.astype(np.float64)
     return contract_score_matrix(name, q, g, runtime.head_weights)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from service.contract.registry import Registry
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -136,7 +138,7 @@ class Family:
         raise NotImplementedError
 
 
-_FAMILIES: dict[str, Family] = {}
+_FAMILIES: Registry[Family] = Registry("model family", "families")
 F = TypeVar("F", bound=type[Family])
 
 
@@ -152,8 +154,6 @@ def register_family(cls: F) -> F:
     name = cls.name
     if not name or not name.isidentifier():
         raise ValueError(f"family {cls.__name__} needs a name that is an identifier, got {name!r}")
-    if name in _FAMILIES:
-        raise ValueError(f"family {name!r} is registered twice ({cls.__name__})")
     unknown = sorted(set(cls.losses) - set(LOSS_NAMES))
     if unknown or not cls.losses:
         raise ValueError(
@@ -161,29 +161,19 @@ def register_family(cls: F) -> F:
         )
     if cls.options_type is not None and not dataclasses.is_dataclass(cls.options_type):
         raise ValueError(f"family {name!r}: options_type must be a dataclass, got {cls.options_type!r}")
-    _FAMILIES[name] = cls()
+    _FAMILIES.add(cls())
     return cls
 
 
-def family_names() -> list[str]:
-    """Registered family names, in registration order."""
-    return list(_FAMILIES)
-
-
-def get_family(name: str) -> Family:
-    """The registered family ``name``.
-
-    Raises:
-        ValueError: Unknown name (the message lists the valid ones).
-    """
-    if name not in _FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; valid families: {', '.join(_FAMILIES)}")
-    return _FAMILIES[name]
+#: Registered family names, in registration order.
+family_names = _FAMILIES.names
+#: The registered family ``name``; an unknown name raises ``ValueError`` listing the valid ones.
+get_family = _FAMILIES.get
 
 
 def families_with_loss(loss: str) -> list[str]:
     """Names of the families that train with ``loss``."""
-    return [name for name in family_names() if loss in _FAMILIES[name].losses]
+    return [name for name in family_names() if loss in _FAMILIES.get(name).losses]
 
 
 def legacy_field(name: str) -> tuple[str, str] | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.contract.scoring import HeadWeights, center_normalize, l2_normalize, sigmoid
+from service.contract.score_math import HeadWeights, center_normalize, l2_normalize, sigmoid
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
 from service.gallery.protocol import GalleryStore, NewEntry

@@ -241,3 +241,34 @@ def test_announced_images_are_waited_for() -> None:
 
     asyncio.run(main())
     assert sizes == [2]
+
+
+def test_run_alone_prepares_and_runs_one_batch_on_the_model_thread() -> None:
+    """The lone-request path: prepare + model in one executor job, same outputs as a queued batch."""
+    threads: list[str] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return batch.reshape(len(batch), -1)[:, :1] * 2.0
+
+    def prepare() -> list[np.ndarray]:
+        threads.append(threading.current_thread().name)
+        return [np.full((3, 2, 2), i, dtype=np.float32) for i in (1, 2)]
+
+    async def main() -> None:
+        batcher = MicroBatcher(run, max_batch=4, max_wait_ms=20, queue_size=8)
+        with pytest.raises(RuntimeError, match="not running"):
+            await batcher.run_alone(prepare)
+        batcher.start()
+        assert batcher.idle
+        alone = await batcher.run_alone(prepare)
+        assert alone.outputs[:, 0].tolist() == [2.0, 4.0] and alone.prepare_s >= 0 and alone.inference_s >= 0
+        assert (await batcher.submit(prepare())).tolist() == alone.outputs.tolist()
+        batcher.announce(1)  # a request decoding its image: no longer idle
+        assert not batcher.idle
+        batcher.withdraw(1)
+        await batcher.stop()
+        assert not batcher.idle
+
+    asyncio.run(main())
+    assert threads[:2] == [threads[1]] * 2 and threads[1].startswith("reid-model")

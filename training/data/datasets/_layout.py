@@ -9,6 +9,9 @@ from pathlib import Path
 
 from training.data.datasets.base import DatasetError, ImageRecord
 
+#: Camera ids of a two-camera benchmark: camera A's images query camera B's (:func:`split_by_test_ids`).
+CAMERA_A, CAMERA_B = 1, 2
+
 #: file suffixes (lower case) treated as images; everything else in a dataset folder is ignored.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -134,8 +137,8 @@ def split_by_test_ids(
     train = [r for r in records if r.person_id not in test_ids]
     query, gallery = two_camera_test_split(
         [r for r in records if r.person_id in test_ids],
-        query_camera=1,
-        gallery_camera=2,
+        query_camera=CAMERA_A,
+        gallery_camera=CAMERA_B,
         single_shot=single_shot,
         rng=split_rng(f"{dataset}-shots", seed=seed, split_index=split_index),
     )

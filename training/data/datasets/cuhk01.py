@@ -25,6 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.data.datasets._layout import (
+    CAMERA_A,
+    CAMERA_B,
     check_choice,
     check_split_index,
     list_images,
@@ -37,7 +39,6 @@ from training.data.datasets._layout import (
 from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel
 
 NUM_SPLITS = 10
-CAMERA_A, CAMERA_B = 1, 2
 #: protocol -> number of test identities (the rest are training identities).
 PROTOCOLS: dict[str, int] = {"871/100": 100, "485/486": 486}
 

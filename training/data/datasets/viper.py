@@ -23,6 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.data.datasets._layout import (
+    CAMERA_A,
+    CAMERA_B,
     check_split_index,
     list_images,
     require_dir,
@@ -33,7 +35,6 @@ from training.data.datasets._layout import (
 from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel
 
 NUM_SPLITS = 10
-CAMERA_A, CAMERA_B = 1, 2
 
 
 @register_dataset("viper", "VIPeR: 632 ids, 2 cameras, one image each; 316/316 random splits (Gray 2007)")
