@@ -41,6 +41,7 @@ from service.gallery.milvus_layout import (
     quote,
     scoped,
     search_filter,
+    vector_kind,
 )
 from service.gallery.protocol import GalleryEntry, GallerySpec, Match, NewEntry, VectorQuery, check_encodings
 
@@ -73,7 +74,7 @@ class MilvusGallery:
         self.encoding_dim = spec.encoding_dim
         self.rebuilt: list[str] = []  # Milvus keeps its indexes: nothing is rebuilt at start
         self._metrics = sorted(spec.metrics)
-        kinds = [RAW, *(m for m in self._metrics if m != "euclidean")]
+        kinds = [RAW, *(m for m in self._metrics if vector_kind(m) != RAW)]
         if spec.encoding_dim is not None:
             kinds.append(ENCODINGS)
         self._names = {k: collection_name(connection.collection_prefix, spec.model_id, k) for k in kinds}
@@ -86,7 +87,7 @@ class MilvusGallery:
     def _dim(self, kind: str) -> int:
         if kind == ENCODINGS and self.encoding_dim is not None:
             return self.encoding_dim
-        return index_dim("euclidean" if kind == RAW else kind, self.spec.dim)
+        return self.spec.dim if kind == RAW else index_dim(kind, self.spec.dim)
 
     def open(self) -> None:
         """Connect, create the database and any missing collection, and load every collection."""
@@ -231,7 +232,7 @@ class MilvusGallery:
         """Rank the gallery for each query embedding inside Milvus; the filters are a boolean expression
         evaluated inside the search, before the top-k cut. ``top_k`` is capped at Milvus' 16,384."""
         metric = query.metric_in(self._metrics)
-        kind = RAW if metric == "euclidean" else metric
+        kind = vector_kind(metric)
         qvec, const = query.index_vectors(self.spec.head)
         if len(qvec) == 0:
             return []
@@ -276,8 +277,10 @@ class MilvusGallery:
             if kind == ENCODINGS:
                 assert encodings is not None
                 vectors = np.asarray(encodings, np.float16).astype(np.float32)  # as the embedded store keeps
+            elif kind == RAW:
+                vectors = np.asarray(embeddings, np.float32)
             else:
-                vectors = gallery_vectors("euclidean" if kind == RAW else kind, embeddings, self.spec.head)
+                vectors = gallery_vectors(kind, embeddings, self.spec.head)
             rows = [
                 {"id": i, **lab, "vector": v} for i, lab, v in zip(ids, labels, vectors.tolist(), strict=True)
             ]
