@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     """Copy; returns 0 when counts and sampled searches agree."""
     from service.config import Settings
     from service.gallery.copy import copy_gallery
-    from service.gallery.factory import create_gallery
+    from service.gallery.factory import STORES, create_gallery
     from service.gallery.protocol import GalleryStore
     from service.inference.sessions import ModelRuntime
     from service.state import ServiceState, gallery_spec
@@ -51,11 +51,10 @@ def run(args: argparse.Namespace) -> int:
     spec = gallery_spec(ModelRuntime.load(settings.models_dir / folder, device="cpu"))
 
     def store(where: str) -> GalleryStore:
-        if where == "milvus":
-            return create_gallery(settings.model_copy(update={"gallery": "milvus"}), spec)
-        return create_gallery(
-            settings.model_copy(update={"gallery": "embedded", "data_dir": Path(where)}), spec
-        )
+        if where in STORES:  # a store by name, configured by the REID_* settings
+            return create_gallery(settings.model_copy(update={"gallery": where}), spec)
+        folder = next(kind.name for kind in STORES.values() if kind.in_data_dir)  # a data dir
+        return create_gallery(settings.model_copy(update={"gallery": folder, "data_dir": Path(where)}), spec)
 
     source, dest = store(args.source), store(args.dest)
     source.open()

@@ -94,16 +94,18 @@ def run(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.config import Settings
     from service.gallery import dirlock
+    from service.gallery.factory import STORES
 
     # uvicorn shuts down gracefully on SIGTERM (lifespan: gallery snapshot) and then re-raises the signal into
     # the handler that was installed before it; make that one a clean exit so supervisors see status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = Settings()  # validate the environment before binding: a bad REID_* value is one error line
-    if args.workers > 1 and settings.gallery != "milvus":
+    store = STORES.get(settings.gallery)
+    if args.workers > 1 and not store.shared:
+        shared = " | ".join(kind.name for kind in STORES.values() if kind.shared)
         print(
             f"reid serve: error: --workers {args.workers} needs a gallery shared by every process "
-            "(REID_GALLERY=milvus, see README 'Scale out'): the embedded gallery (SQLite + FAISS) lives in "
-            "one process",
+            f"(REID_GALLERY={shared}, see README 'Scale out'): the {store.name} gallery lives in one process",
             file=sys.stderr,
         )
         return 1
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     try:  # before loading anything: a second process on this data dir exits at once (held until exit)
-        if settings.gallery == "embedded":
+        if store.in_data_dir:
             dirlock.acquire(settings.data_dir)
     except dirlock.DataDirLockedError as exc:
         print(f"reid serve: error: {exc}", file=sys.stderr)
