@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from service.contract.preprocess import PreprocessSpec
 from service.contract.scoring import get as get_metric
+from training.checks import at_least
 from training.data.dataset import ReidImageDataset
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.engine.progress import batch_images, track
@@ -93,8 +94,7 @@ def eval_batches(
     Raises:
         ValueError: ``batch_size`` < 1.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    at_least("batch_size", batch_size, 1)
     was_training = model.training
     model.eval()
     loader = DataLoader(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.checks import at_least
+
 
 @dataclass(frozen=True)
 class RankResult:
@@ -33,8 +35,7 @@ class RankResult:
 
     def rank(self, k: int) -> float:
         """Rank-k accuracy (k ≥ 1); beyond the computed depth the last value holds."""
-        if k < 1:
-            raise ValueError(f"rank k must be >= 1, got {k}")
+        at_least("rank k", k, 1)
         return float(self.cmc[min(k, len(self.cmc)) - 1])
 
     def as_dict(self) -> dict[str, float]:
@@ -85,8 +86,7 @@ def evaluate_rank(
         raise ValueError(f"expected {num_q} query ids and cameras, got {q_pids.shape} and {q_cams.shape}")
     if g_pids.shape != (num_g,) or g_cams.shape != (num_g,):
         raise ValueError(f"expected {num_g} gallery ids and cameras, got {g_pids.shape} and {g_cams.shape}")
-    if max_rank < 1:
-        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    at_least("max_rank", max_rank, 1)
     if not np.all(np.isfinite(distmat)):
         raise ValueError("distmat contains NaN or infinite values")
 

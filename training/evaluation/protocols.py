@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from training.checks import at_least
 from training.evaluation.metrics import evaluate_rank
 
 if TYPE_CHECKING:  # only for annotations: keeps this module free of the dataset loaders' imports
@@ -75,8 +76,7 @@ def single_shot_runs(
     Raises:
         ValueError: ``repetitions`` < 1, or the shapes / ids that :func:`evaluate_rank` rejects.
     """
-    if repetitions < 1:
-        raise ValueError(f"repetitions must be >= 1, got {repetitions}")
+    at_least("repetitions", repetitions, 1)
     distmat = np.asarray(distmat)
     g_pids, g_cams = np.asarray(gallery_pids), np.asarray(gallery_camids)
     if distmat.ndim != 2 or distmat.shape[1] != g_pids.size:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from training.checks import at_least
 from training.export.onnx_io import ExportError, assert_eval_mode
 from training.families.embedding import ImageEmbeddingFamily, identity_batch
 from training.families.registry import register_family
@@ -44,8 +45,7 @@ class MultiDepthOptions:
 
     def __post_init__(self) -> None:
         self.layers = tuple(str(v) for v in self.layers)
-        if self.filter_size < 1:
-            raise ValueError(f"multidepth.filter_size must be >= 1, got {self.filter_size}")
+        at_least("multidepth.filter_size", self.filter_size, 1)
 
 
 @register_family

@@ -34,6 +34,7 @@ from service.contract.manifest import PairwiseSpec, ScoringMode
 from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec
 from service.contract.tensors import ENCODING_A, ENCODING_B, IMAGES
+from training.checks import at_least
 from training.engine.progress import track
 from training.evaluation.distances import compute_distance
 from training.evaluation.evaluator import EvalSettings, EvaluationResult, eval_batches, rank_metrics
@@ -91,8 +92,7 @@ class PairwiseOptions:
             raise ValueError(
                 f"pairwise.part_sizes: unknown levels {unknown}; valid: {', '.join(LEVEL_NAMES)}"
             )
-        if self.shortlist < 1:
-            raise ValueError(f"pairwise.shortlist must be >= 1, got {self.shortlist}")
+        at_least("pairwise.shortlist", self.shortlist, 1)
 
 
 @register_family
@@ -310,8 +310,7 @@ def shortlist_distances(
     Comparator scores are positive (Eq. 7) and cosine distances lie in [0, 2], so every shortlisted item ranks
     before every other one; ``shortlist >= G`` scores the whole gallery (exhaustive comparator ranking).
     """
-    if shortlist < 1:
-        raise ValueError(f"shortlist must be >= 1, got {shortlist}")
+    at_least("shortlist", shortlist, 1)
     num_q, num_g = descriptor_distmat.shape
     k = min(shortlist, num_g)
     candidates = np.argsort(descriptor_distmat, axis=1, kind="stable")[:, :k]

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from service.contract.manifest import VerificationSpec
 from service.contract.scoring import SERVED_EMBEDDING_METRICS, HeadWeights, score_matrix
+from training.checks import unit_interval
 from training.evaluation.evaluator import (
     EvalSettings,
     EvaluationResult,
@@ -57,8 +58,7 @@ class SiameseOptions:
     relu: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"siamese.dropout must be in [0, 1), got {self.dropout}")
+        unit_interval("siamese.dropout", self.dropout)
         if self.embedding not in SIAMESE_EMBEDDINGS:
             raise ValueError(
                 f"siamese.embedding must be one of {', '.join(SIAMESE_EMBEDDINGS)}; got {self.embedding!r}"
