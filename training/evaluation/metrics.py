@@ -8,11 +8,45 @@ match; INP (Ye et al., 2021) is (number of correct matches) / (rank of the harde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from training.checks import at_least
+
+if TYPE_CHECKING:  # only for annotations: keeps this module numpy only
+    from training.data.datasets.base import ImageRecord
+
+
+class RankIds(NamedTuple):
+    """Person and camera ids of a query × gallery evaluation: the rows and columns of its distance matrix.
+
+    In :func:`evaluate_rank`'s argument order, so ``evaluate_rank(distmat, *ids)`` ranks with them.
+    """
+
+    query_pids: np.ndarray
+    gallery_pids: np.ndarray
+    query_camids: np.ndarray
+    gallery_camids: np.ndarray
+
+    @classmethod
+    def of(cls, query: Sequence[ImageRecord], gallery: Sequence[ImageRecord]) -> RankIds:
+        """The ids of query and gallery records."""
+        return cls(
+            np.array([r.person_id for r in query], dtype=np.int64),
+            np.array([r.person_id for r in gallery], dtype=np.int64),
+            np.array([r.camera_id for r in query], dtype=np.int64),
+            np.array([r.camera_id for r in gallery], dtype=np.int64),
+        )
+
+    def gallery_columns(self, columns: np.ndarray) -> RankIds:
+        """The same queries against the gallery images ``columns`` only."""
+        return self._replace(
+            gallery_pids=np.asarray(self.gallery_pids)[columns],
+            gallery_camids=np.asarray(self.gallery_camids)[columns],
+        )
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from service.contract.tensors import ENCODING_A, ENCODING_B, IMAGES
 from training.checks import at_least
 from training.engine.progress import track
 from training.evaluation.distances import compute_distance
-from training.evaluation.evaluator import EvalSettings, EvaluationResult, eval_batches, rank_metrics
+from training.evaluation.evaluator import Batching, EvalSettings, EvaluationResult, rank_metrics
 from training.export.calibrate import calibrate_pairwise, calibrate_scoring, onnx_encodings
 from training.export.graphs import WrittenGraphs, numpy_fn
 from training.export.onnx_io import assert_eval_mode, export_onnx
@@ -142,8 +142,8 @@ class PairwiseFamily(Family):
             raise ValueError("rerank and flip are not supported for pairwise (comparator) models")
         options: PairwiseOptions | None = settings.options
         shortlist = settings.shortlist or (options.shortlist if options is not None else 100)
-        q_enc, qf = extract_encodings(model, query, settings.spec, **settings.loader)
-        g_enc, gf = extract_encodings(model, gallery, settings.spec, **settings.loader)
+        q_enc, qf = extract_encodings(model, query, settings)
+        g_enc, gf = extract_encodings(model, gallery, settings)
         descriptor_distmat = compute_distance(qf, gf, settings.metric, p=settings.p)
         distmat = shortlist_distances(
             model, q_enc, g_enc, descriptor_distmat, shortlist=shortlist, device=settings.device,
@@ -249,21 +249,14 @@ class PairwiseFamily(Family):
 
 @torch.no_grad()
 def extract_encodings(
-    model: nn.Module,
-    records: Sequence[ImageRecord],
-    spec: PreprocessSpec,
-    *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 128,
-    num_workers: int = 0,
+    model: nn.Module, records: Sequence[ImageRecord], batching: Batching
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Flat float16 encodings ``N × E`` (on CPU) and float32 descriptors ``N × D`` of a pairwise model."""
     net: Any = model
     encodings: list[torch.Tensor] = []
     descriptors: list[np.ndarray] = []
-    loader = {"batch_size": batch_size, "num_workers": num_workers}
-    for images in eval_batches(model, records, spec, label="encodings", **loader):
-        enc = net.encode(images.to(device))
+    for images in batching.batches(model, records, "encodings"):
+        enc = net.encode(images)
         encodings.append(net.flatten_encoding(enc).half().cpu())
         descriptors.append(enc.descriptor.float().cpu().numpy())
     return torch.cat(encodings), np.concatenate(descriptors).astype(np.float32, copy=False)

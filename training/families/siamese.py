@@ -152,8 +152,8 @@ class SiameseFamily(ImageEmbeddingFamily):
         result.scores["softmax"] = softmax_same_probability(model, qf, gf)
         same = result.scores["softmax"]
         if settings.flip:  # the ranking uses flip TTA; the calibration scores stay without it
-            rank_qf = extract_features(model, query, settings.spec, flip=True, **settings.loader)
-            rank_gf = extract_features(model, gallery, settings.spec, flip=True, **settings.loader)
+            rank_qf = extract_features(model, query, settings, flip=True)
+            rank_gf = extract_features(model, gallery, settings, flip=True)
             same = softmax_same_probability(model, rank_qf, rank_gf)
         softmax = rank_metrics(1.0 - same, result.ids(), single_shot=settings.single_shot)
         result.metrics["softmax"] = {k: v for k, v in softmax.items() if k != "cmc"}
