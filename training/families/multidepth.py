@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from training.checks import at_least
 from training.export.onnx_io import ExportError, assert_eval_mode
 from training.families.embedding import ImageEmbeddingFamily, identity_batch
-from training.families.registry import register_family
+from training.families.registry import formerly, register_family
 from training.models.multidepth import DEFAULT_LAYERS, DescriptorExport, MultiDepthVGG
 
 if TYPE_CHECKING:
@@ -39,9 +39,9 @@ class MultiDepthOptions:
         image_resolution: Resize the maps to height × width before smoothing (else their native size).
     """
 
-    layers: tuple[str, ...] = tuple(DEFAULT_LAYERS)
-    filter_size: int = 20
-    image_resolution: bool = False
+    layers: tuple[str, ...] = formerly("multidepth_layers", tuple(DEFAULT_LAYERS))
+    filter_size: int = formerly("filter_size", 20)
+    image_resolution: bool = formerly("multidepth_image_resolution", False)
 
     def __post_init__(self) -> None:
         self.layers = tuple(str(v) for v in self.layers)
@@ -56,10 +56,6 @@ class MultiDepthFamily(ImageEmbeddingFamily):
     description = "VGG identity classifier → smoothed multi-depth filter maps as the descriptor (paper 001)"
     options_type = MultiDepthOptions
     losses = ("id",)
-    legacy_fields: ClassVar[dict[str, str]] = {
-        "multidepth_layers": "layers", "filter_size": "filter_size",
-        "multidepth_image_resolution": "image_resolution",
-    }
     default_metric = "euclidean"  # paper 001 ranks by Euclidean distance
 
     def validate(self, cfg: TrainConfig) -> None:

@@ -22,9 +22,9 @@ Exported as ``encoder.onnx`` (``images`` → ``encoding`` N×E, ``descriptor`` N
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from training.export.graphs import WrittenGraphs, numpy_fn
 from training.export.onnx_io import assert_eval_mode, export_onnx
 from training.export.parity import check_parity, cpu_session, parity_rule
 from training.families.embedding import held_out_arrays
-from training.families.registry import Family, register_family
+from training.families.registry import Family, formerly, register_family
 from training.families.siamese import pair_batch
 from training.models.heads import SAME_INDEX
 from training.models.mls import (
@@ -79,9 +79,9 @@ class PairwiseOptions:
         shortlist: Evaluation: gallery items re-ranked by the comparator per query.
     """
 
-    levels: tuple[str, ...] = ("l2", "l3")
-    part_sizes: dict[str, Any] = field(default_factory=dict)
-    shortlist: int = 100
+    levels: tuple[str, ...] = formerly("mls_levels", ("l2", "l3"))
+    part_sizes: dict[str, Any] = formerly("mls_part_sizes", default_factory=dict)
+    shortlist: int = formerly("pairwise_shortlist", 100)
 
     def __post_init__(self) -> None:
         self.levels = tuple(str(v) for v in self.levels)
@@ -105,9 +105,6 @@ class PairwiseFamily(Family):
     pairs = True
     losses = ("verification", "contrastive", "stn")
     network = "mls"
-    legacy_fields: ClassVar[dict[str, str]] = {
-        "mls_levels": "levels", "mls_part_sizes": "part_sizes", "pairwise_shortlist": "shortlist",
-    }
 
     def architecture(self, cfg: TrainConfig) -> str:
         options: PairwiseOptions = self.options(cfg)

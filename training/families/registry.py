@@ -9,11 +9,13 @@ model sizes and checkpoint loading call :func:`get_family` and then the family's
 
 A family with options of its own declares them as a dataclass (``options_type``): ``TrainConfig`` holds one
 such *section* for the run's family (``cfg.section``; ``reid train --siamese.dropout 0.2``; ``"siamese":
-{...}`` in ``config.json``). A section dataclass validates its own fields in ``__post_init__``.
+{...}`` in ``config.json``). A section dataclass validates its own fields in ``__post_init__``; a field
+that older versions held flat in ``TrainConfig`` gives its old name with :func:`formerly`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -32,6 +34,21 @@ if TYPE_CHECKING:
     from training.export.exporter import ExportOptions
     from training.export.graphs import WrittenGraphs
 
+#: Section field metadata key: the field's old flat ``TrainConfig`` name.
+FORMERLY = "formerly"
+
+
+def formerly(
+    old_name: str, default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING
+) -> Any:
+    """A section field that earlier versions held flat in ``TrainConfig`` as ``old_name``.
+
+    Old ``config.json`` files and checkpoints still load and the old flag (``--siamese_dropout``) still works:
+    the config loader and ``reid train`` map ``old_name`` to the section field.
+    """
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={FORMERLY: old_name})
+
+
 #: Every loss the trainer knows: ``TrainConfig.<name>_weight`` switches it on.
 LOSS_NAMES: tuple[str, ...] = ("id", "triplet", "center", "verification", "contrastive", "stn")
 
@@ -47,8 +64,6 @@ class Family:
         losses: The losses (:data:`LOSS_NAMES`) the family can train with.
         network: The name of the family's own network when it has no backbone (``cfg.backbone`` is then set
             to it), else None.
-        legacy_fields: Old flat ``TrainConfig`` field → field of this family's section (old ``config.json``
-            files and checkpoints still load, old flags still work).
     """
 
     name: ClassVar[str] = ""
@@ -57,9 +72,16 @@ class Family:
     pairs: ClassVar[bool] = False
     losses: ClassVar[tuple[str, ...]] = ()
     network: ClassVar[str | None] = None
-    legacy_fields: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ config
+    @property
+    def legacy_fields(self) -> dict[str, str]:
+        """Old flat ``TrainConfig`` field → field of this family's section (see :func:`formerly`)."""
+        if self.options_type is None:
+            return {}
+        fields = dataclasses.fields(self.options_type)
+        return {f.metadata[FORMERLY]: f.name for f in fields if FORMERLY in f.metadata}
+
     @property
     def sampler(self) -> str:
         """The batch sampler the family trains with."""
@@ -149,8 +171,6 @@ def register_family(cls: F) -> F:
         ValueError: No name, a name already taken, a loss outside :data:`LOSS_NAMES`, or an options type that
             is not a dataclass.
     """
-    import dataclasses
-
     name = cls.name
     if not name or not name.isidentifier():
         raise ValueError(f"family {cls.__name__} needs a name that is an identifier, got {name!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from training.export.graphs import (
     write_verification_head,
 )
 from training.families.embedding import ImageEmbeddingFamily, build_backbone_of
-from training.families.registry import register_family
+from training.families.registry import formerly, register_family
 from training.models.heads import SAME_INDEX
 from training.models.reid_model import SIAMESE_EMBEDDINGS, SiameseModel
 
@@ -53,9 +53,9 @@ class SiameseOptions:
         relu: ReLU after the square layer (the fusion paper's layer list; an identity on a square).
     """
 
-    dropout: float = 0.5
-    embedding: str = "pooled"
-    relu: bool = False
+    dropout: float = formerly("siamese_dropout", 0.5)
+    embedding: str = formerly("siamese_embedding", "pooled")
+    relu: bool = formerly("siamese_relu", False)
 
     def __post_init__(self) -> None:
         unit_interval("siamese.dropout", self.dropout)
@@ -103,9 +103,6 @@ class SiameseFamily(ImageEmbeddingFamily):
     options_type = SiameseOptions
     pairs = True
     losses = ("id", "verification", "contrastive")
-    legacy_fields: ClassVar[dict[str, str]] = {
-        "siamese_dropout": "dropout", "siamese_embedding": "embedding", "siamese_relu": "relu",
-    }
     default_metric = "softmax"
     scoring_metrics = (*SERVED_EMBEDDING_METRICS, "softmax")
 
