@@ -49,12 +49,13 @@ class MultiDepthOptions:
 
 
 @register_family
-class MultiDepthFamily(ImageEmbeddingFamily):
-    """VGG identity classifier; descriptor = the selected filters' smoothed maps at several depths."""
+class MultiDepthFamily(ImageEmbeddingFamily[MultiDepthOptions]):
+    """VGG identity classifier → smoothed multi-depth filter maps as the descriptor (paper 001).
+
+    The descriptor holds the selected filters' maps at several depths, each box-smoothed.
+    """
 
     name = "multidepth"
-    description = "VGG identity classifier → smoothed multi-depth filter maps as the descriptor (paper 001)"
-    options_type = MultiDepthOptions
     losses = ("id",)
     default_metric = "euclidean"  # paper 001 ranks by Euclidean distance
 
@@ -63,11 +64,11 @@ class MultiDepthFamily(ImageEmbeddingFamily):
             raise ValueError("model_kind 'multidepth' trains an identity classifier: id_weight must be > 0")
 
     def architecture(self, cfg: TrainConfig) -> str:
-        options: MultiDepthOptions = self.options(cfg)
+        options = self.options(cfg)
         return f"{self.name}:{cfg.backbone}" + "".join(f"+{layer}" for layer in options.layers)
 
     def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
-        options: MultiDepthOptions = self.options(cfg)
+        options = self.options(cfg)
         return MultiDepthVGG(
             num_classes=num_classes, backbone=cfg.backbone, layers=options.layers,
             filter_size=options.filter_size, pretrained=cfg.pretrained,

@@ -96,22 +96,23 @@ class PairwiseOptions:
 
 
 @register_family
-class PairwiseFamily(Family):
-    """The MLS network: encoder + comparator, scored by the comparator on a descriptor shortlist."""
+class PairwiseFamily(Family[PairwiseOptions]):
+    """Multi-level similarity network: encoder + comparator of image pairs (paper 002).
+
+    Scored by the comparator on a descriptor shortlist (the MLS network's own ranking).
+    """
 
     name = "pairwise"
-    description = "multi-level similarity network: encoder + comparator of image pairs (paper 002)"
-    options_type = PairwiseOptions
     pairs = True
     losses = ("verification", "contrastive", "stn")
     network = "mls"
 
     def architecture(self, cfg: TrainConfig) -> str:
-        options: PairwiseOptions = self.options(cfg)
+        options = self.options(cfg)
         return f"{self.name}:{self.network}" + "".join(f"+{level}" for level in options.levels)
 
     def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
-        options: PairwiseOptions = self.options(cfg)
+        options = self.options(cfg)
         parts = {str(k): int(v) for k, v in options.part_sizes.items()} or None
         return MLSNet(levels=options.levels, input_size=(cfg.height, cfg.width), part_sizes=parts)
 
@@ -228,7 +229,7 @@ class PairwiseFamily(Family):
         return {"pairwise": pairwise, "cosine": scoring["cosine"]}, {**counts, **pairwise_counts}
 
     def manifest_fields(self, cfg: TrainConfig, written: WrittenGraphs, fp16: bool) -> dict[str, Any]:
-        options: PairwiseOptions = self.options(cfg)
+        options = self.options(cfg)
         levels = ", ".join(level.upper() for level in options.levels)
         description = (
             f"{cfg.recipe}: multi-level similarity network ({levels}), encoder + comparator, "

@@ -95,26 +95,27 @@ def softmax_same_probability(model: nn.Module, query: np.ndarray, gallery: np.nd
 
 
 @register_family
-class SiameseFamily(ImageEmbeddingFamily):
-    """Shared backbone → pooled features → square-layer verification head (+ identity classifiers)."""
+class SiameseFamily(ImageEmbeddingFamily[SiameseOptions]):
+    """Shared backbone over image pairs + square-layer verification head (+ ID), papers 000 / 004.
+
+    Backbone → pooled features → square-layer verification head (+ identity classifiers).
+    """
 
     name = "siamese"
-    description = "shared backbone over image pairs + square-layer verification head (+ ID), papers 000 / 004"
-    options_type = SiameseOptions
     pairs = True
     losses = ("id", "verification", "contrastive")
     default_metric = "softmax"
     scoring_metrics = (*SERVED_EMBEDDING_METRICS, "softmax")
 
     def architecture(self, cfg: TrainConfig) -> str:
-        options: SiameseOptions = self.options(cfg)
+        options = self.options(cfg)
         name = f"{self.name}:{cfg.backbone}"
         if options.embedding != "pooled":
             name += f"+{options.embedding}"
         return name + ("+noid" if cfg.id_weight == 0 else "")
 
     def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
-        options: SiameseOptions = self.options(cfg)
+        options = self.options(cfg)
         return SiameseModel(
             build_backbone_of(cfg), num_classes=num_classes if cfg.id_weight > 0 else None,
             dropout=options.dropout, embedding=options.embedding, pool=cfg.pooling, relu=options.relu,
