@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.contract.scoring import l2_normalize
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
-from service.gallery.protocol import GallerySpec, GalleryStore, NewEntry
+from service.gallery.protocol import GallerySpec, GalleryStore, NewEntry, VectorQuery
 
 
 def _open(store: str, index_type: str, dim: int, root: Path, uri: str | None) -> GalleryStore:
@@ -47,7 +47,8 @@ def _open(store: str, index_type: str, dim: int, root: Path, uri: str | None) ->
 
         spec = GallerySpec(model_id="bench@1", dim=dim, metrics=["cosine"])
         prefix = f"bench_{index_type}_{uuid.uuid4().hex[:6]}"
-        gallery = MilvusGallery(MilvusConfig(uri=str(uri), prefix=prefix, timeout_s=120), spec, config)
+        connection = MilvusConfig(uri=str(uri), collection_prefix=prefix, timeout_s=120)
+        gallery = MilvusGallery(connection, spec, config)
     gallery.open()
     return gallery
 
@@ -79,7 +80,7 @@ def drop_milvus(gallery: GalleryStore) -> None:
     if isinstance(gallery, MilvusGallery):
         client = gallery.db.client
         for name in client.list_collections():
-            if name.startswith(gallery.db.config.prefix):
+            if name.startswith(gallery.db.config.collection_prefix):
                 client.drop_collection(name)
 
 
@@ -110,7 +111,7 @@ def run_one(store: str, index_type: str, vectors: np.ndarray, queries: np.ndarra
     for q in queries[:20]:  # acknowledged enrol → first search that returns it
         (new_id,) = gallery.add([NewEntry("new", None, {}, None)], q[None])
         t = time.perf_counter()
-        while gallery.search("cosine", q[None], 1)[0][0].id != new_id:
+        while gallery.search(VectorQuery("cosine", q[None], 1))[0][0].id != new_id:
             pass
         visible.append(time.perf_counter() - t)
         gallery.delete([new_id])
@@ -121,7 +122,7 @@ def run_one(store: str, index_type: str, vectors: np.ndarray, queries: np.ndarra
     latency, recall = [], []
     for q, truth in zip(queries, exact, strict=True):
         t = time.perf_counter()
-        (row,) = gallery.search("cosine", q[None], 10)
+        (row,) = gallery.search(VectorQuery("cosine", q[None], 10))
         latency.append(time.perf_counter() - t)
         recall.append(len({m.id for m in row} & set(id_arr[truth].tolist())) / 10)
     drop_milvus(gallery)

@@ -200,6 +200,7 @@ def bare_loop(runtime: Any, gallery: Any, image: bytes, endpoint: str, n: int) -
     """The in-process ceiling: one request's work, ``n`` times in a row."""
     from service.contract.preprocess import preprocess_bytes
     from service.contract.scoring import pair_scores
+    from service.gallery.protocol import VectorQuery
 
     spec = runtime.spec
     metric = runtime.manifest.default_metric
@@ -214,7 +215,7 @@ def bare_loop(runtime: Any, gallery: Any, image: bytes, endpoint: str, n: int) -
             return
         emb = runtime.embed(preprocess_bytes(image, spec)[None])
         if endpoint == "search":
-            gallery.search(metric, emb, 10)
+            gallery.search(VectorQuery(metric, emb, 10))
 
     once()
     load = load_average()

@@ -33,6 +33,7 @@ if str(REPO_ROOT) not in sys.path:
 from benchmarks._common import load_average, machine_info, script_main  # noqa: E402
 from benchmarks.http_batching import _image, multipart_body  # noqa: E402
 from benchmarks.http_bench import fill_gallery, open_gallery  # noqa: E402
+from service.gallery.protocol import VectorQuery  # noqa: E402
 
 DESCRIPTION = "One /search request's server CPU, piece by piece, in process."
 
@@ -115,7 +116,7 @@ async def _pieces(args: argparse.Namespace, data_dir: Path) -> dict[str, dict[st
     out["decode_preprocess"] = await _timed_async(lambda: sync(lambda: preprocess_bytes(image, spec)), n)
     out["model_batch_1"] = await _timed_async(lambda: sync(lambda: runtime.embed(batch)), n)
     out["faiss_search_top10"] = await _timed_async(
-        lambda: sync(lambda: gallery.search(metric, vector, 10)), n
+        lambda: sync(lambda: gallery.search(VectorQuery(metric, vector, 10))), n
     )
     gallery.store.close()
 

@@ -6,12 +6,15 @@ Nothing is created at import time: :func:`get_settings` builds the settings on f
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+C = TypeVar("C")
 
 Device = Literal["auto", "cuda", "cpu"]
 IndexType = Literal["flat", "ivf", "hnsw"]
@@ -145,6 +148,12 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         """The body limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def section(self, config: type[C], prefix: str = "", **given: Any) -> C:
+        """A component's config dataclass from the settings named ``prefix`` + its field names (e.g.
+        ``MilvusConfig`` from ``milvus_*``); ``given`` fills fields the settings do not hold."""
+        names = [f.name for f in dataclasses.fields(config) if f.name not in given]  # type: ignore[arg-type]
+        return config(**{name: getattr(self, prefix + name) for name in names}, **given)
 
 
 @lru_cache(maxsize=1)

@@ -8,19 +8,14 @@ from fastapi import APIRouter, Request
 
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
-from service.api.openapi import openapi_body
+from service.api.openapi import post_body
 from service.api.responses import EmbeddingsResponse, timings
 from service.api.schemas import ImagesRequest
 
 router = APIRouter(tags=["embeddings"])
 
 
-@router.post(
-    "/embeddings",
-    response_model=EmbeddingsResponse,
-    summary="Compute embedding vectors",
-    openapi_extra=openapi_body(ImagesRequest, ("images",)),
-)
+@post_body(router, "/embeddings", ImagesRequest, EmbeddingsResponse, "Compute embedding vectors")
 async def embeddings(request: Request, reid: ReidDep) -> EmbeddingsResponse:
     """Return the model's embedding of every image (or of every box of one frame), in request order
     (batched with concurrent requests).
@@ -28,7 +23,7 @@ async def embeddings(request: Request, reid: ReidDep) -> EmbeddingsResponse:
     For a pairwise model this is the L2-normalized descriptor its gallery shortlist searches.
     """
     t0 = time.perf_counter()
-    body = await parse_body(request, ImagesRequest, list_fields=("images",))
+    body = await parse_body(request, ImagesRequest)
     embedded = await reid.embed(body.images, "images", body.boxes)
     return EmbeddingsResponse(
         embeddings=embedded.vectors.astype(float).tolist(),

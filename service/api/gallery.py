@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from service.api.deps import ReidDep
 from service.api.errors import ProblemError
 from service.api.inputs import parse_body
-from service.api.openapi import openapi_body
+from service.api.openapi import post_body
 from service.api.responses import DeleteResponse, EnrolResponse, GalleryItem, GalleryPage
 from service.api.schemas import MAX_GALLERY_ID, EnrolRequest, Rfc3339
 from service.gallery.protocol import GalleryEntry
@@ -23,17 +23,11 @@ def _item(entry: GalleryEntry) -> GalleryItem:
     return GalleryItem(**dataclasses.asdict(entry))
 
 
-@router.post(
-    "",
-    status_code=201,
-    response_model=EnrolResponse,
-    summary="Enrol images of a person",
-    openapi_extra=openapi_body(EnrolRequest, ("images",)),
-)
+@post_body(router, "", EnrolRequest, EnrolResponse, "Enrol images of a person", status=201)
 async def enrol(request: Request, reid: ReidDep) -> EnrolResponse:
     """Embed the images (or the boxes of one frame) and add them to the gallery as entries of ``person_id``
     (a tracklet: all of one person); 201 with one id per image or box."""
-    body = await parse_body(request, EnrolRequest, list_fields=("images",))
+    body = await parse_body(request, EnrolRequest)
     enrolled = await reid.enrol(
         body.images,
         person_id=body.person_id,

@@ -26,10 +26,8 @@ _MEDIA = "send multipart/form-data (image files) or application/json (base64 ima
 INLINE_PARSE_BYTES = 64 * 1024
 
 
-async def parse_body(
-    request: Request, model: type[M], list_fields: tuple[str, ...] = (), max_files: int = 1024
-) -> M:
-    """Validate a JSON or multipart body into ``model``.
+async def parse_body(request: Request, model: type[M], max_files: int = 1024) -> M:
+    """Validate a JSON or multipart body into ``model`` (a form repeats the parts of ``model.list_fields``).
 
     Bodies over :data:`INLINE_PARSE_BYTES` are parsed (JSON) and validated (base64 decoding included) on a
     worker thread, so the event loop stays free; multipart bodies are split into parts as they stream in.
@@ -44,7 +42,7 @@ async def parse_body(
         call = functools.partial(_json_model, body, model)
         size = len(body)
     elif media == "multipart/form-data":
-        data = await _form_data(request, list_fields, max_files)
+        data = await _form_data(request, getattr(model, "list_fields", ()), max_files)
         call = functools.partial(_validate, data, model)
         size = sum(len(v) for v in data.values() for v in (v if isinstance(v, list) else [v]))
     else:

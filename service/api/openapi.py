@@ -16,12 +16,15 @@ limit (``REID_MAX_PIXELS``, 413) and that the bytes must decode to an image (400
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import APIRouter, FastAPI
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Image media types a form part may declare (what the decoder accepts; GIF is refused).
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp"
@@ -70,8 +73,10 @@ def _form_schema(json_schema: dict[str, Any], file_fields: tuple[str, ...]) -> d
     return form
 
 
-def openapi_body(model: type[BaseModel], file_fields: tuple[str, ...]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a body that may be JSON (base64 images) or multipart (files)."""
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body that may be JSON (base64 images) or multipart (the model's
+    ``file_fields`` as files)."""
+    file_fields: tuple[str, ...] = getattr(model, "file_fields", ())
     json_schema = model.model_json_schema()
     form = _form_schema(json_schema, file_fields)
     encoding = {name: {"contentType": IMAGE_TYPES} for name in file_fields}
@@ -84,6 +89,21 @@ def openapi_body(model: type[BaseModel], file_fields: tuple[str, ...]) -> dict[s
             },
         }
     }
+
+
+def post_body(
+    router: APIRouter,
+    path: str,
+    body: type[BaseModel],
+    answer: type[BaseModel],
+    summary: str,
+    status: int = 200,
+) -> Callable[[F], F]:
+    """``router.post`` for an endpoint whose ``body`` comes as JSON or as a multipart form (both documented,
+    see :func:`openapi_body`) and whose ``answer`` is the response model."""
+    return router.post(
+        path, status_code=status, response_model=answer, summary=summary, openapi_extra=openapi_body(body)
+    )
 
 
 def install_openapi(app: FastAPI, max_images: int, max_boxes: int = 64) -> None:

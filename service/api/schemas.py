@@ -13,7 +13,7 @@ import binascii
 import json
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -27,6 +27,8 @@ from pydantic import (
 )
 
 from service.contract.scoring import ServedMetric, describe
+from service.core.queries import SearchQuery
+from service.gallery.filters import SearchFilter
 
 #: Largest gallery id accepted: 2^53 - 1, the largest integer every JSON parser reads exactly (RFC 7493), so
 #: that the limit in the OpenAPI document means the same to a client comparing in doubles. (SQLite rowids are
@@ -124,7 +126,13 @@ _BOXES_DOC = (
 
 
 class _Request(BaseModel):
+    """A body that comes as JSON (images base64-encoded) or as a multipart form (images as file parts)."""
+
     model_config = ConfigDict(extra="forbid")
+    #: The image fields: file parts in a form.
+    file_fields: ClassVar[tuple[str, ...]] = ()
+    #: The list fields: repeated parts in a form.
+    list_fields: ClassVar[tuple[str, ...]] = ()
 
 
 def _one_of(image: str, gallery_id: str) -> dict[str, Any]:
@@ -143,6 +151,7 @@ class VerifyRequest(_Request):
     model_config = ConfigDict(
         json_schema_extra={"allOf": [_one_of("image_a", "gallery_id_a"), _one_of("image_b", "gallery_id_b")]}
     )
+    file_fields = ("image_a", "image_b")
 
     image_a: ImageData | None = Field(default=None, description="First image (or give gallery_id_a).")
     image_b: ImageData | None = Field(default=None, description="Second image (or give gallery_id_b).")
@@ -176,6 +185,8 @@ class VerifyRequest(_Request):
 class ImagesRequest(_Request):
     """One or more images."""
 
+    file_fields = list_fields = ("images",)
+
     images: list[ImageData] = Field(
         min_length=1, max_length=1024, description="The images (1 or more), or one frame with `boxes`."
     )
@@ -195,6 +206,8 @@ class ImagesRequest(_Request):
 
 class SearchRequest(ImagesRequest):
     """Query images and how to rank the gallery for them."""
+
+    list_fields = ("images", "person_ids", "camera_ids", "exclude_camera_ids")
 
     top_k: int = Field(default=10, ge=1, le=1000, description="Results per query image (1…1000).")
     _integral_top_k = field_validator("top_k", mode="before")(_integral)
@@ -235,6 +248,22 @@ class SearchRequest(ImagesRequest):
         description="person: one row item per person in `persons` (best score, the entry that gave it, "
         "how many of its entries rank above every person not returned); top_k then counts persons.",
     )
+
+    def query(self) -> SearchQuery:
+        """The service layer's query: the filters folded into one (``exclude_camera_id`` joins
+        ``exclude_camera_ids``)."""
+        excluded = list(self.exclude_camera_ids or ())
+        if self.exclude_camera_id is not None:
+            excluded.append(self.exclude_camera_id)
+        filters = SearchFilter.of(
+            camera_ids=self.camera_ids,
+            exclude_camera_ids=excluded,
+            person_ids=self.person_ids,
+            created_after=self.created_after,
+            created_before=self.created_before,
+        )
+        aggregate, by_person = self.aggregate == "mean", self.group_by == "person"
+        return SearchQuery(self.top_k, self.metric, self.threshold, filters, aggregate, by_person)
 
 
 class EnrolRequest(ImagesRequest):

@@ -8,19 +8,14 @@ from fastapi import APIRouter, Request
 
 from service.api.deps import ReidDep
 from service.api.inputs import parse_body
-from service.api.openapi import openapi_body
+from service.api.openapi import post_body
 from service.api.responses import VerifyResponse, timings
 from service.api.schemas import VerifyRequest
 
 router = APIRouter(tags=["verify"])
 
 
-@router.post(
-    "/verify",
-    response_model=VerifyResponse,
-    summary="Verify that two images show the same person",
-    openapi_extra=openapi_body(VerifyRequest, ("image_a", "image_b")),
-)
+@post_body(router, "/verify", VerifyRequest, VerifyResponse, "Verify that two images show the same person")
 async def verify(request: Request, reid: ReidDep) -> VerifyResponse:
     """Score a pair of images (or gallery ids) and decide 'same person' at the threshold."""
     t0 = time.perf_counter()

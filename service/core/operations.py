@@ -26,6 +26,7 @@ from service.core.errors import (
     NotFoundError,
     UncalibratedError,
 )
+from service.core.queries import SearchQuery
 from service.core.results import (
     Changed,
     Embedded,
@@ -38,8 +39,7 @@ from service.core.results import (
     Verdict,
 )
 from service.core.workers import run_in_worker, run_index_call
-from service.gallery.filters import SearchFilter
-from service.gallery.protocol import GalleryEntry, GalleryStore, Match, NewEntry
+from service.gallery.protocol import GalleryEntry, GalleryStore, Match, NewEntry, VectorQuery
 from service.gallery.ranking import PersonMatch, entry_search, rank_persons
 from service.inference.batching import MicroBatcher, QueueFullError
 from service.inference.executor import ModelExecutor
@@ -183,44 +183,30 @@ class ReidService:
         return Changed(ids, size)
 
     async def search(
-        self,
-        images: list[bytes],
-        *,
-        top_k: int,
-        metric: ServedMetric | None = None,
-        threshold: float | None = None,
-        exclude_camera_id: str | None = None,
-        person_ids: list[str] | None = None,
-        boxes: list[list[float]] | None = None,
-        filters: SearchFilter | None = None,
-        aggregate: bool = False,
-        by_person: bool = False,
+        self, images: list[bytes], query: SearchQuery, boxes: list[list[float]] | None = None
     ) -> Ranking:
         """Rank the gallery for each query image or box (exactly, for flat indexes and softmax).
 
         ``pairwise``: shortlist ``REID_SHORTLIST`` entries by descriptor (after the filters), then re-rank
-        them by the comparator on the model executor; ``search_ms`` includes the comparator. ``filters`` apply
-        inside the index search; ``aggregate``: all queries are one person (one row, see
-        :mod:`service.gallery.ranking`); ``by_person``: rows of persons (``Ranking.persons``).
+        them by the comparator on the model executor; ``search_ms`` includes the comparator.
         """
-        scoring = self.scoring(metric, threshold)
+        scoring = self.scoring(query.metric, query.threshold)
         embedded = await self.embed(images, "images", boxes)
         t1 = time.perf_counter()
-        where = (filters or SearchFilter()).narrowed(exclude_camera_id, person_ids)
         pairwise = self.runtime.pairwise
+        vectors = VectorQuery(scoring.metric, embedded.vectors, query.top_k, query.filters, query.aggregate)
         search = entry_search(
-            self.gallery, scoring.metric, embedded.vectors, embedded.encodings,
-            filters=where, aggregate=aggregate,
+            self.gallery, vectors, embedded.encodings,
             compare=self.executor.blocking(pairwise.compare) if pairwise is not None else None,
             shortlist=self.settings.shortlist or (pairwise.spec.shortlist if pairwise is not None else 100),
         )  # fmt: skip
 
         def run() -> tuple[list[list[Match]], list[list[PersonMatch]] | None, int]:
             size = self.gallery.size
-            if by_person:
-                people = rank_persons(search, top_k, size)
+            if query.by_person:
+                people = rank_persons(search, query.top_k, size)
                 return [[] for _ in people], people, size
-            return search(top_k), None, size
+            return search(query.top_k), None, size
 
         rows, people, size = await self._in_gallery(run)
         search_ms = (time.perf_counter() - t1) * 1000.0

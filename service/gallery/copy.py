@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.gallery.protocol import GalleryStore, NewEntry
+from service.gallery.protocol import GalleryStore, NewEntry, VectorQuery
 
 
 def copy_gallery(
@@ -49,18 +49,17 @@ def copy_gallery(
                     f"entries {sorted({e.id for e in kept} - set(enc_ids.tolist()))[:5]} have no encoding"
                 )
         dest.add(
-            [NewEntry(e.person_id, e.camera_id, e.metadata, None) for e in kept],
+            [NewEntry(e.person_id, e.camera_id, e.metadata, None, e.id, e.created) for e in kept],
             vectors[[row_of[e.id] for e in kept]],
             encodings,
-            keep=[(e.id, e.created) for e in kept],
         )
         copied += [e.id for e in kept]
     checked = equal = 0
     for entry_id in copied[:: max(1, len(copied) // max(sample, 1))][:sample]:
         _, query = source.embeddings([entry_id])
         for metric in sorted(set(source.metrics) & set(dest.metrics) - {"pairwise"}):
-            a = [m.id for m in source.search(metric, query, 5)[0]]
-            b = [m.id for m in dest.search(metric, query, 5)[0]]
+            a = [m.id for m in source.search(VectorQuery(metric, query, 5))[0]]
+            b = [m.id for m in dest.search(VectorQuery(metric, query, 5))[0]]
             checked, equal = checked + 1, equal + (a == b)
     return {
         "model": source.model_id,

@@ -16,14 +16,7 @@ def create_gallery(settings: Settings, spec: GallerySpec, *, use_gpu: bool = Fal
         spec: The active model's needs.
         use_gpu: Put the embedded store's FAISS indexes on the GPU.
     """
-    config = IndexConfig(
-        index_type=settings.index_type,
-        ivf_nlist=settings.ivf_nlist,
-        ivf_nprobe=settings.ivf_nprobe,
-        hnsw_m=settings.hnsw_m,
-        hnsw_ef_search=settings.hnsw_ef_search,
-        use_gpu=use_gpu,
-    )
+    config = settings.section(IndexConfig, use_gpu=use_gpu)
     if settings.gallery == "milvus":
         if settings.store_images:
             raise ValueError(
@@ -34,13 +27,7 @@ def create_gallery(settings: Settings, spec: GallerySpec, *, use_gpu: bool = Fal
         from service.gallery.milvus import MilvusGallery  # pymilvus only when chosen
         from service.gallery.milvus_client import MilvusConfig
 
-        connection = MilvusConfig(
-            uri=settings.milvus_uri,
-            token=settings.milvus_token,
-            db=settings.milvus_db,
-            prefix=settings.milvus_collection_prefix,
-            timeout_s=settings.milvus_timeout_s,
-        )
+        connection = settings.section(MilvusConfig, "milvus_")
         return MilvusGallery(connection, spec, config)
     return Gallery(
         settings.data_dir,

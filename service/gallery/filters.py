@@ -9,7 +9,7 @@ ivf / hnsw visit their usual cells / graph, skipping the others). Nothing is ove
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -53,16 +53,6 @@ class SearchFilter:
             created_after=None if created_after is None else created_after.timestamp(),
             created_before=None if created_before is None else created_before.timestamp(),
         )
-
-    def narrowed(self, exclude_camera_id: str | None, person_ids: list[str] | None) -> SearchFilter:
-        """This filter with the older single-valued search parameters folded in: ``exclude_camera_id`` adds
-        to ``exclude_camera_ids``, ``person_ids`` (when non-empty) replaces ``person_ids``."""
-        where = self
-        if exclude_camera_id is not None:
-            where = replace(where, exclude_camera_ids=where.exclude_camera_ids | {exclude_camera_id})
-        if person_ids:
-            where = replace(where, person_ids=frozenset(person_ids))
-        return where
 
     @property
     def active(self) -> bool:

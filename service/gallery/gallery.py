@@ -26,14 +26,12 @@ from service.contract.scoring import (
     gallery_vectors,
     index_dim,
     index_scores,
-    mean_query_vectors,
-    query_vectors,
 )
 from service.contract.scoring import get as get_metric
 from service.gallery import dirlock
 from service.gallery.filters import EntryTable, SearchFilter
 from service.gallery.index import IndexConfig, VectorIndex, write_snapshot
-from service.gallery.protocol import GalleryEntry, Match, NewEntry, check_encodings
+from service.gallery.protocol import GalleryEntry, Match, NewEntry, VectorQuery, check_encodings
 from service.gallery.rwlock import ReadWriteLock
 from service.gallery.store import SqliteStore
 
@@ -233,19 +231,14 @@ class Gallery:
         return first.size if first is not None else 0
 
     def add(
-        self,
-        entries: list[NewEntry],
-        embeddings: np.ndarray,
-        encodings: np.ndarray | None = None,
-        keep: list[tuple[int, str]] | None = None,
+        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
     ) -> list[int]:
         """Store entries with their embeddings (and, for pairwise models, their comparator encodings, kept
-        as float16) and index them; returns the new gallery ids. ``keep``: (id, created) per entry, kept as
-        given (``reid gallery copy``)."""
+        as float16) and index them; returns the gallery ids (new, or as the entries give them)."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         check_encodings(self.encoding_dim, encodings, len(embeddings))
         with self.lock.write():
-            ids = self.store.add(entries, self.model_id, embeddings, encodings, keep)
+            ids = self.store.add(entries, self.model_id, embeddings, encodings)
             id_arr = np.asarray(ids, dtype=np.int64)
             for metric, index in self.indexes.items():
                 index.add(id_arr, gallery_vectors(metric, embeddings, self.head))
@@ -322,39 +315,15 @@ class Gallery:
             raise ValueError(f"model {self.model_id} is not pairwise: its gallery stores no encodings")
         return self.store.encodings(ids, self.model_id, self.encoding_dim)
 
-    def search(
-        self,
-        metric: str,
-        queries: np.ndarray,
-        top_k: int,
-        exclude_camera_id: str | None = None,
-        person_ids: list[str] | None = None,
-        aggregate: bool = False,
-        filters: SearchFilter | None = None,
-    ) -> list[list[Match]]:
-        """Rank the gallery for each query embedding (exact for flat indexes and softmax).
-
-        Args:
-            metric: One of the indexed metrics.
-            queries: Raw query embeddings (N, D).
-            top_k: Results per query.
-            exclude_camera_id: Skip gallery entries from this camera.
-            person_ids: Keep only these persons.
-            aggregate: The queries are one person (a tracklet): one ranking for all of them, by
-                :func:`service.contract.scoring.mean_query_vectors`.
-            filters: Which entries may be returned (applied inside the index search, before the top-k cut;
-                ``exclude_camera_id`` and ``person_ids`` add to it).
-        """
-        if metric not in self.indexes:
-            raise ValueError(f"metric {metric!r} is not available; choose one of {sorted(self.indexes)}")
-        index = self.indexes[metric]
-        to_query = mean_query_vectors if aggregate else query_vectors
-        qvec, const = to_query(metric, np.asarray(queries, np.float32), self.head)
-        where = (filters or SearchFilter()).narrowed(exclude_camera_id, person_ids)
+    def search(self, query: VectorQuery) -> list[list[Match]]:
+        """Rank the gallery for each query embedding (exact for flat indexes and softmax); the filters select
+        the allowed ids for the FAISS search (see :mod:`service.gallery.filters`)."""
+        index, top_k = self.indexes[query.metric_in(self.indexes)], query.top_k
+        qvec, const = query.index_vectors(self.head)
         with self.lock.read():
-            allowed = self._table.select(where) if where.active else None
+            allowed = self._table.select(query.filters) if query.filters.active else None
             raw, ids = index.search(qvec, top_k, allowed)
-            scores = index_scores(metric, raw, const)
+            scores = index_scores(query.metric, raw, const)
             return [
                 [
                     Match(id=i, person_id=p, camera_id=c, score=float(score))

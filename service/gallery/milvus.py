@@ -20,8 +20,6 @@ from service.contract.scoring import (
     gallery_vectors,
     index_dim,
     index_scores,
-    mean_query_vectors,
-    query_vectors,
 )
 from service.gallery.filters import SearchFilter, created_seconds
 from service.gallery.index import IndexConfig
@@ -43,8 +41,9 @@ from service.gallery.milvus_layout import (
     quote,
     scoped,
     search_filter,
+    vector_kind,
 )
-from service.gallery.protocol import GalleryEntry, GallerySpec, Match, NewEntry, check_encodings
+from service.gallery.protocol import GalleryEntry, GallerySpec, Match, NewEntry, VectorQuery, check_encodings
 
 logger = logging.getLogger(__name__)
 _LABELS = ["person_id", "camera_id", "has_camera", "created_s"]
@@ -75,12 +74,12 @@ class MilvusGallery:
         self.encoding_dim = spec.encoding_dim
         self.rebuilt: list[str] = []  # Milvus keeps its indexes: nothing is rebuilt at start
         self._metrics = sorted(spec.metrics)
-        kinds = [RAW, *(m for m in self._metrics if m != "euclidean")]
+        kinds = [RAW, *(m for m in self._metrics if vector_kind(m) != RAW)]
         if spec.encoding_dim is not None:
             kinds.append(ENCODINGS)
-        self._names = {k: collection_name(connection.prefix, spec.model_id, k) for k in kinds}
-        self._entries = entries_name(connection.prefix)
-        self._blocks = blocks_name(connection.prefix)
+        self._names = {k: collection_name(connection.collection_prefix, spec.model_id, k) for k in kinds}
+        self._entries = entries_name(connection.collection_prefix)
+        self._blocks = blocks_name(connection.collection_prefix)
         self._raw_models: dict[str, str | None] = {}  # collection name → model id of a raw collection
         self.db = MilvusConnection(connection)
         self._ids = IdBlocks(self.db, self._blocks)
@@ -88,13 +87,13 @@ class MilvusGallery:
     def _dim(self, kind: str) -> int:
         if kind == ENCODINGS and self.encoding_dim is not None:
             return self.encoding_dim
-        return index_dim("euclidean" if kind == RAW else kind, self.spec.dim)
+        return self.spec.dim if kind == RAW else index_dim(kind, self.spec.dim)
 
     def open(self) -> None:
         """Connect, create the database and any missing collection, and load every collection."""
         db = self.db
         db.connect()
-        existing = set(db.names(f"{self.connection.prefix}_"))
+        existing = set(db.names(f"{self.connection.collection_prefix}_"))
         for kind, name in self._names.items():
             if name not in existing:
                 db.create(
@@ -123,7 +122,8 @@ class MilvusGallery:
                 )
         db.load([self._entries, self._blocks, *self._names.values()])
         c = self.connection
-        logger.info("Milvus gallery %s open at %s (db %s, prefix %s)", self.model_id, c.uri, c.db, c.prefix)
+        prefix = c.collection_prefix
+        logger.info("Milvus gallery %s open at %s (db %s, prefix %s)", self.model_id, c.uri, c.db, prefix)
 
     def close(self) -> None:
         """Close the connection (everything is already persisted in Milvus)."""
@@ -151,7 +151,7 @@ class MilvusGallery:
 
     def _raw_collections(self) -> dict[str, str]:
         """Every model's raw-embedding collection under this prefix: name → model id."""
-        for name in self.db.names(self.connection.prefix):
+        for name in self.db.names(self.connection.collection_prefix):
             if name not in self._raw_models:
                 info = parse_description(self.db.description(name))
                 self._raw_models[name] = info[0] if info and info[1] == RAW else None
@@ -228,29 +228,15 @@ class MilvusGallery:
         vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.encoding_dim)
         return np.array([int(r["id"]) for r in rows], dtype=np.int64), vecs
 
-    def search(
-        self,
-        metric: str,
-        queries: np.ndarray,
-        top_k: int,
-        exclude_camera_id: str | None = None,
-        person_ids: list[str] | None = None,
-        aggregate: bool = False,
-        filters: SearchFilter | None = None,
-    ) -> list[list[Match]]:
-        """Rank the gallery for each raw query embedding inside Milvus; filters are a boolean expression
-        evaluated inside the search, before the top-k cut. ``aggregate``: one ranking for a tracklet (see
-        :func:`service.contract.scoring.mean_query_vectors`). ``top_k`` is capped at Milvus' 16,384.
-        """
-        if metric not in self._metrics:
-            raise ValueError(f"metric {metric!r} is not available; choose one of {self._metrics}")
-        kind = RAW if metric == "euclidean" else metric
-        to_query = mean_query_vectors if aggregate else query_vectors
-        qvec, const = to_query(metric, np.asarray(queries, np.float32), self.spec.head)
-        where = (filters or SearchFilter()).narrowed(exclude_camera_id, person_ids)
+    def search(self, query: VectorQuery) -> list[list[Match]]:
+        """Rank the gallery for each query embedding inside Milvus; the filters are a boolean expression
+        evaluated inside the search, before the top-k cut. ``top_k`` is capped at Milvus' 16,384."""
+        metric = query.metric_in(self._metrics)
+        kind = vector_kind(metric)
+        qvec, const = query.index_vectors(self.spec.head)
         if len(qvec) == 0:
             return []
-        k = min(int(top_k), MAX_TOP_K)
+        k = min(int(query.top_k), MAX_TOP_K)
         params = index_params(kind, self.index)[1]
         if "ef" in params:  # HNSW needs ef >= k
             params = {"ef": max(int(params["ef"]), k)}
@@ -259,7 +245,7 @@ class MilvusGallery:
             self._names[kind],
             data=qvec.tolist(),
             limit=k,
-            filter=search_filter(where),
+            filter=search_filter(query.filters),
             output_fields=_LABELS,
             search_params={"metric_type": metric_type(kind), "params": params},
             consistency_level="Strong",
@@ -291,29 +277,30 @@ class MilvusGallery:
             if kind == ENCODINGS:
                 assert encodings is not None
                 vectors = np.asarray(encodings, np.float16).astype(np.float32)  # as the embedded store keeps
+            elif kind == RAW:
+                vectors = np.asarray(embeddings, np.float32)
             else:
-                vectors = gallery_vectors("euclidean" if kind == RAW else kind, embeddings, self.spec.head)
+                vectors = gallery_vectors(kind, embeddings, self.spec.head)
             rows = [
                 {"id": i, **lab, "vector": v} for i, lab, v in zip(ids, labels, vectors.tolist(), strict=True)
             ]
             self.db.write(name, rows, replace=replace, row_bytes=4 * vectors.shape[1] + 64)
 
     def add(
-        self,
-        entries: list[NewEntry],
-        embeddings: np.ndarray,
-        encodings: np.ndarray | None = None,
-        keep: list[tuple[int, str]] | None = None,
+        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
     ) -> list[int]:
-        """Store entries (ids from this process's claimed block) with their vectors; returns the new ids."""
+        """Store entries with their vectors; returns their ids (new ones from this process's claimed block,
+        or those the entries give)."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(entries) != len(embeddings):
             raise ValueError(f"{len(entries)} entries but {len(embeddings)} embeddings")
         check_encodings(self.encoding_dim, encodings, len(embeddings))
         if not entries:
             return []
-        ids = [i for i, _ in keep] if keep else self._ids.allocate(len(entries))
-        created = [c for _, c in keep] if keep else [datetime.now(timezone.utc).isoformat()] * len(entries)
+        new = iter(self._ids.allocate(sum(e.id is None for e in entries)))
+        ids = [next(new) if e.id is None else e.id for e in entries]
+        now = datetime.now(timezone.utc).isoformat()
+        created = [e.created or now for e in entries]
         labels = [
             {
                 "person_id": e.person_id,
@@ -350,7 +337,8 @@ class MilvusGallery:
 
     def _delete_everywhere(self, ids: list[int]) -> None:
         """Delete ids from every model's collections first, then from the entries."""
-        names = [n for n in self.db.names(self.connection.prefix) if n not in (self._entries, self._blocks)]
+        own = self.db.names(self.connection.collection_prefix)
+        names = [n for n in own if n not in (self._entries, self._blocks)]
         for name in [*names, self._entries]:
             self.db.delete(name, ids)
 

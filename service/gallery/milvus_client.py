@@ -40,7 +40,7 @@ class MilvusConfig:
     uri: str = "http://localhost:19530"
     token: str = ""
     db: str = "default"
-    prefix: str = "reid"
+    collection_prefix: str = "reid"
     timeout_s: float = 10.0
 
 

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from service.contract.scoring import get as get_metric
 from service.gallery.filters import SearchFilter
 from service.gallery.index import IndexConfig
 
@@ -116,6 +117,12 @@ def search_filter(where: SearchFilter) -> str:
 def ids_filter(ids: list[int]) -> str:
     """``id in [...]``."""
     return f"id in [{', '.join(str(int(i)) for i in ids)}]"
+
+
+def vector_kind(metric: str) -> str:
+    """The collection kind a served metric searches: an L2 metric (euclidean) ranks the embeddings as they
+    are, so it searches the ``raw`` collection every model has; the inner-product metrics have their own."""
+    return metric if get_metric(metric).inner_product else RAW
 
 
 def metric_type(kind: str) -> str:

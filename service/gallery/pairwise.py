@@ -11,11 +11,11 @@ cosine) and each shortlisted entry gets the mean comparator score over the track
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
-from service.gallery.filters import SearchFilter
-from service.gallery.protocol import GalleryStore, Match
+from service.gallery.protocol import GalleryStore, Match, VectorQuery
 
 #: Scores (N,) of encoding pairs (rows of two (N, E) arrays); higher = same person.
 Compare = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -68,17 +68,7 @@ def rerank(
 
 
 def pairwise_search(
-    gallery: GalleryStore,
-    compare: Compare,
-    descriptors: np.ndarray,
-    encodings: np.ndarray,
-    *,
-    top_k: int,
-    shortlist: int,
-    exclude_camera_id: str | None = None,
-    person_ids: list[str] | None = None,
-    aggregate: bool = False,
-    filters: SearchFilter | None = None,
+    gallery: GalleryStore, compare: Compare, query: VectorQuery, encodings: np.ndarray, *, shortlist: int
 ) -> list[list[Match]]:
     """Rank the gallery for each query by the comparator over its descriptor shortlist.
 
@@ -88,37 +78,27 @@ def pairwise_search(
     Args:
         gallery: A gallery with a ``pairwise`` index and stored encodings.
         compare: The comparator (``PairwiseModel.compare``, which chunks by ``comparator_max_batch``).
-        descriptors: (Q, D) query descriptors.
+        query: (Q, D) query descriptors as the embeddings, results per query, the filters (applied before the
+            shortlist is cut) and ``aggregate`` (one ranking by the mean comparator score over the queries);
+            its metric is taken to be ``pairwise``.
         encodings: (Q, E) query encodings.
-        top_k: Results per query.
         shortlist: Entries shortlisted per query by descriptor (raised to ``top_k`` when smaller).
-        exclude_camera_id: Skip gallery entries from this camera (before the shortlist is cut).
-        person_ids: Keep only these persons (before the shortlist is cut).
-        aggregate: The queries are one person: one ranking by the mean comparator score over them.
-        filters: Which entries may be shortlisted (inside the index search).
 
     Raises:
         ValueError: ``shortlist`` or ``top_k`` below 1, mismatched query arrays, or a gallery without a
             ``pairwise`` index.
     """
+    top_k = query.top_k
     if shortlist < 1:
         raise ValueError(f"shortlist must be >= 1, got {shortlist}")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if len(descriptors) != len(encodings):
-        raise ValueError(f"{len(descriptors)} query descriptors but {len(encodings)} query encodings")
-    shortlists = gallery.search(
-        "pairwise",
-        descriptors,
-        max(shortlist, top_k),
-        exclude_camera_id=exclude_camera_id,
-        person_ids=person_ids,
-        aggregate=aggregate,
-        filters=filters,
-    )
-    per_row = [encodings] if aggregate else list(encodings)
+    if len(query.embeddings) != len(encodings):
+        raise ValueError(f"{len(query.embeddings)} query descriptors but {len(encodings)} query encodings")
+    shortlists = gallery.search(replace(query, metric="pairwise", top_k=max(shortlist, top_k)))
+    per_row = [encodings] if query.aggregate else list(encodings)
     results: list[list[Match]] = []
-    for row, query in zip(shortlists, per_row, strict=True):
+    for row, one in zip(shortlists, per_row, strict=True):
         found, gallery_encodings = gallery.encodings([m.id for m in row])
-        results.append(rerank(row, query, found, gallery_encodings, compare, top_k))
+        results.append(rerank(row, one, found, gallery_encodings, compare, top_k))
     return results

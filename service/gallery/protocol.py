@@ -14,15 +14,24 @@ seen by the next search of any process sharing the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from service.contract.scoring import HeadWeights
+from service.contract.scoring import HeadWeights, mean_query_vectors, query_vectors
 from service.gallery.filters import SearchFilter
 
-__all__ = ["GalleryEntry", "GalleryStore", "GalleryUnavailableError", "Match", "NewEntry", "SearchFilter"]
+__all__ = [
+    "GalleryEntry",
+    "GalleryStore",
+    "GalleryUnavailableError",
+    "Match",
+    "NewEntry",
+    "SearchFilter",
+    "VectorQuery",
+]
 
 
 @dataclass(frozen=True)
@@ -50,12 +59,53 @@ class GalleryEntry:
 
 @dataclass(frozen=True)
 class NewEntry:
-    """What is enrolled for one image."""
+    """What is enrolled for one image. ``id`` and ``created`` are given only when an entry is copied from
+    another store (``reid gallery copy``): they are kept as given, and the caller guarantees the id is free;
+    otherwise the store assigns a new id and the current time."""
 
     person_id: str
     camera_id: str | None
     metadata: dict[str, Any]
     image: bytes | None
+    id: int | None = None
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class VectorQuery:
+    """One gallery search: rank the entries for each raw query embedding.
+
+    Attributes:
+        metric: One of the store's metrics.
+        embeddings: Raw query embeddings (N, D).
+        top_k: Results per row.
+        filters: Which entries may be returned: applied inside the search, before the top-k cut (not by
+            over-fetching), so a flat index stays exact.
+        aggregate: The embeddings are one person (a tracklet): one row, ranked by
+            :func:`service.contract.scoring.mean_query_vectors`.
+    """
+
+    metric: str
+    embeddings: np.ndarray
+    top_k: int
+    filters: SearchFilter = field(default_factory=SearchFilter)
+    aggregate: bool = False
+
+    def metric_in(self, available: Iterable[str]) -> str:
+        """The query's metric, checked against a store's metrics.
+
+        Raises:
+            ValueError: The store does not index the metric.
+        """
+        if self.metric not in available:
+            raise ValueError(f"metric {self.metric!r} is not available; choose one of {sorted(available)}")
+        return self.metric
+
+    def index_vectors(self, head: HeadWeights | None) -> tuple[np.ndarray, np.ndarray]:
+        """What the metric's index is searched with: (vectors (N, index dim), per-row constants (N,)), see
+        :func:`service.contract.scoring.query_vectors`; one row when ``aggregate``."""
+        to_query = mean_query_vectors if self.aggregate else query_vectors
+        return to_query(self.metric, np.asarray(self.embeddings, np.float32), head)
 
 
 @dataclass(frozen=True)
@@ -130,15 +180,10 @@ class GalleryStore(Protocol):
         """None while the store is usable, else why not (checked by ``/ready``)."""
 
     def add(
-        self,
-        entries: list[NewEntry],
-        embeddings: np.ndarray,
-        encodings: np.ndarray | None = None,
-        keep: list[tuple[int, str]] | None = None,
+        self, entries: list[NewEntry], embeddings: np.ndarray, encodings: np.ndarray | None = None
     ) -> list[int]:
-        """Store entries with their embeddings (and pairwise encodings); returns their new ids.
-        ``keep``: (id, created ISO 8601) per entry, kept as given instead of new ones (``reid gallery copy``;
-        the caller guarantees the ids are free)."""
+        """Store entries with their embeddings (and pairwise encodings); returns their ids (new ones, or those
+        the entries give)."""
 
     def set_embeddings(
         self, ids: list[int], embeddings: np.ndarray, encodings: np.ndarray | None = None
@@ -177,26 +222,6 @@ class GalleryStore(Protocol):
         """Stored comparator encodings of ``ids``: (ids found int64 (M,), float32 (M, E)), ordered by id;
         ids without one (deleted meanwhile) are left out."""
 
-    def search(
-        self,
-        metric: str,
-        queries: np.ndarray,
-        top_k: int,
-        exclude_camera_id: str | None = None,
-        person_ids: list[str] | None = None,
-        aggregate: bool = False,
-        filters: SearchFilter | None = None,
-    ) -> list[list[Match]]:
-        """Rank the gallery for each raw query embedding (N, D); filters apply inside the search, before the
-        top-k cut (not by over-fetching), exactly on a flat index.
-
-        Args:
-            metric: One of :attr:`metrics`.
-            queries: Raw query embeddings (N, D).
-            top_k: Results per row.
-            exclude_camera_id: Skip entries from this camera (adds to ``filters``).
-            person_ids: Keep only these persons (replaces ``filters.person_ids``).
-            aggregate: The queries are one person (a tracklet): one row, ranked by
-                :func:`service.contract.scoring.mean_query_vectors`.
-            filters: Cameras to include / exclude, persons, enrolment time window.
-        """
+    def search(self, query: VectorQuery) -> list[list[Match]]:
+        """Rank the gallery for each of the query's embeddings (exactly on a flat index); ``metric`` must be
+        one of :attr:`metrics`."""

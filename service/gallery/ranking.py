@@ -8,14 +8,13 @@ indexes. A person's ``entries`` counts its entries ranked above every person not
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from service.contract.scoring import get as get_metric
-from service.gallery.filters import SearchFilter
 from service.gallery.pairwise import Compare, pairwise_search
-from service.gallery.protocol import GalleryStore, Match
+from service.gallery.protocol import GalleryStore, Match, VectorQuery
 
 
 @dataclass(frozen=True)
@@ -73,40 +72,29 @@ def rank_persons(
 
 def entry_search(
     gallery: GalleryStore,
-    metric: str,
-    queries: np.ndarray,
+    query: VectorQuery,
     encodings: np.ndarray | None,
     *,
-    filters: SearchFilter | None = None,
-    aggregate: bool = False,
     compare: Compare | None = None,
     shortlist: int = 100,
 ) -> Callable[[int], list[list[Match]]]:
-    """``search(k)``: the k best entries per query (one row per query, or one row for a tracklet).
+    """``search(k)``: the k best entries per query (one row per query, or one row for a tracklet): ``query``
+    with its ``top_k`` set to k.
 
     Args:
         gallery: The gallery.
-        metric: The scoring metric; ``pairwise`` re-ranks with ``compare`` when ``encodings`` are given.
-        queries: (N, D) query embeddings (descriptors for pairwise models).
+        query: Metric, (N, D) query embeddings (descriptors for pairwise models), filters, ``aggregate``;
+            ``pairwise`` re-ranks with ``compare`` when ``encodings`` are given.
         encodings: (N, E) comparator encodings (pairwise models), else None.
-        filters: Which entries may be returned (inside the index search).
-        aggregate: The queries are one person (a tracklet): one row, by the mean score over them.
         compare: The pairwise comparator.
         shortlist: Pairwise: entries shortlisted by descriptor per query (raised to k).
     """
+    rerank = get_metric(query.metric).needs_comparator and compare is not None and encodings is not None
 
     def search(k: int) -> list[list[Match]]:
-        if get_metric(metric).needs_comparator and compare is not None and encodings is not None:
-            return pairwise_search(
-                gallery,
-                compare,
-                queries,
-                encodings,
-                top_k=k,
-                shortlist=shortlist,
-                filters=filters,
-                aggregate=aggregate,
-            )
-        return gallery.search(metric, queries, k, aggregate=aggregate, filters=filters)
+        if rerank:
+            assert compare is not None and encodings is not None
+            return pairwise_search(gallery, compare, replace(query, top_k=k), encodings, shortlist=shortlist)
+        return gallery.search(replace(query, top_k=k))
 
     return search

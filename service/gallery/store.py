@@ -100,28 +100,26 @@ class SqliteStore:
         model_id: str,
         embeddings: np.ndarray,
         encodings: np.ndarray | None = None,
-        keep: list[tuple[int, str]] | None = None,
     ) -> list[int]:
         """Insert entries with their embeddings (and pairwise encodings) for ``model_id`` in one transaction;
-        returns their ids. ``keep``: (id, created) per entry, kept as given (a copy from another store)."""
+        returns their ids (an entry's own ``id`` and ``created`` are kept: a copy from another store)."""
         if len(entries) != len(embeddings):
             raise ValueError(f"{len(entries)} entries but {len(embeddings)} embeddings")
         if encodings is not None and len(encodings) != len(entries):
             raise ValueError(f"{len(entries)} entries but {len(encodings)} encodings")
         created = datetime.now(timezone.utc).isoformat()
         ids: list[int] = []
-        given: list[tuple[int | None, str]] = list(keep) if keep else [(None, created)] * len(entries)
         with self._tx():
-            for entry, vec, (entry_id, when) in zip(entries, embeddings, given, strict=True):
+            for entry, vec in zip(entries, embeddings, strict=True):
                 cur = self._db.execute(
                     "INSERT INTO entries(id, person_id, camera_id, metadata, created, image) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (
-                        entry_id,
+                        entry.id,
                         entry.person_id,
                         entry.camera_id,
                         json.dumps(entry.metadata),
-                        when,
+                        entry.created or created,
                         entry.image,
                     ),
                 )

@@ -29,6 +29,7 @@ from service.config import Settings
 from service.contract.scoring import HeadWeights
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
+from service.gallery.protocol import SearchFilter, VectorQuery
 from service.gallery.store import NewEntry
 from service.metrics import ServiceMetrics
 from service.state import ServiceState
@@ -89,7 +90,7 @@ def run_concurrent_search_and_writes(data_dir: Path, seconds: float, index_type:
                 metric = METRICS[int(local.integers(len(METRICS)))]
                 wanted = [persons[int(local.integers(20))]] if local.random() < 0.2 else None
                 queries = local.standard_normal((2, DIM)).astype(np.float32)
-                results = gallery.search(metric, queries, 50, person_ids=wanted)
+                results = gallery.search(VectorQuery(metric, queries, 50, SearchFilter.of(person_ids=wanted)))
                 for row in results:
                     hit = {m.id for m in row} & gone
                     if hit:

@@ -21,6 +21,7 @@ from service.core.errors import (
     TooManyImagesError,
 )
 from service.core.operations import ReidService
+from service.core.queries import SearchQuery
 
 pytestmark = pytest.mark.anyio
 ROUTERS = (embeddings, gallery, search, verify)
@@ -54,7 +55,7 @@ async def test_operations_raise_the_service_errors(make_settings, serve, person_
         with pytest.raises(NotFoundError, match="gallery_id_b: no gallery entry with id 999"):
             await reid.verify(images[0], 999)
         with pytest.raises(MetricUnavailableError, match="choose one of"):
-            await reid.search(images[:1], top_k=3, metric="pairwise")
+            await reid.search(images[:1], SearchQuery(top_k=3, metric="pairwise"))
         with pytest.raises(TooManyImagesError, match="above the limit of 2"):
             await reid.embed(images[:3], "images")
         with pytest.raises(BadImageError, match=r"images\[1\]") as bad:
@@ -64,7 +65,7 @@ async def test_operations_raise_the_service_errors(make_settings, serve, person_
             await reid.delete(999)
         with pytest.raises(NotFoundError, match="no gallery entries for person_id 'nobody'"):
             await reid.erase("nobody")
-        ranking = await reid.search(images[2:3], top_k=5, metric="cosine")
+        ranking = await reid.search(images[2:3], SearchQuery(top_k=5, metric="cosine"))
         hits = ranking.results[0]
         assert {hit.id for hit in hits} == set(enrolled.ids) and ranking.gallery_size == 2
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)

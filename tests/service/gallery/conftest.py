@@ -83,7 +83,8 @@ def make_gallery(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
             from service.gallery.milvus_client import MilvusConfig
 
             prefix = f"t_{space}"
-            gallery = MilvusGallery(MilvusConfig(uri=uri, prefix=prefix, timeout_s=60.0), spec, config)
+            connection = MilvusConfig(uri=uri, collection_prefix=prefix, timeout_s=60.0)
+            gallery = MilvusGallery(connection, spec, config)
         gallery.open()
         if uri is not None and space not in cleared:
             _clear_milvus(gallery, f"t_{space}")

@@ -12,7 +12,7 @@ import pytest
 from service.contract.score_math import HeadWeights, center_normalize, l2_normalize, sigmoid
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
-from service.gallery.protocol import GalleryStore, NewEntry
+from service.gallery.protocol import GalleryStore, NewEntry, SearchFilter, VectorQuery
 from service.inference.sessions import ModelRuntime
 from tests.service.gallery.conftest import MakeGallery
 
@@ -61,7 +61,7 @@ def test_exact_softmax_search_equals_the_head_graph(make_gallery: MakeGallery, r
     assert sorted(gallery.delete(first.tolist())) == first.tolist() and gallery.size == 0
     ids = gallery.add([NewEntry("p", None, {}, None)] * N_GALLERY, vectors * scale)
     id_arr = np.asarray(ids)
-    results = gallery.search("softmax", queries * scale, top_k=N_GALLERY)
+    results = gallery.search(VectorQuery("softmax", queries * scale, N_GALLERY))
     for q, row in zip(queries * scale, results, strict=True):
         onnx_p = runtime.same_probability(np.repeat(q[None], N_GALLERY, 0), vectors * scale).astype(
             np.float64
@@ -90,7 +90,7 @@ def test_metrics_equal_numpy_brute_force(make_gallery: MakeGallery, metric: str)
         )  # Pearson, independently computed
     else:
         scores = -np.linalg.norm(queries[:, None, :].astype(np.float64) - vectors[None], axis=2)
-    results = gallery.search(metric, queries, top_k=100)
+    results = gallery.search(VectorQuery(metric, queries, 100))
     for qi, row in enumerate(results):
         order = np.argsort(-scores[qi], kind="stable")[:100]
         assert [m.id for m in row] == ids[order].tolist()
@@ -103,15 +103,16 @@ def test_filters_and_deletes(make_gallery: MakeGallery) -> None:
     _, queries = _data()
     gallery, ids = _gallery(make_gallery, None)
     position = {int(i): p for p, i in enumerate(ids.tolist())}
-    full = gallery.search("cosine", queries, top_k=1000)
+    full = gallery.search(VectorQuery("cosine", queries, 1000))
     top_ids = [row[0].id for row in full]
     unknown = int(ids.max()) + 1_000_000
     assert sorted(gallery.delete([*top_ids, unknown])) == sorted(set(top_ids))
     assert gallery.size == N_GALLERY - len(set(top_ids))
-    after = gallery.search("cosine", queries, top_k=1000)
+    after = gallery.search(VectorQuery("cosine", queries, 1000))
     for row in after:
         assert len(row) == N_GALLERY - len(set(top_ids)) and not set(top_ids) & {m.id for m in row}
-    rows = gallery.search("cosine", queries, top_k=10, exclude_camera_id="c0", person_ids=["p3", "p7"])
+    where = SearchFilter.of(exclude_camera_ids=["c0"], person_ids=["p3", "p7"])
+    rows = gallery.search(VectorQuery("cosine", queries, 10, where))
     for row, full_row in zip(rows, after, strict=True):
         assert len(row) == 10
         assert all(m.person_id in ("p3", "p7") and m.camera_id != "c0" for m in row)
@@ -121,7 +122,8 @@ def test_filters_and_deletes(make_gallery: MakeGallery) -> None:
     erased = gallery.erase_person("p3")
     assert len(erased) == 20 - sum(1 for i in set(top_ids) if position[i] % 50 == 3)
     assert all(position[i] % 50 == 3 for i in erased) and gallery.erase_person("p3") == []
-    assert all(m.person_id != "p3" for row in gallery.search("cosine", queries, top_k=1000) for m in row)
+    rows = gallery.search(VectorQuery("cosine", queries, 1000))
+    assert all(m.person_id != "p3" for row in rows for m in row)
 
 
 @pytest.mark.parametrize("index_type", ["ivf", "hnsw"])
@@ -132,19 +134,19 @@ def test_approximate_indexes_never_return_deleted_ids(make_gallery: MakeGallery,
         assert gallery.indexes["cosine"].trained_on == N_GALLERY  # retrained once the gallery grew
     exact = l2_normalize(queries) @ l2_normalize(vectors).T
     truth = ids[np.argsort(-exact, axis=1)[:, :10]]
-    got = gallery.search("cosine", queries, top_k=10)
+    got = gallery.search(VectorQuery("cosine", queries, 10))
     recall = np.mean(
         [len(set(t.tolist()) & {m.id for m in row}) / 10 for t, row in zip(truth, got, strict=True)]
     )
     assert recall >= 0.8, recall
     dead = truth[:, :3].ravel().tolist()
     gallery.delete(dead)
-    for row in gallery.search("cosine", queries, top_k=10):
+    for row in gallery.search(VectorQuery("cosine", queries, 10)):
         assert len(row) == 10 and not set(dead) & {m.id for m in row}
     gallery.close()  # as at shutdown; the same store opened again (a restart)
     reopened = make_gallery(metrics=["cosine", "correlation", "euclidean"], index_type=index_type)
     assert reopened.rebuilt == [] and reopened.size == N_GALLERY - len(set(dead))
-    for row in reopened.search("cosine", queries, top_k=10):
+    for row in reopened.search(VectorQuery("cosine", queries, 10)):
         assert not set(dead) & {m.id for m in row}
 
 

@@ -15,7 +15,7 @@ from service.contract.scoring import l2_normalize
 from service.gallery import milvus_layout
 from service.gallery.filters import SearchFilter
 from service.gallery.pairwise import pairwise_search
-from service.gallery.protocol import GalleryStore, NewEntry
+from service.gallery.protocol import GalleryStore, NewEntry, VectorQuery
 from tests.service.gallery.conftest import DIM, MakeGallery
 
 METRICS = ["cosine", "correlation", "euclidean"]
@@ -63,9 +63,10 @@ def test_entries_round_trip_and_paging(make_gallery: MakeGallery, monkeypatch: p
         assert total == 3 and [e.id for e in page] == [
             i for i, p in zip(ids, persons, strict=True) if p == person
         ]
-        (row,) = gallery.search("cosine", vectors[:1], top_k=12, person_ids=[person])
+        (row,) = gallery.search(VectorQuery("cosine", vectors[:1], 12, SearchFilter.of(person_ids=[person])))
         assert {m.person_id for m in row} == {person} and len(row) == 3
-    (row,) = gallery.search("cosine", vectors[:1], top_k=12, exclude_camera_id="cam 1")
+    where = SearchFilter.of(exclude_camera_ids=["cam 1"])
+    (row,) = gallery.search(VectorQuery("cosine", vectors[:1], 12, where))
     assert len(row) == 8 and all(m.camera_id != "cam 1" for m in row)
     # pages in id order, with totals; a small query window makes the Milvus store page by primary key
     monkeypatch.setattr(milvus_layout, "QUERY_WINDOW", 4)
@@ -79,13 +80,13 @@ def test_entries_round_trip_and_paging(make_gallery: MakeGallery, monkeypatch: p
 
 def test_empty_gallery_and_large_k(make_gallery: MakeGallery) -> None:
     gallery = make_gallery(metrics=METRICS)
-    assert gallery.search("cosine", _vectors(2, 1), top_k=5) == [[], []]
+    assert gallery.search(VectorQuery("cosine", _vectors(2, 1), 5)) == [[], []]
     assert gallery.list_entries(None, 0, 10) == ([], 0)
     ids = gallery.add([NewEntry("p", None, {}, None)] * 3, _vectors(3, 2))
-    (row,) = gallery.search("euclidean", _vectors(1, 3), top_k=1000)
+    (row,) = gallery.search(VectorQuery("euclidean", _vectors(1, 3), 1000))
     assert sorted(m.id for m in row) == ids
     with pytest.raises(ValueError, match="metric 'softmax' is not available"):
-        gallery.search("softmax", _vectors(1, 3), top_k=1)
+        gallery.search(VectorQuery("softmax", _vectors(1, 3), 1))
 
 
 def test_pairwise_encodings_and_shortlist(make_gallery: MakeGallery) -> None:
@@ -105,9 +106,8 @@ def test_pairwise_encodings_and_shortlist(make_gallery: MakeGallery) -> None:
         return -np.linalg.norm(a - b, axis=1)
 
     queries, query_enc = _vectors(3, 6), _vectors(3, 7, enc_dim)
-    ranked = pairwise_search(
-        gallery, compare, queries, query_enc, top_k=5, shortlist=10, exclude_camera_id="c0"
-    )
+    query = VectorQuery("pairwise", queries, 5, SearchFilter.of(exclude_camera_ids=["c0"]))
+    ranked = pairwise_search(gallery, compare, query, query_enc, shortlist=10)
     kept = np.array([i % 2 == 1 for i in range(40)])
     id_arr = np.asarray(ids)
     for q in range(3):
@@ -132,14 +132,14 @@ def test_model_switch_and_erasure_across_models(make_gallery: MakeGallery) -> No
     assert new.size == 6 and new.missing_embeddings() == []
     entry = new.get(ids[0])
     assert entry is not None and entry.models == ("new@2", "old@1")
-    (row,) = new.search("cosine", new_vectors[2:3], top_k=1)
+    (row,) = new.search(VectorQuery("cosine", new_vectors[2:3], 1))
     assert row[0].id == ids[2]
     erased = new.erase_person("p0")
     assert sorted(erased) == ids[0::2] and new.size == 3
     new.close()
     old = make_gallery(metrics=METRICS, model_id="old@1", namespace="switch")  # and back to the old model
     assert old.size == 3 and all(old.embedding(i) is None and old.get(i) is None for i in erased)
-    (row,) = old.search("euclidean", _vectors(1, 10), top_k=6)
+    (row,) = old.search(VectorQuery("euclidean", _vectors(1, 10), 6))
     assert sorted(m.id for m in row) == ids[1::2]
 
 
@@ -152,11 +152,11 @@ def test_two_processes_share_one_store(make_gallery: MakeGallery) -> None:
     vectors = _vectors(10, 11)
     for i in range(10):  # each acknowledged enrol is found by the very next search of the other client
         (new_id,) = a.add([NewEntry(f"p{i}", None, {}, None)], vectors[i : i + 1])
-        (row,) = b.search("cosine", vectors[i : i + 1], top_k=1)
+        (row,) = b.search(VectorQuery("cosine", vectors[i : i + 1], 1))
         assert row[0].id == new_id and b.size == i + 1
     erased = b.erase_person("p3")
     assert len(erased) == 1
-    (row,) = a.search("cosine", vectors[3:4], top_k=10)
+    (row,) = a.search(VectorQuery("cosine", vectors[3:4], 10))
     assert erased[0] not in {m.id for m in row} and len(row) == 9
 
 
@@ -197,10 +197,10 @@ def test_filters_tracklets_and_retention(make_gallery: MakeGallery) -> None:
             for i, (c, p) in enumerate(zip(cameras, persons, strict=True))
         ]
     )
-    for q, row in enumerate(gallery.search("cosine", queries, top_k=60, filters=where)):
+    for q, row in enumerate(gallery.search(VectorQuery("cosine", queries, 60, filters=where))):
         order = [i for i in np.argsort(-cosine[q], kind="stable") if allowed[i]]
         assert [m.id for m in row] == ids[order].tolist() and all(m.camera_id == "c1" for m in row)
-    (row,) = gallery.search("cosine", queries, top_k=5, aggregate=True)
+    (row,) = gallery.search(VectorQuery("cosine", queries, 5, aggregate=True))
     mean = cosine.mean(axis=0)
     order = np.argsort(-mean, kind="stable")[:5]
     assert [m.id for m in row] == ids[order].tolist()

@@ -14,6 +14,7 @@ import pytest
 from service.gallery import gallery as gallery_module
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
+from service.gallery.protocol import VectorQuery
 from service.gallery.store import NewEntry
 
 DIM = 8
@@ -86,7 +87,8 @@ def test_searches_and_writes_go_on_while_a_snapshot_is_written(
     snapshotter, _ = _in_thread(start)
     assert gated.entered.wait(WAIT_S), "no snapshot was started"
     assert not gallery.lock._writer and gallery.lock._readers == 0  # the file is written with no lock held
-    searcher, found = _in_thread(lambda: gallery.search("cosine", np.ones((1, DIM), np.float32), 10))
+    query = VectorQuery("cosine", np.ones((1, DIM), np.float32), 10)
+    searcher, found = _in_thread(lambda: gallery.search(query))
     searcher.join(WAIT_S)
     writer, added = _in_thread(lambda: _add(gallery, 1, "p-late", seed=3))
     writer.join(WAIT_S)

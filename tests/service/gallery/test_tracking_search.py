@@ -13,7 +13,7 @@ from service.contract.score_math import HeadWeights, center_normalize, l2_normal
 from service.gallery.filters import SearchFilter, created_seconds
 from service.gallery.gallery import Gallery
 from service.gallery.index import IndexConfig
-from service.gallery.protocol import Match
+from service.gallery.protocol import Match, VectorQuery
 from service.gallery.ranking import entry_search, rank_persons
 from service.gallery.store import NewEntry
 
@@ -81,16 +81,8 @@ class World:
         self, metric: str, queries: np.ndarray, encodings: np.ndarray, where: SearchFilter, aggregate: bool
     ) -> Callable[[int], list[list[Match]]]:
         """The service's entry search over this gallery (exhaustive pairwise shortlist)."""
-        return entry_search(
-            self.gallery,
-            metric,
-            queries,
-            encodings,
-            filters=where,
-            aggregate=aggregate,
-            compare=compare,
-            shortlist=N,
-        )
+        query = VectorQuery(metric, queries, N, where, aggregate)
+        return entry_search(self.gallery, query, encodings, compare=compare, shortlist=N)
 
     def allowed(self, where: SearchFilter) -> np.ndarray:
         keep = np.ones(N, dtype=bool)
@@ -183,7 +175,7 @@ def test_filters_hold_on_approximate_indexes(tmp_path: Path, index_type: str) ->
     for where in _filters(world):
         keep = world.allowed(where)
         for metric in ("cosine", "euclidean"):
-            rows = world.gallery.search(metric, queries, 10, filters=where)
+            rows = world.gallery.search(VectorQuery(metric, queries, 10, filters=where))
             for row in rows:
                 assert all(keep[m.id - 1] for m in row)
                 assert len(row) == min(10, int(keep.sum()))  # the selector runs inside the search
@@ -197,9 +189,8 @@ def test_deleted_and_retained_entries_leave_the_filters(tmp_path: Path) -> None:
     cutoff = float(np.unique(world.created)[1])
     erased = world.gallery.erase_created_before(cutoff)
     assert erased == [int(i) for i in world.ids[world.created < cutoff] if i > 3]
-    rows = world.gallery.search(
-        "cosine", queries, N, filters=SearchFilter(exclude_camera_ids=frozenset({"c0"}))
-    )
+    where = SearchFilter(exclude_camera_ids=frozenset({"c0"}))
+    rows = world.gallery.search(VectorQuery("cosine", queries, N, where))
     left = {int(i) for i in world.ids[(world.created >= cutoff) & (world.camera != "c0")]}
     assert {m.id for m in rows[0]} == left
 
