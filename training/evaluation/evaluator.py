@@ -96,9 +96,7 @@ class Batching:
     def __post_init__(self) -> None:
         at_least("batch_size", self.batch_size, 1)
 
-    def batches(
-        self, model: nn.Module, records: Sequence[ImageRecord], label: str
-    ) -> Iterator[torch.Tensor]:
+    def batches(self, model: nn.Module, records: Sequence[ImageRecord], label: str) -> Iterator[torch.Tensor]:
         """Preprocessed image batches of ``records`` (in order) on ``device``, with ``model`` in eval mode.
 
         The model's previous mode is restored when the iteration ends (or is abandoned); progress is shown
