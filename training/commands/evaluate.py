@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from service.contract.scoring import EMBEDDING_METRICS, METRICS
+from training.checks import at_least
 from training.commands.common import HEADLINE_KEYS, ranking_summary
 from training.engine import progress
 
@@ -140,8 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--checkpoint is required (or --model, or --list-protocols)")
     if args.metric is not None and args.metric not in EMBEDDING_METRICS:  # needs the head or the comparator
         raise ValueError(f"--metric {args.metric} is a served scoring mode: use it with --model")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    at_least("--batch-size", args.batch_size, 1)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see `reid train`
     if args.protocol is not None:
         return _run_protocol(args)

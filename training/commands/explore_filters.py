@@ -25,6 +25,8 @@ from typing import cast
 
 import numpy as np
 
+from training.checks import at_least
+
 HELP = "select the discriminative smoothed filters of a multidepth model (paper 001)"
 DESCRIPTION = (
     "For a checkpoint of the multidepth-vgg16 recipe: draw (query, same, other) triplets from the training "
@@ -56,8 +58,7 @@ def sample_triplets(
     Raises:
         ValueError: ``count`` < 1, or fewer than two persons with two images.
     """
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
+    at_least("count", count, 1)
     by_person: dict[int, list[int]] = defaultdict(list)
     for index, pid in enumerate(person_ids):
         by_person[int(pid)].append(index)

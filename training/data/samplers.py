@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from torch.utils.data import Sampler
+from training.checks import at_least, positive
 
 
 def _check_ddp(rank: int, world_size: int) -> None:
-    if world_size < 1:
-        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    at_least("world_size", world_size, 1)
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
 
@@ -58,10 +58,8 @@ class PKSampler(Sampler[int]):
     def __init__(
         self, person_ids: Sequence[int], *, p: int, k: int, seed: int = 0, rank: int = 0, world_size: int = 1
     ) -> None:
-        if p < 2:
-            raise ValueError(f"p (identities per batch) must be >= 2, got {p}")
-        if k < 1:
-            raise ValueError(f"k (images per identity) must be >= 1, got {k}")
+        at_least("p (identities per batch)", p, 2)
+        at_least("k (images per identity)", k, 1)
         _check_ddp(rank, world_size)
         self._groups = _group_by_person(person_ids)
         if len(self._groups) < p:
@@ -138,10 +136,8 @@ class RatioSchedule:
     cap: float | None = None
 
     def __post_init__(self) -> None:
-        if self.start <= 0:
-            raise ValueError(f"start ratio must be > 0, got {self.start}")
-        if self.growth <= 0:
-            raise ValueError(f"growth must be > 0, got {self.growth}")
+        positive("start ratio", self.start)
+        positive("growth", self.growth)
         if self.cap is not None:
             if self.cap <= 0:
                 raise ValueError(f"cap must be > 0 or None, got {self.cap}")
@@ -152,8 +148,7 @@ class RatioSchedule:
 
     def ratio(self, epoch: int) -> float:
         """Positive:negative ratio at ``epoch`` (>= 0)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        at_least("epoch", epoch, 0)
         if self.growth == 1.0:
             return self.start
         # Work in log space so large epochs cannot overflow.

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from training.checks import at_least, unit_interval
 from service.contract.preprocess import PreprocessSpec
 
 PAD_MODES: tuple[str, ...] = ("constant", "reflect")
@@ -199,20 +200,16 @@ class AugmentConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} probability must be in [0, 1], got {value}")
-        if self.pad < 0:
-            raise ValueError(f"pad must be >= 0, got {self.pad}")
+        at_least("pad", self.pad, 0)
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {self.pad_mode!r}")
         if self.erasing_fill not in ERASING_FILLS:
             raise ValueError(
                 f"erasing_fill must be one of {', '.join(ERASING_FILLS)}, got {self.erasing_fill!r}"
             )
-        if not 0.0 <= self.zoom < 1.0:
-            raise ValueError(f"zoom must be in [0, 1), got {self.zoom}")
-        if not 0.0 <= self.width_shift < 1.0:
-            raise ValueError(f"width_shift must be in [0, 1), got {self.width_shift}")
-        if not 0.0 <= self.color_jitter < 1.0:
-            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
+        unit_interval("zoom", self.zoom)
+        unit_interval("width_shift", self.width_shift)
+        unit_interval("color_jitter", self.color_jitter)
 
 
 class TrainTransform:

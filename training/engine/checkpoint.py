@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from training.checks import at_least
 from training.engine.config import TrainConfig
 
 CHECKPOINT_FORMAT = "reid-checkpoint/1"
@@ -41,8 +42,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         ValueError: Unknown backbone (lists the valid ones), an option the backbone does not take, or
             ``num_classes`` < 1.
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    at_least("num_classes", num_classes, 1)
     return cfg.family.build(cfg, num_classes)
 
 

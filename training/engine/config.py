@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.contract.scoring import EMBEDDING_METRICS
+from training.checks import at_least, one_of, positive, unit_interval
 
 if TYPE_CHECKING:
     from training.families.registry import Family
@@ -153,30 +154,24 @@ class TrainConfig:
         Raises:
             ValueError: The first bad field, naming its value and the allowed range.
         """
-        _choice("sampler", self.sampler, SAMPLERS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("scheduler", self.scheduler, SCHEDULERS)
-        _choice("device", self.device, DEVICES)
-        _choice("pooling", self.pooling, POOLINGS)
-        _choice("eval_metric", self.eval_metric, EMBEDDING_METRICS)
+        one_of("sampler", self.sampler, SAMPLERS)
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        one_of("scheduler", self.scheduler, SCHEDULERS)
+        one_of("device", self.device, DEVICES)
+        one_of("pooling", self.pooling, POOLINGS)
+        one_of("eval_metric", self.eval_metric, EMBEDDING_METRICS)
         for name in ("height", "width"):
-            _at_least(name, getattr(self, name), 8)
+            at_least(name, getattr(self, name), 8)
         for name in ("p", "epochs", "batch_size", "pairs_per_epoch"):
-            _at_least(name, getattr(self, name), 1)
-        _at_least("k", self.k, 2 if self.triplet_weight > 0 else 1)
-        for name in ("num_workers", "threads", "eval_every", "seed"):
-            _at_least(name, getattr(self, name), 0)
+            at_least(name, getattr(self, name), 1)
+        at_least("k", self.k, 2 if self.triplet_weight > 0 else 1)
+        for name in ("num_workers", "threads", "eval_every", "seed", *_NON_NEGATIVE):
+            at_least(name, getattr(self, name), 0)
         for name in ("lr", "center_lr", "gamma", "contrastive_margin", "warmup_factor", "pair_ratio_start"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in _NON_NEGATIVE:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            positive(name, getattr(self, name))
+        unit_interval("label_smoothing", self.label_smoothing)
         for name in ("flip", "erasing"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+            unit_interval(name, getattr(self, name), include_one=True)
         if self.warmup_factor > 1:
             raise ValueError(f"warmup_factor must be in (0, 1], got {self.warmup_factor}")
         if self.pair_ratio_growth <= 0 or self.pair_ratio_cap <= 0:
@@ -318,16 +313,6 @@ def _split_sections(
             elif strict:
                 raise ValueError(f"{dotted} is an option of model_kind {owner!r}, but the run's is {kind!r}")
     return values, section
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 def field_names() -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from training.checks import at_least
 from training.engine.config import TrainConfig
 
 #: The cosine schedule decays to this fraction of the base learning rate.
@@ -25,8 +26,7 @@ def lr_factor(cfg: TrainConfig, epoch: float) -> float:
     Warm-up: linear from ``warmup_factor`` to 1 over ``warmup_epochs``. Then ``step``: ``gamma`` to the
     number of milestones passed; ``cosine``: half a cosine from 1 to :data:`COSINE_FLOOR` at ``epochs``.
     """
-    if epoch < 0:
-        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    at_least("epoch", epoch, 0)
     if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
         return cfg.warmup_factor + (1.0 - cfg.warmup_factor) * epoch / cfg.warmup_epochs
     if cfg.scheduler == "step":

@@ -23,6 +23,7 @@ import numpy as np
 
 from service.contract.manifest import ScoringMode, Threshold
 from service.contract.scoring import higher_is_better
+from training.checks import at_least
 
 #: False-match rates at which :func:`tpr_at_fmr` reports the true-match rate by default.
 DEFAULT_FMR_TARGETS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
@@ -222,8 +223,7 @@ def make_pairs(
     pids, cams = np.asarray(person_ids).ravel(), np.asarray(camera_ids).ravel()
     if pids.shape != cams.shape:
         raise ValueError(f"person_ids and camera_ids differ in length: {pids.size} vs {cams.size}")
-    if max_negatives < 0:
-        raise ValueError(f"max_negatives must be >= 0, got {max_negatives}")
+    at_least("max_negatives", max_negatives, 0)
     n = pids.size
     positives = []
     for pid in np.unique(pids):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from service.contract.scoring import EMBEDDING_METRICS, HeadWeights, get, score_matrix
+from training.checks import at_least
 
 #: Every metric :func:`compute_distance` accepts without a verification head.
 METRICS: tuple[str, ...] = EMBEDDING_METRICS
@@ -61,8 +62,7 @@ def compute_distance(
     g = _as_float_matrix(gallery, "gallery")
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query and gallery dimensions differ: {q.shape[1]} vs {g.shape[1]}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    at_least("chunk_size", chunk_size, 1)
     out = np.empty((q.shape[0], g.shape[0]), dtype=np.float32)
     for start in range(0, q.shape[0], chunk_size):
         block = score_matrix(metric, q[start : start + chunk_size], g, head, p=p)

@@ -23,11 +23,12 @@ from torch.utils.data import DataLoader
 
 from service.contract.preprocess import PreprocessSpec
 from service.contract.scoring import get as get_metric
+from training.checks import at_least
 from training.data.dataset import ReidImageDataset
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.engine.progress import batch_images, track
 from training.evaluation.distances import compute_distance
-from training.evaluation.metrics import evaluate_rank
+from training.evaluation.metrics import RankIds, evaluate_rank
 from training.evaluation.protocols import aggregate_runs, single_shot_runs
 from training.evaluation.rerank import re_ranking
 
@@ -65,14 +66,9 @@ class EvaluationResult:
     gallery: list[ImageRecord]
     scores: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def ids(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Query person ids, gallery person ids, query camera ids, gallery camera ids."""
-        return (
-            np.array([r.person_id for r in self.query], dtype=np.int64),
-            np.array([r.person_id for r in self.gallery], dtype=np.int64),
-            np.array([r.camera_id for r in self.query], dtype=np.int64),
-            np.array([r.camera_id for r in self.gallery], dtype=np.int64),
-        )
+    def ids(self) -> RankIds:
+        """Person and camera ids of the query and the gallery images."""
+        return RankIds.of(self.query, self.gallery)
 
 
 def is_single_shot(split: ReidSplit) -> bool:
@@ -81,60 +77,59 @@ def is_single_shot(split: ReidSplit) -> bool:
     return split.name in SINGLE_SHOT_DATASETS or (split.name == "cuhk03" and protocol == "classic")
 
 
-def eval_batches(
-    model: nn.Module, records: Sequence[ImageRecord], spec: PreprocessSpec, *, batch_size: int,
-    num_workers: int, label: str,
-) -> Iterator[torch.Tensor]:
-    """Preprocessed image batches of ``records`` (in order) while ``model`` is in eval mode.
+@dataclass(frozen=True)
+class Batching:
+    """How images go through a model for evaluation: preprocessing, device, batch size, decoding workers.
 
-    The model's previous mode is restored when the iteration ends (or is abandoned); progress is shown
-    under ``label``.
-
-    Raises:
-        ValueError: ``batch_size`` < 1.
+    Attributes:
+        spec: Preprocessing (the model's input contract).
+        device: Where the model runs.
+        batch_size: Images per forward pass (>= 1).
+        num_workers: DataLoader worker processes decoding images.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    was_training = model.training
-    model.eval()
-    loader = DataLoader(
-        ReidImageDataset(records, spec), batch_size=batch_size, shuffle=False, num_workers=num_workers
-    )
-    try:
-        for images, *_ in track(loader, label, total=len(records), size=batch_images):
-            yield images
-    finally:
-        model.train(was_training)
+
+    spec: PreprocessSpec
+    device: torch.device | str = "cpu"
+    batch_size: int = 128
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        at_least("batch_size", self.batch_size, 1)
+
+    def batches(self, model: nn.Module, records: Sequence[ImageRecord], label: str) -> Iterator[torch.Tensor]:
+        """Preprocessed image batches of ``records`` (in order) on ``device``, with ``model`` in eval mode.
+
+        The model's previous mode is restored when the iteration ends (or is abandoned); progress is shown
+        under ``label``.
+        """
+        was_training = model.training
+        model.eval()
+        loader = DataLoader(
+            ReidImageDataset(records, self.spec), batch_size=self.batch_size, shuffle=False,
+            num_workers=self.num_workers,
+        )
+        try:
+            for images, *_ in track(loader, label, total=len(records), size=batch_images):
+                yield images.to(self.device)
+        finally:
+            model.train(was_training)
 
 
 @torch.no_grad()
 def extract_features(
-    model: nn.Module,
-    records: Sequence[ImageRecord],
-    spec: PreprocessSpec,
-    *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 128,
-    flip: bool = False,
-    num_workers: int = 0,
+    model: nn.Module, records: Sequence[ImageRecord], batching: Batching, *, flip: bool = False
 ) -> np.ndarray:
     """Embeddings of ``records`` (N × D float32), in eval mode; the model's previous mode is restored.
 
     Args:
         model: A model with ``embed(images) → embeddings`` (what its ``embedding.onnx`` computes).
         records: The images.
-        spec: Preprocessing (the model's input contract).
-        device: Where to run the model.
-        batch_size: Images per forward pass.
+        batching: Preprocessing, device, batch size and decoding workers.
         flip: Average the embeddings of the image and its horizontal mirror.
-        num_workers: DataLoader worker processes decoding images.
     """
     chunks: list[np.ndarray] = []
     net: Any = model
-    label = "features" + (" (+flip)" if flip else "")
-    loader = {"batch_size": batch_size, "num_workers": num_workers}
-    for images in eval_batches(model, records, spec, label=label, **loader):
-        images = images.to(device)
+    for images in batching.batches(model, records, "features" + (" (+flip)" if flip else "")):
         features = net.embed(images).float()
         if flip:
             features = (features + net.embed(images.flip(-1)).float()) / 2
@@ -144,55 +139,45 @@ def extract_features(
 
 def rank_metrics(
     distmat: np.ndarray,
-    ids: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ids: RankIds,
     *,
     single_shot: bool = False,
     repetitions: int = 10,
 ) -> dict[str, Any]:
     """CMC / mAP / mINP from a distance matrix, plus single-shot mean ± std when asked."""
-    q_pids, g_pids, q_cams, g_cams = ids
-    result = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams)
+    result = evaluate_rank(distmat, *ids)
     metrics: dict[str, Any] = dict(result.as_dict())
     metrics["cmc"] = [float(v) for v in result.cmc[:50]]
     if single_shot:
-        runs = single_shot_runs(distmat, q_pids, g_pids, q_cams, g_cams, repetitions=repetitions)
+        runs = single_shot_runs(distmat, ids, repetitions=repetitions)
         metrics["single_shot"] = aggregate_runs(runs)
     return metrics
 
 
 @dataclass(frozen=True)
-class EvalSettings:
-    """How to evaluate: preprocessing, device, ranking metric and options (see :func:`evaluate_model`)."""
+class EvalSettings(Batching):
+    """How to evaluate: the image batching, the ranking metric and options (see :func:`evaluate_model`)."""
 
-    spec: PreprocessSpec
-    device: torch.device | str = "cpu"
     metric: str = "cosine"
     p: float = 3.0
     rerank: bool = False
     flip: bool = False
-    batch_size: int = 128
-    num_workers: int = 0
     single_shot: bool = False
     shortlist: int | None = None  # families that re-rank a shortlist; None: the family's own default
     options: Any = None  # the run family's config section
-
-    @property
-    def loader(self) -> dict[str, Any]:
-        """Keyword arguments of the feature extractors."""
-        return {"device": self.device, "batch_size": self.batch_size, "num_workers": self.num_workers}
 
 
 def evaluate_embeddings(
     model: nn.Module, query: list[ImageRecord], gallery: list[ImageRecord], settings: EvalSettings
 ) -> EvaluationResult:
     """Rank by a distance between embeddings (``settings.metric``), with flip TTA and re-ranking if asked."""
-    s, options = settings, settings.loader
-    qf = extract_features(model, query, s.spec, **options)
-    gf = extract_features(model, gallery, s.spec, **options)
+    s = settings
+    qf = extract_features(model, query, s)
+    gf = extract_features(model, gallery, s)
     rank_qf, rank_gf = qf, gf
     if s.flip:
-        rank_qf = extract_features(model, query, s.spec, flip=True, **options)
-        rank_gf = extract_features(model, gallery, s.spec, flip=True, **options)
+        rank_qf = extract_features(model, query, s, flip=True)
+        rank_gf = extract_features(model, gallery, s, flip=True)
     distmat = compute_distance(rank_qf, rank_gf, s.metric, p=s.p)
     if s.rerank:
         distmat = re_ranking(

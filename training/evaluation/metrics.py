@@ -8,9 +8,45 @@ match; INP (Ye et al., 2021) is (number of correct matches) / (rank of the harde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+from training.checks import at_least
+
+if TYPE_CHECKING:  # only for annotations: keeps this module numpy only
+    from training.data.datasets.base import ImageRecord
+
+
+class RankIds(NamedTuple):
+    """Person and camera ids of a query × gallery evaluation: the rows and columns of its distance matrix.
+
+    In :func:`evaluate_rank`'s argument order, so ``evaluate_rank(distmat, *ids)`` ranks with them.
+    """
+
+    query_pids: np.ndarray
+    gallery_pids: np.ndarray
+    query_camids: np.ndarray
+    gallery_camids: np.ndarray
+
+    @classmethod
+    def of(cls, query: Sequence[ImageRecord], gallery: Sequence[ImageRecord]) -> RankIds:
+        """The ids of query and gallery records."""
+        return cls(
+            np.array([r.person_id for r in query], dtype=np.int64),
+            np.array([r.person_id for r in gallery], dtype=np.int64),
+            np.array([r.camera_id for r in query], dtype=np.int64),
+            np.array([r.camera_id for r in gallery], dtype=np.int64),
+        )
+
+    def gallery_columns(self, columns: np.ndarray) -> RankIds:
+        """The same queries against the gallery images ``columns`` only."""
+        return self._replace(
+            gallery_pids=np.asarray(self.gallery_pids)[columns],
+            gallery_camids=np.asarray(self.gallery_camids)[columns],
+        )
 
 
 @dataclass(frozen=True)
@@ -33,8 +69,7 @@ class RankResult:
 
     def rank(self, k: int) -> float:
         """Rank-k accuracy (k ≥ 1); beyond the computed depth the last value holds."""
-        if k < 1:
-            raise ValueError(f"rank k must be >= 1, got {k}")
+        at_least("rank k", k, 1)
         return float(self.cmc[min(k, len(self.cmc)) - 1])
 
     def as_dict(self) -> dict[str, float]:
@@ -85,8 +120,7 @@ def evaluate_rank(
         raise ValueError(f"expected {num_q} query ids and cameras, got {q_pids.shape} and {q_cams.shape}")
     if g_pids.shape != (num_g,) or g_cams.shape != (num_g,):
         raise ValueError(f"expected {num_g} gallery ids and cameras, got {g_pids.shape} and {g_cams.shape}")
-    if max_rank < 1:
-        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    at_least("max_rank", max_rank, 1)
     if not np.all(np.isfinite(distmat)):
         raise ValueError("distmat contains NaN or infinite values")
 

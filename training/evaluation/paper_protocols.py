@@ -15,7 +15,7 @@ of a Siamese model (paper 000 retrieves by the network's same / different output
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -69,7 +69,7 @@ class PaperRow:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PaperProtocol:
     """A named evaluation protocol.
 
@@ -81,7 +81,6 @@ class PaperProtocol:
         single_shot: One gallery image per person (the evaluator then reports the single-shot mean).
         measures: One line: what the protocol measures.
         layout: What ``--root`` must hold.
-        default_root: ``--root`` of ``reid train --protocol`` when none is given.
         rows: Published results to compare with (may be empty).
         split_option: The loader option that selects the split; None when the dataset has one fixed split.
         notes: Choices made where the papers are vague (the number of splits, mostly).
@@ -89,12 +88,11 @@ class PaperProtocol:
 
     name: str
     dataset: str
-    options: Mapping[str, Any]
-    num_splits: int
-    single_shot: bool
+    options: Mapping[str, Any] = field(default_factory=dict)
+    num_splits: int = 1
+    single_shot: bool = False
     measures: str
     layout: str
-    default_root: str
     rows: tuple[PaperRow, ...] = ()
     split_option: str | None = "split_index"
     notes: str = ""
@@ -105,6 +103,11 @@ class PaperProtocol:
         if self.split_option is None and self.num_splits != 1:
             raise ValueError(f"protocol {self.name!r}: a dataset without split_option has exactly 1 split")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    @property
+    def default_root(self) -> str:
+        """``--root`` of ``reid train --protocol`` when none is given: ``data/DATASET``."""
+        return f"data/{self.dataset}"
 
     @property
     def recipes(self) -> tuple[str, ...]:
@@ -196,21 +199,15 @@ def _fusion(source: str, resnet50: tuple[float, ...], vgg16: tuple[float, ...]) 
 #: What the repeated-split, single-shot protocols of one dataset share.
 _CUHK01: dict[str, Any] = {
     "dataset": "cuhk01", "num_splits": 10, "single_shot": True, "layout": "campus/NNNNIII.png",
-    "default_root": "data/cuhk01",
 }
-_CUHK03_CLASSIC: dict[str, Any] = {"dataset": "cuhk03", "num_splits": 20, "single_shot": True,
-                                   "default_root": "data/cuhk03"}
+_CUHK03_CLASSIC: dict[str, Any] = {"dataset": "cuhk03", "num_splits": 20, "single_shot": True}
 
 register_protocol(PaperProtocol(
     name="market1501",
     dataset="market1501",
-    options={},
-    num_splits=1,
-    single_shot=False,
     split_option=None,
     measures="Market-1501 single query: 3,368 queries vs 15,913 gallery images, same-camera matches removed",
     layout="bounding_box_train/, bounding_box_test/, query/",
-    default_root="data/market1501",
     rows=(
         _row("003", "BoT baseline (ResNet-50)", "bot-resnet50", "Table I", rank1=89.4, mAP=75.5),
         _row("003", "OSNet x0.25", "osnet-x0_25", "Table I", rank1=77.3, mAP=56.3),
@@ -274,12 +271,10 @@ register_protocol(PaperProtocol(
 register_protocol(PaperProtocol(
     name="viper",
     dataset="viper",
-    options={},
     num_splits=10,
     single_shot=True,
     measures="VIPeR 316 / 316: 316 test ids, cam_a queries vs their cam_b images (single shot)",
     layout="cam_a/, cam_b/",
-    default_root="data/viper",
     rows=(
         *_mls("Table 2", "rank-1 only; " + _GARBLED_002, (48.03,), (50.10,)),
         *_fusion("Table I", (51.30, 82.32, 90.24), (46.89, 76.49, 85.84)),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from training.checks import at_least
 from training.evaluation.calibration import DEFAULT_FMR_TARGETS
 
 #: Size (height, width) every image is resized to in the ranked-list figure.
@@ -185,8 +186,7 @@ def plot_distance_histograms(
     diff = np.asarray(diff_scores, dtype=np.float64).ravel()
     if same.size == 0 or diff.size == 0:
         raise ValueError(f"need same and different scores, got {same.size} and {diff.size}")
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+    at_least("bins", bins, 1)
     lo, hi = min(same.min(), diff.min()), max(same.max(), diff.max())
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
     plt = _pyplot()

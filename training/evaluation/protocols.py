@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training.evaluation.metrics import evaluate_rank
+from training.checks import at_least
+from training.evaluation.metrics import RankIds, evaluate_rank
 
 if TYPE_CHECKING:  # only for annotations: keeps this module free of the dataset loaders' imports
     from training.data.datasets.base import ImageRecord
@@ -44,15 +45,7 @@ def single_shot_gallery(records: Sequence[ImageRecord], seed: int) -> list[Image
 
 
 def single_shot_runs(
-    distmat: np.ndarray,
-    query_pids: np.ndarray,
-    gallery_pids: np.ndarray,
-    query_camids: np.ndarray,
-    gallery_camids: np.ndarray,
-    *,
-    repetitions: int = 10,
-    seed: int = 0,
-    max_rank: int = 50,
+    distmat: np.ndarray, ids: RankIds, *, repetitions: int = 10, seed: int = 0, max_rank: int = 50
 ) -> list[dict[str, float]]:
     """Evaluate ``repetitions`` single-shot galleries drawn from the full gallery.
 
@@ -61,10 +54,7 @@ def single_shot_runs(
 
     Args:
         distmat: Q × G distances (smaller = more similar) against the full (multi-shot) gallery.
-        query_pids: Q person ids.
-        gallery_pids: G person ids.
-        query_camids: Q camera ids.
-        gallery_camids: G camera ids.
+        ids: Person and camera ids of the Q queries and the G gallery images.
         repetitions: Number of gallery draws (>= 1).
         seed: Seed of the first draw.
         max_rank: CMC depth.
@@ -75,18 +65,15 @@ def single_shot_runs(
     Raises:
         ValueError: ``repetitions`` < 1, or the shapes / ids that :func:`evaluate_rank` rejects.
     """
-    if repetitions < 1:
-        raise ValueError(f"repetitions must be >= 1, got {repetitions}")
+    at_least("repetitions", repetitions, 1)
     distmat = np.asarray(distmat)
-    g_pids, g_cams = np.asarray(gallery_pids), np.asarray(gallery_camids)
+    g_pids = np.asarray(ids.gallery_pids)
     if distmat.ndim != 2 or distmat.shape[1] != g_pids.size:
         raise ValueError(f"distmat must be Q × {g_pids.size} (gallery size), got shape {distmat.shape}")
     runs = []
     for r in range(repetitions):
         cols = single_shot_indices(g_pids, seed + r)
-        result = evaluate_rank(
-            distmat[:, cols], query_pids, g_pids[cols], query_camids, g_cams[cols], max_rank=max_rank
-        )
+        result = evaluate_rank(distmat[:, cols], *ids.gallery_columns(cols), max_rank=max_rank)
         runs.append(result.as_dict())
     return runs
 

@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from training.checks import at_least
+
 
 def _validate(
     q_g_dist: np.ndarray, q_q_dist: np.ndarray, g_g_dist: np.ndarray, k1: int, k2: int, lambda_value: float
@@ -185,8 +187,7 @@ def re_ranking(
     """
     q_g, q_q, g_g = np.asarray(q_g_dist), np.asarray(q_q_dist), np.asarray(g_g_dist)
     _validate(q_g, q_q, g_g, k1, k2, lambda_value)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    at_least("chunk_size", chunk_size, 1)
     full = _FullDistance(q_g, q_q, g_g)
     n, num_q, num_g = full.n, q_g.shape[0], q_g.shape[1]
 

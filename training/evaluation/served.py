@@ -20,6 +20,7 @@ from service.contract.scoring import get as get_metric
 from service.contract.scoring import higher_is_better
 from service.contract.scoring import score_matrix as contract_score_matrix
 from service.inference.sessions import ModelRuntime
+from training.checks import at_least
 from training.data.datasets import ImageRecord
 
 #: Comparator-ranked items lie below 0 (−score), the others at 10 + descriptor cosine distance.
@@ -44,8 +45,7 @@ def embed_records(
     runtime: ModelRuntime, records: Sequence[ImageRecord], batch_size: int = 64
 ) -> ServedFeatures:
     """Embed image files with the runtime, in batches, through the shared preprocessing."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    at_least("batch_size", batch_size, 1)
     rows = []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
@@ -74,8 +74,7 @@ def ranking_distances(
         return -scores if higher_is_better(metric) else scores
     if runtime.pairwise is None or query.encodings is None or gallery.encodings is None:
         raise ValueError(f"metric 'pairwise' needs a pairwise model; {runtime.manifest.model_id} is not one")
-    if shortlist < 1:
-        raise ValueError(f"shortlist must be >= 1, got {shortlist}")
+    at_least("shortlist", shortlist, 1)
     k = min(shortlist, scores.shape[1])
     candidates = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     distances = _BEYOND_SHORTLIST + (1.0 - scores)

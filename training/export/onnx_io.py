@@ -13,6 +13,8 @@ import onnx
 import torch
 from torch import nn
 
+from training.checks import at_least
+
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
@@ -68,8 +70,7 @@ def export_onnx(
         ExportError: A module is in training mode, the exporter failed, or the checker rejected the graph.
     """
     assert_eval_mode(module)
-    if opset < 13:
-        raise ValueError(f"opset must be >= 13, got {opset}")
+    at_least("opset", opset, 13)
     path = Path(path)
     target = _Float16(module).eval() if fp16 else module
     dynamic_axes = {name: {0: "batch"} for name in (*input_names, *output_names)}

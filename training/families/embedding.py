@@ -24,7 +24,7 @@ from training.evaluation.evaluator import EvalSettings, EvaluationResult, evalua
 from training.export.calibrate import calibrate_scoring, onnx_embeddings
 from training.export.graphs import WrittenGraphs, write_embedding_graph
 from training.export.onnx_io import assert_eval_mode
-from training.families.registry import Family, register_family
+from training.families.registry import Family, OptionsT, register_family
 from training.models.backbones import Backbone
 from training.models.reid_model import EmbeddingExport
 
@@ -64,7 +64,7 @@ def identity_batch(batch: list[Any], device: torch.device) -> tuple[Tensor, Tens
     return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
 
 
-class ImageEmbeddingFamily(Family):
+class ImageEmbeddingFamily(Family[OptionsT]):
     """Base of the families whose model embeds one image (``model.embed(images)``)."""
 
     default_metric: ClassVar[str] = "cosine"
@@ -117,11 +117,13 @@ class ImageEmbeddingFamily(Family):
 
 
 @register_family
-class EmbeddingFamily(ImageEmbeddingFamily):
-    """Backbone → BN neck (optionally reduced to ``embedding_dim``) → identity classifier."""
+class EmbeddingFamily(ImageEmbeddingFamily[None]):
+    """Backbone → BN-neck embedding; ID / triplet / center loss on P × K batches (BoT).
+
+    The BN neck is optionally reduced to ``embedding_dim``; the identity classifier trains only.
+    """
 
     name = "embedding"
-    description = "backbone → BN-neck embedding; ID / triplet / center loss on P × K batches (BoT)"
     losses = ("id", "triplet", "center")
 
     def architecture(self, cfg: TrainConfig) -> str:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from training.checks import at_least
 from training.export.onnx_io import ExportError, assert_eval_mode
 from training.families.embedding import ImageEmbeddingFamily, identity_batch
-from training.families.registry import register_family
+from training.families.registry import formerly, register_family
 from training.models.multidepth import DEFAULT_LAYERS, DescriptorExport, MultiDepthVGG
 
 if TYPE_CHECKING:
@@ -38,28 +39,24 @@ class MultiDepthOptions:
         image_resolution: Resize the maps to height × width before smoothing (else their native size).
     """
 
-    layers: tuple[str, ...] = tuple(DEFAULT_LAYERS)
-    filter_size: int = 20
-    image_resolution: bool = False
+    layers: tuple[str, ...] = formerly("multidepth_layers", tuple(DEFAULT_LAYERS))
+    filter_size: int = formerly("filter_size", 20)
+    image_resolution: bool = formerly("multidepth_image_resolution", False)
 
     def __post_init__(self) -> None:
         self.layers = tuple(str(v) for v in self.layers)
-        if self.filter_size < 1:
-            raise ValueError(f"multidepth.filter_size must be >= 1, got {self.filter_size}")
+        at_least("multidepth.filter_size", self.filter_size, 1)
 
 
 @register_family
-class MultiDepthFamily(ImageEmbeddingFamily):
-    """VGG identity classifier; descriptor = the selected filters' smoothed maps at several depths."""
+class MultiDepthFamily(ImageEmbeddingFamily[MultiDepthOptions]):
+    """VGG identity classifier → smoothed multi-depth filter maps as the descriptor (paper 001).
+
+    The descriptor holds the selected filters' maps at several depths, each box-smoothed.
+    """
 
     name = "multidepth"
-    description = "VGG identity classifier → smoothed multi-depth filter maps as the descriptor (paper 001)"
-    options_type = MultiDepthOptions
     losses = ("id",)
-    legacy_fields: ClassVar[dict[str, str]] = {
-        "multidepth_layers": "layers", "filter_size": "filter_size",
-        "multidepth_image_resolution": "image_resolution",
-    }
     default_metric = "euclidean"  # paper 001 ranks by Euclidean distance
 
     def validate(self, cfg: TrainConfig) -> None:
@@ -67,11 +64,11 @@ class MultiDepthFamily(ImageEmbeddingFamily):
             raise ValueError("model_kind 'multidepth' trains an identity classifier: id_weight must be > 0")
 
     def architecture(self, cfg: TrainConfig) -> str:
-        options: MultiDepthOptions = self.options(cfg)
+        options = self.options(cfg)
         return f"{self.name}:{cfg.backbone}" + "".join(f"+{layer}" for layer in options.layers)
 
     def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
-        options: MultiDepthOptions = self.options(cfg)
+        options = self.options(cfg)
         return MultiDepthVGG(
             num_classes=num_classes, backbone=cfg.backbone, layers=options.layers,
             filter_size=options.filter_size, pretrained=cfg.pretrained,

@@ -22,9 +22,9 @@ Exported as ``encoder.onnx`` (``images`` → ``encoding`` N×E, ``descriptor`` N
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,15 +34,16 @@ from service.contract.manifest import PairwiseSpec, ScoringMode
 from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec
 from service.contract.tensors import ENCODING_A, ENCODING_B, IMAGES
+from training.checks import at_least
 from training.engine.progress import track
 from training.evaluation.distances import compute_distance
-from training.evaluation.evaluator import EvalSettings, EvaluationResult, eval_batches, rank_metrics
+from training.evaluation.evaluator import Batching, EvalSettings, EvaluationResult, rank_metrics
 from training.export.calibrate import calibrate_pairwise, calibrate_scoring, onnx_encodings
 from training.export.graphs import WrittenGraphs, numpy_fn
 from training.export.onnx_io import assert_eval_mode, export_onnx
 from training.export.parity import check_parity, cpu_session, parity_rule
 from training.families.embedding import held_out_arrays
-from training.families.registry import Family, register_family
+from training.families.registry import Family, formerly, register_family
 from training.families.siamese import pair_batch
 from training.models.heads import SAME_INDEX
 from training.models.mls import (
@@ -78,9 +79,9 @@ class PairwiseOptions:
         shortlist: Evaluation: gallery items re-ranked by the comparator per query.
     """
 
-    levels: tuple[str, ...] = ("l2", "l3")
-    part_sizes: dict[str, Any] = field(default_factory=dict)
-    shortlist: int = 100
+    levels: tuple[str, ...] = formerly("mls_levels", ("l2", "l3"))
+    part_sizes: dict[str, Any] = formerly("mls_part_sizes", default_factory=dict)
+    shortlist: int = formerly("pairwise_shortlist", 100)
 
     def __post_init__(self) -> None:
         self.levels = tuple(str(v) for v in self.levels)
@@ -91,30 +92,27 @@ class PairwiseOptions:
             raise ValueError(
                 f"pairwise.part_sizes: unknown levels {unknown}; valid: {', '.join(LEVEL_NAMES)}"
             )
-        if self.shortlist < 1:
-            raise ValueError(f"pairwise.shortlist must be >= 1, got {self.shortlist}")
+        at_least("pairwise.shortlist", self.shortlist, 1)
 
 
 @register_family
-class PairwiseFamily(Family):
-    """The MLS network: encoder + comparator, scored by the comparator on a descriptor shortlist."""
+class PairwiseFamily(Family[PairwiseOptions]):
+    """Multi-level similarity network: encoder + comparator of image pairs (paper 002).
+
+    Scored by the comparator on a descriptor shortlist (the MLS network's own ranking).
+    """
 
     name = "pairwise"
-    description = "multi-level similarity network: encoder + comparator of image pairs (paper 002)"
-    options_type = PairwiseOptions
     pairs = True
     losses = ("verification", "contrastive", "stn")
     network = "mls"
-    legacy_fields: ClassVar[dict[str, str]] = {
-        "mls_levels": "levels", "mls_part_sizes": "part_sizes", "pairwise_shortlist": "shortlist",
-    }
 
     def architecture(self, cfg: TrainConfig) -> str:
-        options: PairwiseOptions = self.options(cfg)
+        options = self.options(cfg)
         return f"{self.name}:{self.network}" + "".join(f"+{level}" for level in options.levels)
 
     def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
-        options: PairwiseOptions = self.options(cfg)
+        options = self.options(cfg)
         parts = {str(k): int(v) for k, v in options.part_sizes.items()} or None
         return MLSNet(levels=options.levels, input_size=(cfg.height, cfg.width), part_sizes=parts)
 
@@ -142,8 +140,8 @@ class PairwiseFamily(Family):
             raise ValueError("rerank and flip are not supported for pairwise (comparator) models")
         options: PairwiseOptions | None = settings.options
         shortlist = settings.shortlist or (options.shortlist if options is not None else 100)
-        q_enc, qf = extract_encodings(model, query, settings.spec, **settings.loader)
-        g_enc, gf = extract_encodings(model, gallery, settings.spec, **settings.loader)
+        q_enc, qf = extract_encodings(model, query, settings)
+        g_enc, gf = extract_encodings(model, gallery, settings)
         descriptor_distmat = compute_distance(qf, gf, settings.metric, p=settings.p)
         distmat = shortlist_distances(
             model, q_enc, g_enc, descriptor_distmat, shortlist=shortlist, device=settings.device,
@@ -231,7 +229,7 @@ class PairwiseFamily(Family):
         return {"pairwise": pairwise, "cosine": scoring["cosine"]}, {**counts, **pairwise_counts}
 
     def manifest_fields(self, cfg: TrainConfig, written: WrittenGraphs, fp16: bool) -> dict[str, Any]:
-        options: PairwiseOptions = self.options(cfg)
+        options = self.options(cfg)
         levels = ", ".join(level.upper() for level in options.levels)
         description = (
             f"{cfg.recipe}: multi-level similarity network ({levels}), encoder + comparator, "
@@ -249,21 +247,14 @@ class PairwiseFamily(Family):
 
 @torch.no_grad()
 def extract_encodings(
-    model: nn.Module,
-    records: Sequence[ImageRecord],
-    spec: PreprocessSpec,
-    *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 128,
-    num_workers: int = 0,
+    model: nn.Module, records: Sequence[ImageRecord], batching: Batching
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Flat float16 encodings ``N × E`` (on CPU) and float32 descriptors ``N × D`` of a pairwise model."""
     net: Any = model
     encodings: list[torch.Tensor] = []
     descriptors: list[np.ndarray] = []
-    loader = {"batch_size": batch_size, "num_workers": num_workers}
-    for images in eval_batches(model, records, spec, label="encodings", **loader):
-        enc = net.encode(images.to(device))
+    for images in batching.batches(model, records, "encodings"):
+        enc = net.encode(images)
         encodings.append(net.flatten_encoding(enc).half().cpu())
         descriptors.append(enc.descriptor.float().cpu().numpy())
     return torch.cat(encodings), np.concatenate(descriptors).astype(np.float32, copy=False)
@@ -310,8 +301,7 @@ def shortlist_distances(
     Comparator scores are positive (Eq. 7) and cosine distances lie in [0, 2], so every shortlisted item ranks
     before every other one; ``shortlist >= G`` scores the whole gallery (exhaustive comparator ranking).
     """
-    if shortlist < 1:
-        raise ValueError(f"shortlist must be >= 1, got {shortlist}")
+    at_least("shortlist", shortlist, 1)
     num_q, num_g = descriptor_distmat.shape
     k = min(shortlist, num_g)
     candidates = np.argsort(descriptor_distmat, axis=1, kind="stable")[:, :k]

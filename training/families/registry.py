@@ -9,13 +9,15 @@ model sizes and checkpoint loading call :func:`get_family` and then the family's
 
 A family with options of its own declares them as a dataclass (``options_type``): ``TrainConfig`` holds one
 such *section* for the run's family (``cfg.section``; ``reid train --siamese.dropout 0.2``; ``"siamese":
-{...}`` in ``config.json``). A section dataclass validates its own fields in ``__post_init__``.
+{...}`` in ``config.json``). A section dataclass validates its own fields in ``__post_init__``; a field
+that older versions held flat in ``TrainConfig`` gives its old name with :func:`formerly`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from service.contract.registry import Registry
 
@@ -32,23 +34,45 @@ if TYPE_CHECKING:
     from training.export.exporter import ExportOptions
     from training.export.graphs import WrittenGraphs
 
+#: Section field metadata key: the field's old flat ``TrainConfig`` name.
+FORMERLY = "formerly"
+
+
+def formerly(
+    old_name: str, default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING
+) -> Any:
+    """A section field that earlier versions held flat in ``TrainConfig`` as ``old_name``.
+
+    Old ``config.json`` files and checkpoints still load and the old flag (``--siamese_dropout``) still works:
+    the config loader and ``reid train`` map ``old_name`` to the section field.
+    """
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={FORMERLY: old_name})
+
+
 #: Every loss the trainer knows: ``TrainConfig.<name>_weight`` switches it on.
 LOSS_NAMES: tuple[str, ...] = ("id", "triplet", "center", "verification", "contrastive", "stn")
 
 
-class Family:
+#: The section dataclass of a family (``Family[SiameseOptions]``), ``None`` for a family without options.
+OptionsT = TypeVar("OptionsT")
+
+
+class Family(Generic[OptionsT]):
     """A model family. Subclass it, set the class attributes, implement the methods, register it.
+
+    The type argument of the base names the family's section (``class SiameseFamily(Family[SiameseOptions])``)
+    and types :meth:`options`.
 
     Attributes:
         name: Registry key and the value of ``TrainConfig.model_kind``.
-        description: One line for ``reid train --help``.
-        options_type: Dataclass of the family's config section, or None (no options of its own).
+        description: One line for ``reid train --help``; :func:`register_family` takes the summary line of
+            the class docstring when it is not set.
+        options_type: Dataclass of the family's config section, or None (no options of its own);
+            :func:`register_family` takes the base's type argument when it is not set.
         pairs: Trained on image pairs (sampler ``pairs``); otherwise on P × K identity batches (``pk``).
         losses: The losses (:data:`LOSS_NAMES`) the family can train with.
         network: The name of the family's own network when it has no backbone (``cfg.backbone`` is then set
             to it), else None.
-        legacy_fields: Old flat ``TrainConfig`` field → field of this family's section (old ``config.json``
-            files and checkpoints still load, old flags still work).
     """
 
     name: ClassVar[str] = ""
@@ -57,15 +81,22 @@ class Family:
     pairs: ClassVar[bool] = False
     losses: ClassVar[tuple[str, ...]] = ()
     network: ClassVar[str | None] = None
-    legacy_fields: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ config
+    @property
+    def legacy_fields(self) -> dict[str, str]:
+        """Old flat ``TrainConfig`` field → field of this family's section (see :func:`formerly`)."""
+        if self.options_type is None:
+            return {}
+        fields = dataclasses.fields(self.options_type)
+        return {f.metadata[FORMERLY]: f.name for f in fields if FORMERLY in f.metadata}
+
     @property
     def sampler(self) -> str:
         """The batch sampler the family trains with."""
         return "pairs" if self.pairs else "pk"
 
-    def options(self, cfg: TrainConfig) -> Any:
+    def options(self, cfg: TrainConfig) -> OptionsT:
         """The run's section of this family (an ``options_type`` instance), or None."""
         return cfg.section
 
@@ -145,15 +176,22 @@ F = TypeVar("F", bound=type[Family])
 def register_family(cls: F) -> F:
     """Class decorator: register one instance of the family under ``cls.name``.
 
-    Raises:
-        ValueError: No name, a name already taken, a loss outside :data:`LOSS_NAMES`, or an options type that
-            is not a dataclass.
-    """
-    import dataclasses
+    Sets ``description`` (the docstring's summary line) and ``options_type`` (the base's type argument)
+    where the class leaves them out.
 
+    Raises:
+        ValueError: No name, a name already taken, no description, a loss outside :data:`LOSS_NAMES`, or an
+            options type that is not a dataclass.
+    """
     name = cls.name
     if not name or not name.isidentifier():
         raise ValueError(f"family {cls.__name__} needs a name that is an identifier, got {name!r}")
+    if "description" not in vars(cls):
+        cls.description = " ".join((cls.__doc__ or "").split("\n\n")[0].split()).rstrip(".")
+    if not cls.description:
+        raise ValueError(f"family {name!r} needs a description or a docstring (its --help line)")
+    if cls.options_type is None:
+        cls.options_type = _section_type(cls)
     unknown = sorted(set(cls.losses) - set(LOSS_NAMES))
     if unknown or not cls.losses:
         raise ValueError(
@@ -163,6 +201,16 @@ def register_family(cls: F) -> F:
         raise ValueError(f"family {name!r}: options_type must be a dataclass, got {cls.options_type!r}")
     _FAMILIES.add(cls())
     return cls
+
+
+def _section_type(cls: type[Family]) -> type | None:
+    """The type argument of the family's base (``Family[SiameseOptions]``): a class, else None."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Family):
+            arg = get_args(base)[0]
+            return arg if isinstance(arg, type) and arg is not type(None) else None
+    return None
 
 
 #: Registered family names, in registration order.

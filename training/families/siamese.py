@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from service.contract.manifest import VerificationSpec
 from service.contract.scoring import SERVED_EMBEDDING_METRICS, HeadWeights, score_matrix
+from training.checks import unit_interval
 from training.evaluation.evaluator import (
     EvalSettings,
     EvaluationResult,
@@ -33,7 +34,7 @@ from training.export.graphs import (
     write_verification_head,
 )
 from training.families.embedding import ImageEmbeddingFamily, build_backbone_of
-from training.families.registry import register_family
+from training.families.registry import formerly, register_family
 from training.models.heads import SAME_INDEX
 from training.models.reid_model import SIAMESE_EMBEDDINGS, SiameseModel
 
@@ -52,13 +53,12 @@ class SiameseOptions:
         relu: ReLU after the square layer (the fusion paper's layer list; an identity on a square).
     """
 
-    dropout: float = 0.5
-    embedding: str = "pooled"
-    relu: bool = False
+    dropout: float = formerly("siamese_dropout", 0.5)
+    embedding: str = formerly("siamese_embedding", "pooled")
+    relu: bool = formerly("siamese_relu", False)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"siamese.dropout must be in [0, 1), got {self.dropout}")
+        unit_interval("siamese.dropout", self.dropout)
         if self.embedding not in SIAMESE_EMBEDDINGS:
             raise ValueError(
                 f"siamese.embedding must be one of {', '.join(SIAMESE_EMBEDDINGS)}; got {self.embedding!r}"
@@ -95,29 +95,27 @@ def softmax_same_probability(model: nn.Module, query: np.ndarray, gallery: np.nd
 
 
 @register_family
-class SiameseFamily(ImageEmbeddingFamily):
-    """Shared backbone → pooled features → square-layer verification head (+ identity classifiers)."""
+class SiameseFamily(ImageEmbeddingFamily[SiameseOptions]):
+    """Shared backbone over image pairs + square-layer verification head (+ ID), papers 000 / 004.
+
+    Backbone → pooled features → square-layer verification head (+ identity classifiers).
+    """
 
     name = "siamese"
-    description = "shared backbone over image pairs + square-layer verification head (+ ID), papers 000 / 004"
-    options_type = SiameseOptions
     pairs = True
     losses = ("id", "verification", "contrastive")
-    legacy_fields: ClassVar[dict[str, str]] = {
-        "siamese_dropout": "dropout", "siamese_embedding": "embedding", "siamese_relu": "relu",
-    }
     default_metric = "softmax"
     scoring_metrics = (*SERVED_EMBEDDING_METRICS, "softmax")
 
     def architecture(self, cfg: TrainConfig) -> str:
-        options: SiameseOptions = self.options(cfg)
+        options = self.options(cfg)
         name = f"{self.name}:{cfg.backbone}"
         if options.embedding != "pooled":
             name += f"+{options.embedding}"
         return name + ("+noid" if cfg.id_weight == 0 else "")
 
     def build(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
-        options: SiameseOptions = self.options(cfg)
+        options = self.options(cfg)
         return SiameseModel(
             build_backbone_of(cfg), num_classes=num_classes if cfg.id_weight > 0 else None,
             dropout=options.dropout, embedding=options.embedding, pool=cfg.pooling, relu=options.relu,
@@ -152,8 +150,8 @@ class SiameseFamily(ImageEmbeddingFamily):
         result.scores["softmax"] = softmax_same_probability(model, qf, gf)
         same = result.scores["softmax"]
         if settings.flip:  # the ranking uses flip TTA; the calibration scores stay without it
-            rank_qf = extract_features(model, query, settings.spec, flip=True, **settings.loader)
-            rank_gf = extract_features(model, gallery, settings.spec, flip=True, **settings.loader)
+            rank_qf = extract_features(model, query, settings, flip=True)
+            rank_gf = extract_features(model, gallery, settings, flip=True)
             same = softmax_same_probability(model, rank_qf, rank_gf)
         softmax = rank_metrics(1.0 - same, result.ids(), single_shot=settings.single_shot)
         result.metrics["softmax"] = {k: v for k, v in softmax.items() if k != "cmc"}

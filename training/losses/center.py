@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from training.checks import positive
+
 
 class CenterLoss(nn.Module):
     """``mean_n ||f_n − c_{y_n}||²`` (BoT's implementation: sum of squares, averaged over the batch).
@@ -46,15 +48,13 @@ class CenterLoss(nn.Module):
 
 def center_optimizer(center_loss: CenterLoss, lr: float = 0.5) -> torch.optim.SGD:
     """The separate plain-SGD optimizer for the centers (BoT: lr 0.5)."""
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    positive("lr", lr)
     return torch.optim.SGD(center_loss.parameters(), lr=lr)
 
 
 def rescale_center_gradients(center_loss: CenterLoss, weight: float) -> None:
     """Divide the center gradients by the loss weight β (undo its scaling) before the center step."""
-    if weight <= 0:
-        raise ValueError(f"weight must be > 0, got {weight}")
+    positive("weight", weight)
     for param in center_loss.parameters():
         if param.grad is not None:
             param.grad.mul_(1.0 / weight)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from training.checks import positive
+
 
 def contrastive_loss_from_distances(distances: Tensor, is_same: Tensor, margin: float = 1.0) -> Tensor:
     """The contrastive loss for given pair distances (N) and same-person flags (N, bool or 0/1)."""
@@ -28,8 +30,7 @@ class ContrastiveLoss(nn.Module):
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
-        if margin <= 0:
-            raise ValueError(f"margin must be > 0, got {margin}")
+        positive("margin", margin)
         self.margin = margin
 
     def forward(self, embeddings_a: Tensor, embeddings_b: Tensor, is_same: Tensor) -> Tensor:

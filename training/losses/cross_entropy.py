@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from training.checks import at_least, unit_interval
+
 
 class CrossEntropyLabelSmooth(nn.Module):
     """Cross-entropy against smoothed one-hot targets ``(1 − ε)·onehot(y) + ε / C``.
@@ -19,12 +21,8 @@ class CrossEntropyLabelSmooth(nn.Module):
 
     def __init__(self, num_classes: int, epsilon: float = 0.1) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if not 0.0 <= epsilon < 1.0:
-            raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
-        self.num_classes = num_classes
-        self.epsilon = epsilon
+        self.num_classes = at_least("num_classes", num_classes, 1)
+        self.epsilon = unit_interval("epsilon", epsilon)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Mean smoothed cross-entropy.

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from training.checks import at_least, positive, unit_interval
+
 #: Index of the "same person" logit / probability in every verification output.
 SAME_INDEX = 1
 #: Index of the "different persons" logit / probability in every verification output.
@@ -48,9 +50,7 @@ class GeneralizedMeanPooling(nn.Module):
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
-        if p <= 0:
-            raise ValueError(f"GeM exponent p must be > 0, got {p}")
-        self.p = p
+        self.p = positive("GeM exponent p", p)
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
@@ -116,14 +116,10 @@ class BNNeckHead(nn.Module):
         self, in_dim: int, num_classes: int, *, embedding_dim: int | None = None, pool: str = "avg"
     ) -> None:
         super().__init__()
-        if in_dim < 1:
-            raise ValueError(f"in_dim must be >= 1, got {in_dim}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.in_dim = at_least("in_dim", in_dim, 1)
+        self.num_classes = at_least("num_classes", num_classes, 1)
         if embedding_dim is not None and embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1 or None, got {embedding_dim}")
-        self.in_dim = in_dim
-        self.num_classes = num_classes
         self.embedding_dim = embedding_dim if embedding_dim is not None else in_dim
         self.pool = build_pooling(pool)
         self.reduction: nn.Module
@@ -159,12 +155,9 @@ class IdentityClassifier(nn.Module):
 
     def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.5) -> None:
         super().__init__()
-        if in_dim < 1 or num_classes < 1:
-            raise ValueError(f"in_dim and num_classes must be >= 1, got {in_dim} and {num_classes}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.num_classes = num_classes
-        self.dropout = nn.Dropout(dropout)
+        at_least("in_dim", in_dim, 1)
+        self.num_classes = at_least("num_classes", num_classes, 1)
+        self.dropout = nn.Dropout(unit_interval("dropout", dropout))
         self.classifier = nn.Linear(in_dim, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.001)
         nn.init.zeros_(self.classifier.bias)
@@ -188,13 +181,9 @@ class VerificationHead(nn.Module):
 
     def __init__(self, in_dim: int, *, dropout: float = 0.5, relu: bool = False) -> None:
         super().__init__()
-        if in_dim < 1:
-            raise ValueError(f"in_dim must be >= 1, got {in_dim}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.in_dim = in_dim
+        self.in_dim = at_least("in_dim", in_dim, 1)
         self.relu = relu
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(unit_interval("dropout", dropout))
         self.classifier = nn.Linear(in_dim, 2)
         nn.init.normal_(self.classifier.weight, std=0.001)
         nn.init.zeros_(self.classifier.bias)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from training.checks import at_least
 from training.models.backbones import Backbone, build_backbone
 
 DEFAULT_LAYERS: tuple[str, ...] = ("pool3", "pool4", "pool5")
@@ -46,8 +47,7 @@ def box_smooth(maps: Tensor, filter_size: int) -> Tensor:
     Returns:
         Smoothed maps of the same shape.
     """
-    if filter_size < 1:
-        raise ValueError(f"filter_size must be >= 1, got {filter_size}")
+    at_least("filter_size", filter_size, 1)
     if filter_size == 1:
         return maps
     before, after = (filter_size - 1) // 2, filter_size // 2
@@ -94,10 +94,8 @@ class MultiDepthVGG(nn.Module):
         pretrained: str | None = None,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if filter_size < 1:
-            raise ValueError(f"filter_size must be >= 1, got {filter_size}")
+        at_least("num_classes", num_classes, 1)
+        at_least("filter_size", filter_size, 1)
         if isinstance(backbone, str):
             backbone = build_backbone(backbone, pretrained=pretrained)
         self.backbone = backbone
@@ -248,8 +246,7 @@ def explore_filters(
     Returns:
         ``{layer: [channel, ...]}``, ready for :meth:`MultiDepthVGG.set_selection`.
     """
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    at_least("top_k", top_k, 1)
     selected: dict[str, list[int]] = {}
     for layer, (d_s, d_d) in filter_margins(model, triplets, layers=layers).items():
         if top_k > d_s.numel():

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from training.checks import at_least
+
 CORRELATION_METHODS: tuple[str, ...] = ("grouped", "padded", "unfold")
 
 # The constrained affine transform: scales in (MIN_SCALE, 1], |shear / rotation| < MAX_ROTATION, and a
@@ -121,8 +123,7 @@ class StripeSTN(nn.Module):
             raise ValueError(
                 f"stripe_rows must be equal-height row ranges inside [0, {height}), got {list(stripe_rows)}"
             )
-        if part_size < 1:
-            raise ValueError(f"part_size must be >= 1, got {part_size}")
+        at_least("part_size", part_size, 1)
         self.stripe_rows = tuple(stripe_rows)
         self.part_size = part_size
         self.localization = LocalizationNet(in_channels)
@@ -215,8 +216,7 @@ class DepthwiseCorrelation(nn.Module):
         super().__init__()
         if method not in CORRELATION_METHODS:
             raise ValueError(f"unknown correlation method {method!r}; valid methods: {CORRELATION_METHODS}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        at_least("max_batch", max_batch, 1)
         self.method = method
         self.max_batch = max_batch
 

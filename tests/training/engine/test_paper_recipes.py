@@ -17,6 +17,7 @@ from training.engine.config import TrainConfig
 from training.engine.paper_recipes import PAPER_RECIPES
 from training.engine.recipes import get_recipe, resolve_config
 from training.engine.sizes import recipe_size
+from training.evaluation.evaluator import Batching
 from training.evaluation.report import verification_summary
 from training.families.pairwise import comparator_scores, extract_encodings, shortlist_distances
 from training.models.mls import MLSNet, MLSOutput
@@ -195,8 +196,8 @@ def test_shortlist_of_whole_gallery_is_exhaustive_comparator_ranking(tiny_market
     model = build_model(cfg, 1).eval()
     split = build_dataset("market1501", tiny_market)
     spec = preprocess_spec(cfg)
-    q_enc, qf = extract_encodings(model, split.query[:4], spec)
-    g_enc, gf = extract_encodings(model, split.gallery, spec)
+    q_enc, qf = extract_encodings(model, split.query[:4], Batching(spec))
+    g_enc, gf = extract_encodings(model, split.gallery, Batching(spec))
     descriptor = 1.0 - qf @ gf.T
     full = shortlist_distances(model, q_enc, g_enc, descriptor, shortlist=len(gf))
     rows = torch.arange(4).repeat_interleave(len(gf))

@@ -10,6 +10,7 @@ import torch
 
 from training.data.datasets.base import ImageRecord, ReidSplit
 from training.evaluation.evaluator import EvaluationResult, is_single_shot, rank_metrics
+from training.evaluation.metrics import RankIds
 from training.evaluation.report import calibration_masks
 from training.families.siamese import softmax_same_probability
 from training.models.heads import VerificationHead
@@ -40,7 +41,7 @@ def test_softmax_matrix_equals_the_head_on_every_pair() -> None:
 def test_rank_metrics_known_values_and_single_shot() -> None:
     # 2 queries (persons 1, 2 in camera 1); gallery: person 1 twice and person 2 once, all in camera 2.
     distmat = np.array([[0.1, 0.9, 0.5], [0.2, 0.8, 0.3]])
-    ids = (np.array([1, 2]), np.array([1, 1, 2]), np.array([1, 1]), np.array([2, 2, 2]))
+    ids = RankIds(np.array([1, 2]), np.array([1, 1, 2]), np.array([1, 1]), np.array([2, 2, 2]))
     metrics = rank_metrics(distmat, ids, single_shot=True, repetitions=4)
     # query 1: matches at ranks 1 and 3 → AP = (1 + 2/3) / 2; query 2: its match is at rank 2 → AP 1/2.
     assert metrics["rank1"] == pytest.approx(0.5) and metrics["rank5"] == pytest.approx(1.0)

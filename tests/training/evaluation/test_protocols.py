@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from training.data.datasets.base import ImageRecord
+from training.evaluation.metrics import RankIds
 from training.evaluation.protocols import (
     aggregate_runs,
     format_runs,
@@ -64,7 +65,7 @@ def test_single_shot_runs_subset_columns() -> None:
     distmat = np.array([[0.9, 0.1, 0.5, 0.6], [0.5, 0.6, 0.1, 0.9]])
     q_pids, g_pids = np.array([0, 1]), np.array([0, 0, 1, 1])
     q_cams, g_cams = np.zeros(2, dtype=int), np.ones(4, dtype=int)
-    runs = single_shot_runs(distmat, q_pids, g_pids, q_cams, g_cams, repetitions=20, seed=0)
+    runs = single_shot_runs(distmat, RankIds(q_pids, g_pids, q_cams, g_cams), repetitions=20, seed=0)
     assert len(runs) == 20
     rank1 = np.array([r["rank1"] for r in runs])
     # Each draw keeps one image per person: rank-1 is 0.5, 1.0 or 0.0 depending on which images are kept.
@@ -74,7 +75,8 @@ def test_single_shot_runs_subset_columns() -> None:
 
 
 def test_single_shot_runs_rejects_bad_arguments() -> None:
+    ids = RankIds(np.array([0]), np.array([0, 1]), np.array([0]), np.array([1, 1]))
     with pytest.raises(ValueError, match="repetitions"):
-        single_shot_runs(np.zeros((1, 2)), [0], [0, 1], [0], [1, 1], repetitions=0)
+        single_shot_runs(np.zeros((1, 2)), ids, repetitions=0)
     with pytest.raises(ValueError, match="gallery size"):
-        single_shot_runs(np.zeros((1, 3)), [0], [0, 1], [0], [1, 1])
+        single_shot_runs(np.zeros((1, 3)), ids)

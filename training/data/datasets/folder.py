@@ -25,6 +25,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from training.checks import at_least
 from training.data.datasets._layout import is_image, split_rng
 from training.data.datasets.base import DatasetError, ImageRecord, ReidSplit, register_dataset, relabel
 
@@ -106,8 +107,7 @@ def load_folder(
     """
     if not 0.0 <= train_fraction <= 1.0:
         raise ValueError(f"train_fraction must be in [0, 1], got {train_fraction}")
-    if query_per_id < 1:
-        raise ValueError(f"query_per_id must be >= 1, got {query_per_id}")
+    at_least("query_per_id", query_per_id, 1)
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: missing directory (folder of <person>/<camera>_<name> images)")

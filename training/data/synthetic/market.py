@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from training.checks import at_least
 from training.data.synthetic.attributes import PersonAttributes, sample_person
 from training.data.synthetic.cameras import (
     VIEWS,
@@ -235,8 +236,7 @@ def generate_market_dataset(
     """
     config.validate()
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    at_least("workers", workers, 1)
     root = Path(out)
     for subset in SUBSETS:
         folder = root / subset

@@ -17,6 +17,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
+from training.checks import unit_interval
 from training.models.backbones.base import Backbone, LevelStep
 from training.models.backbones.layers import (
     NormFactory,
@@ -139,8 +140,7 @@ class EfficientNet(Backbone):
         bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        if not 0.0 <= stochastic_depth_prob < 1.0:
-            raise ValueError(f"stochastic_depth_prob must be in [0, 1), got {stochastic_depth_prob}")
+        unit_interval("stochastic_depth_prob", stochastic_depth_prob)
         norm: NormFactory = partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)
         stages = [
             StageConfig(

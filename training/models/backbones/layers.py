@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from training.checks import unit_interval
+
 NormFactory = Callable[[int], nn.Module]
 ActivationFactory = Callable[[], nn.Module]
 
@@ -105,8 +107,7 @@ class StochasticDepth(nn.Module):
 
     def __init__(self, p: float) -> None:
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"stochastic depth probability must be in [0, 1), got {p}")
+        unit_interval("stochastic depth probability", p)
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from training.checks import at_least
 from training.models.backbones.base import Backbone, LevelStep
 from training.models.backbones.layers import init_conv_bn
 from training.models.backbones.registry import register_backbone
@@ -172,8 +173,7 @@ class OSNet(Backbone):
         self, *, channels: tuple[int, int, int, int], blocks_per_stage: int = 2, instance_norm: bool = False
     ) -> None:
         super().__init__()
-        if blocks_per_stage < 1:
-            raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
+        at_least("blocks_per_stage", blocks_per_stage, 1)
         c1, c2, c3, c4 = channels
         self.conv1 = ConvLayer(3, c1, kernel_size=7, stride=2, instance_norm=instance_norm)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from training.checks import at_least
 from training.models.backbones.base import Backbone, LevelStep
 from training.models.backbones.layers import init_conv_bn
 from training.models.backbones.osnet import (
@@ -41,8 +42,7 @@ class LightConvStream(nn.Module):
 
     def __init__(self, channels: int, depth: int) -> None:
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
+        at_least("depth", depth, 1)
         self.layers = nn.Sequential(*(LightConv3x3(channels, channels) for _ in range(depth)))
 
     def forward(self, x: Tensor) -> Tensor:
