@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from service.contract import tensors
 from service.contract.manifest import PairwiseSpec, ScoringMode
 from service.contract.parity import ParityReport
 from service.contract.preprocess import PreprocessSpec
@@ -47,9 +48,6 @@ from training.families.registry import Family, formerly, register_family
 from training.families.siamese import pair_batch
 from training.models.heads import SAME_INDEX
 from training.models.mls import (
-    COMPARATOR_INPUT_NAMES,
-    COMPARATOR_OUTPUT_NAMES,
-    ENCODER_OUTPUT_NAMES,
     LEVEL_NAMES,
     MLSComparatorExport,
     MLSEncoderExport,
@@ -181,14 +179,14 @@ class PairwiseFamily(Family[PairwiseOptions]):
         encoder = MLSEncoderExport(net).eval()
         export_onnx(
             encoder, (torch.from_numpy(images[:2]),), folder / ENCODER_FILE, input_names=[IMAGES],
-            output_names=list(ENCODER_OUTPUT_NAMES), opset=opset,
+            output_names=list(tensors.ENCODER_OUTPUTS), opset=opset,
         )
-        for index, name in enumerate(ENCODER_OUTPUT_NAMES):
+        for index, name in enumerate(tensors.ENCODER_OUTPUTS):
             out.parity.outputs[f"encoder_{name}"] = check_parity(
                 folder / ENCODER_FILE, numpy_fn(encoder, index), {IMAGES: images}, fp16=False, output=index
             )
         session = cpu_session(folder / ENCODER_FILE)
-        encoding, descriptor = session.run(list(ENCODER_OUTPUT_NAMES), {IMAGES: images})
+        encoding, descriptor = session.run(list(tensors.ENCODER_OUTPUTS), {IMAGES: images})
         out.files["encoder"] = ENCODER_FILE
         out.embedding_dim, out.encoding_dim = int(descriptor.shape[1]), int(encoding.shape[1])
 
@@ -199,10 +197,11 @@ class PairwiseFamily(Family[PairwiseOptions]):
         example = torch.from_numpy(encoding[:2])
         export_onnx(
             comparator, (example, example.flip(0)), folder / COMPARATOR_FILE,
-            input_names=list(COMPARATOR_INPUT_NAMES), output_names=list(COMPARATOR_OUTPUT_NAMES), opset=opset,
+            input_names=list(tensors.COMPARATOR_INPUTS), output_names=list(tensors.COMPARATOR_OUTPUTS),
+            opset=opset,
         )
         pairs = {ENCODING_A: encoding, ENCODING_B: np.roll(encoding, 1, axis=0)}
-        for index, name in enumerate(COMPARATOR_OUTPUT_NAMES[:2]):  # score, probabilities
+        for index, name in enumerate(tensors.COMPARATOR_OUTPUTS[:2]):  # score, probabilities
             out.parity.outputs[f"comparator_{name}"] = check_parity(
                 folder / COMPARATOR_FILE, numpy_fn(comparator, index), pairs, fp16=False, output=index
             )

@@ -50,7 +50,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from service.contract import tensors
 from training.models.flops import FlopCount, count_flops
 from training.models.heads import SAME_INDEX
 from training.models.stn import DepthwiseCorrelation, StripeSTN, conv_bn_relu
@@ -61,9 +60,6 @@ CHANNELS = 96
 DESCRIPTOR_DIM = 256
 SCORE_WEIGHT = 0.2  # λ of Eq. 7
 SCORE_EPS = 1e-4  # ε of Eq. 7
-ENCODER_OUTPUT_NAMES = tensors.ENCODER_OUTPUTS
-COMPARATOR_INPUT_NAMES = tensors.COMPARATOR_INPUTS
-COMPARATOR_OUTPUT_NAMES = tensors.COMPARATOR_OUTPUTS
 #: Table 5 of the paper: levels → (parameters, GFLOPs of one pair).
 PAPER_SIZES: dict[tuple[str, ...], tuple[float, float]] = {
     ("l2", "l3"): (0.5e6, 0.96),

@@ -11,12 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from service.contract import tensors
 from training.models.flops import count_flops, count_parameters
 from training.models.heads import SAME_INDEX
 from training.models.mls import (
-    COMPARATOR_INPUT_NAMES,
-    COMPARATOR_OUTPUT_NAMES,
-    ENCODER_OUTPUT_NAMES,
     PAPER_SIZES,
     MLSComparatorExport,
     MLSEncoderExport,
@@ -219,9 +217,10 @@ def test_encoder_and_comparator_export_match_onnxruntime_at_batch_1_and_3(method
     model.set_correlation_method(method, max_batch=4)
     encoder, comparator = MLSEncoderExport(model), MLSComparatorExport(model)
     dim = model.encoding_dim
-    encoder_session = _export(encoder, (torch.randn(1, 3, *SMALL_SIZE),), ("images",), ENCODER_OUTPUT_NAMES)
+    image = (torch.randn(1, 3, *SMALL_SIZE),)
+    encoder_session = _export(encoder, image, (tensors.IMAGES,), tensors.ENCODER_OUTPUTS)
     pair = (torch.randn(1, dim), torch.randn(1, dim))
-    comparator_session = _export(comparator, pair, COMPARATOR_INPUT_NAMES, COMPARATOR_OUTPUT_NAMES)
+    comparator_session = _export(comparator, pair, tensors.COMPARATOR_INPUTS, tensors.COMPARATOR_OUTPUTS)
     for batch in (1, 3):
         images_a, images_b = torch.randn(batch, 3, *SMALL_SIZE), torch.randn(batch, 3, *SMALL_SIZE)
         with torch.no_grad():
