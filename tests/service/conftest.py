@@ -37,6 +37,7 @@ from service.contract.manifest import (
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import HeadWeights, higher_is_better, pair_scores
 from tests.service.milvus_server import milvus_uri  # noqa: F401  (session fixture)
+from tests.service.tiny_pairwise import People, make_people, write_pairwise_models
 
 EMBED_DIM = 16
 INPUT_H, INPUT_W = 32, 16
@@ -316,3 +317,15 @@ async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
 def serve() -> Callable[[Settings], object]:
     """``async with serve(settings) as (app, client): ...``"""
     return running
+
+
+@pytest.fixture(scope="session")
+def pairwise_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pairwise model repository of ``tiny_pairwise.py``, written once for the session."""
+    return write_pairwise_models(tmp_path_factory.mktemp("pairwise-models"))
+
+
+@pytest.fixture(scope="session")
+def people() -> People:
+    """The three colour identities the tiny pairwise model separates."""
+    return make_people()
