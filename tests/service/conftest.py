@@ -37,7 +37,7 @@ from service.contract.manifest import (
 from service.contract.preprocess import preprocess_bytes
 from service.contract.scoring import HeadWeights, higher_is_better, pair_scores
 from tests.service.milvus_server import milvus_uri  # noqa: F401  (session fixture)
-from tests.service.tiny_pairwise import People, make_people, write_pairwise_models
+from tests.service.tiny_pairwise import People, finish, make_people, square_head, write_pairwise_models
 
 EMBED_DIM = 16
 INPUT_H, INPUT_W = 32, 16
@@ -90,40 +90,13 @@ def _embedding_graph(rng: np.random.Generator) -> onnx.ModelProto:
             for a, n in ((conv_w, "conv_w"), (conv_b, "conv_b"), (gemm_w, "gemm_w"), (gemm_b, "gemm_b"))
         ],
     )
-    return _finish(graph)
+    return finish(graph)
 
 
 def _head_graph(weight: np.ndarray, bias: float) -> onnx.ModelProto:
     """Sub → Mul (square) → Gemm (2 logits; the 'same' column holds w, b) → Softmax."""
-    b_mat = np.zeros((EMBED_DIM, 2), dtype=np.float32)
-    b_mat[:, SAME_INDEX] = weight
-    c_vec = np.zeros(2, dtype=np.float32)
-    c_vec[SAME_INDEX] = bias
-    nodes = [
-        helper.make_node("Sub", ["embeddings_a", "embeddings_b"], ["diff"]),
-        helper.make_node("Mul", ["diff", "diff"], ["sq"]),
-        helper.make_node("Gemm", ["sq", "head_w", "head_b"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-    ]
-    vi = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        nodes,
-        "tiny_verification_head",
-        [
-            vi("embeddings_a", TensorProto.FLOAT, ["N", EMBED_DIM]),
-            vi("embeddings_b", TensorProto.FLOAT, ["N", EMBED_DIM]),
-        ],
-        [vi("probabilities", TensorProto.FLOAT, ["N", 2])],
-        [numpy_helper.from_array(b_mat, "head_w"), numpy_helper.from_array(c_vec, "head_b")],
-    )
-    return _finish(graph)
-
-
-def _finish(graph: onnx.GraphProto) -> onnx.ModelProto:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    inputs = ("embeddings_a", "embeddings_b")
+    return square_head("tiny_verification_head", inputs, EMBED_DIM, weight, bias, SAME_INDEX, score=False)
 
 
 def _calibrate(same: np.ndarray, diff: np.ndarray, higher: bool) -> ScoringMode:

@@ -54,7 +54,8 @@ def _image(colour: tuple[int, int, int], seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _finish(graph: onnx.GraphProto) -> onnx.ModelProto:
+def finish(graph: onnx.GraphProto) -> onnx.ModelProto:
+    """A checked opset-17 model of the graph."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -89,37 +90,42 @@ def _encoder(rng: np.random.Generator, normalize: bool = True) -> onnx.ModelProt
         ],
         [numpy_helper.from_array(a, n) for n, a in inits.items()],
     )
-    return _finish(graph)
+    return finish(graph)
+
+
+def square_head(
+    name: str, inputs: tuple[str, str], dim: int, weight: np.ndarray, bias: float, same: int, score: bool
+) -> onnx.ModelProto:
+    """The square-layer verification head as an ONNX model: (a − b)² → Gemm (2 logits; column ``same`` holds
+    ``weight`` and ``bias``) → Softmax → ``probabilities``; with ``score``, also ``score`` = p(same), first
+    (the comparator's outputs)."""
+    b_mat = np.zeros((dim, 2), dtype=np.float32)
+    b_mat[:, same] = weight
+    c_vec = np.zeros(2, dtype=np.float32)
+    c_vec[same] = bias
+    nodes = [
+        helper.make_node("Sub", list(inputs), ["diff"]),
+        helper.make_node("Mul", ["diff", "diff"], ["sq"]),
+        helper.make_node("Gemm", ["sq", "w", "b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    vi = helper.make_tensor_value_info
+    outputs = [vi("probabilities", TensorProto.FLOAT, ["N", 2])]
+    weights = [numpy_helper.from_array(b_mat, "w"), numpy_helper.from_array(c_vec, "b")]
+    if score:
+        nodes.append(helper.make_node("Gather", ["probabilities", "same_col"], ["score"], axis=1))
+        outputs.insert(0, vi("score", TensorProto.FLOAT, ["N"]))
+        weights.append(numpy_helper.from_array(np.array(same, dtype=np.int64), "same_col"))
+    graph = helper.make_graph(
+        nodes, name, [vi(n, TensorProto.FLOAT, ["N", dim]) for n in inputs], outputs, weights
+    )
+    return finish(graph)
 
 
 def _comparator(weight: np.ndarray, bias: float) -> onnx.ModelProto:
     """(a − b)² → Gemm (the 'same' logit is Σ w(a − b)² + bias) → Softmax → score = p(same)."""
-    b_mat = np.zeros((ENC_DIM, 2), dtype=np.float32)
-    b_mat[:, SAME] = weight
-    c_vec = np.array([0.0, bias] if SAME == 1 else [bias, 0.0], dtype=np.float32)
-    nodes = [
-        helper.make_node("Sub", ["encoding_a", "encoding_b"], ["diff"]),
-        helper.make_node("Mul", ["diff", "diff"], ["sq"]),
-        helper.make_node("Gemm", ["sq", "cmp_w", "cmp_b"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-        helper.make_node("Gather", ["probabilities", "same_col"], ["score"], axis=1),
-    ]
-    vi = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        nodes,
-        "tiny_pairwise_comparator",
-        [
-            vi("encoding_a", TensorProto.FLOAT, ["N", ENC_DIM]),
-            vi("encoding_b", TensorProto.FLOAT, ["N", ENC_DIM]),
-        ],
-        [vi("score", TensorProto.FLOAT, ["N"]), vi("probabilities", TensorProto.FLOAT, ["N", 2])],
-        [
-            numpy_helper.from_array(b_mat, "cmp_w"),
-            numpy_helper.from_array(c_vec, "cmp_b"),
-            numpy_helper.from_array(np.array(SAME, dtype=np.int64), "same_col"),
-        ],
-    )
-    return _finish(graph)
+    inputs = ("encoding_a", "encoding_b")
+    return square_head("tiny_pairwise_comparator", inputs, ENC_DIM, weight, bias, SAME, score=True)
 
 
 def _save_model(
