@@ -14,7 +14,7 @@ seen by the next search of any process sharing the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -91,7 +91,7 @@ class VectorQuery:
     filters: SearchFilter = field(default_factory=SearchFilter)
     aggregate: bool = False
 
-    def metric_in(self, available: Iterable[str]) -> str:
+    def metric_in(self, available: Collection[str]) -> str:
         """The query's metric, checked against a store's metrics.
 
         Raises:
