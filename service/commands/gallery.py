@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     def store(where: str) -> GalleryStore:
         if where in STORES:  # a store by name, configured by the REID_* settings
             return create_gallery(settings.model_copy(update={"gallery": where}), spec)
-        folder = next(kind.name for kind in STORES.values() if kind.in_data_dir)  # a data dir
-        return create_gallery(settings.model_copy(update={"gallery": folder, "data_dir": Path(where)}), spec)
+        local = next(kind.name for kind in STORES.values() if kind.in_data_dir)  # a data dir: the store there
+        return create_gallery(settings.model_copy(update={"gallery": local, "data_dir": Path(where)}), spec)
 
     source, dest = store(args.source), store(args.dest)
     source.open()

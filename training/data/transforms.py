@@ -197,9 +197,7 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         for name in ("flip", "erasing"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} probability must be in [0, 1], got {value}")
+            unit_interval(f"{name} probability", getattr(self, name), include_one=True)
         at_least("pad", self.pad, 0)
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {self.pad_mode!r}")

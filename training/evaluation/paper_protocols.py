@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from service.contract.registry import Registry
+from training.checks import at_least
 
 #: The metrics aggregated over splits (fractions in our reports, percent in the papers' rows).
 METRIC_KEYS: tuple[str, ...] = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -98,8 +99,7 @@ class PaperProtocol:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        if self.num_splits < 1:
-            raise ValueError(f"protocol {self.name!r}: num_splits must be >= 1, got {self.num_splits}")
+        at_least(f"protocol {self.name!r}: num_splits", self.num_splits, 1)
         if self.split_option is None and self.num_splits != 1:
             raise ValueError(f"protocol {self.name!r}: a dataset without split_option has exactly 1 split")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))

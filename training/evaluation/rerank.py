@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from training.checks import at_least
+from training.checks import at_least, unit_interval
 
 
 def _validate(
@@ -51,8 +51,7 @@ def _validate(
         raise ValueError(f"need at least one query and one gallery image, got {num_q} and {num_g}")
     if k1 < 1 or k2 < 1:
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
-    if not 0.0 <= lambda_value <= 1.0:
-        raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value}")
+    unit_interval("lambda_value", lambda_value, include_one=True)
     for name, d in (("q_g_dist", q_g_dist), ("q_q_dist", q_q_dist), ("g_g_dist", g_g_dist)):
         if not np.all(np.isfinite(d)):
             raise ValueError(f"{name} contains NaN or infinite values")
